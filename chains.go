@@ -1,0 +1,477 @@
+package remotecache
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+)
+
+// Target receives the records of a cache graph, dependencies first. Both
+// CacheChains (and so every Exporter) and test spies implement it; Parse and
+// Import write into any Target.
+type Target interface {
+	// Add adds the record dgst, reached from the records in deps (one
+	// slice per input slot, each with at least one link), with results.
+	// It returns the record's handle, to be used as a Link's Src, and
+	// false when the record cannot be exported (a "random:" digest).
+	Add(dgst digest.Digest, deps [][]Link, results []Result) (Record, bool, error)
+}
+
+// Record is an opaque handle to a record added to a Target.
+type Record interface {
+	// Digest is the record's cache key digest.
+	Digest() digest.Digest
+}
+
+// Link is one way to reach a record: from the record Src, through an
+// optional Selector.
+type Link struct {
+	Src      Record
+	Selector string
+}
+
+// Result is one result of a record: layer blobs and when they were made.
+type Result struct {
+	CreatedAt time.Time
+	Remote    *Remote
+}
+
+// Remote is a chain of layer blobs, base layer first, and where to read
+// them. The Provider may also implement content.InfoProvider; Marshal then
+// drops results whose blobs it does not have.
+type Remote struct {
+	Descriptors []ocispec.Descriptor
+	Provider    content.Provider
+}
+
+// CacheChains collects a cache graph through Add and turns it into a cache
+// config with Marshal. It is safe for concurrent use.
+type CacheChains struct {
+	mu      sync.Mutex
+	roots   map[digest.Digest]*record
+	records []*record // every record ever made, in creation order
+	// children indexes the links: for a source record, an input slot, a
+	// selector and a target digest, the records linked that way.
+	children map[childKey]childSet
+	slab     []record
+}
+
+// NewCacheChains returns an empty graph.
+func NewCacheChains() *CacheChains {
+	return &CacheChains{
+		roots:    map[digest.Digest]*record{},
+		children: map[childKey]childSet{},
+	}
+}
+
+var _ Target = (*CacheChains)(nil)
+
+type childKey struct {
+	src      *record
+	slot     int
+	selector string
+	dgst     digest.Digest
+}
+
+// childSet is a small set of records; most keys have a single one.
+type childSet struct {
+	first *record
+	more  []*record
+}
+
+func (s *childSet) add(r *record) {
+	if s.first == r {
+		return
+	}
+	for _, m := range s.more {
+		if m == r {
+			return
+		}
+	}
+	if s.first == nil {
+		s.first = r
+		return
+	}
+	s.more = append(s.more, r)
+}
+
+func (s *childSet) each(fn func(*record)) {
+	if s.first != nil {
+		fn(s.first)
+	}
+	for _, m := range s.more {
+		fn(m)
+	}
+}
+
+// link is an input link of a record, stored on the target record.
+type link struct {
+	src      *record
+	selector string
+}
+
+// record is the CacheChains implementation of Record.
+type record struct {
+	cc   *CacheChains
+	dgst digest.Digest
+	seq  int // creation order; merges keep the oldest record
+	tmp  int // scratch index, used by Marshal under the lock
+
+	slots    [][]link  // input slots
+	children []*record // records that have a link from this one
+	results  []Result
+
+	// mergedInto is set when the record was merged into another one;
+	// handles to it then stand for that record.
+	mergedInto *record
+}
+
+// Digest implements Record.
+func (r *record) Digest() digest.Digest { return r.dgst }
+
+// live follows merges to the record that r now stands for.
+func (r *record) live() *record {
+	for r.mergedInto != nil {
+		r = r.mergedInto
+	}
+	return r
+}
+
+func (c *CacheChains) newRecord(dgst digest.Digest) *record {
+	if len(c.slab) == 0 {
+		c.slab = make([]record, 256)
+	}
+	r := &c.slab[0]
+	c.slab = c.slab[1:]
+	r.cc = c
+	r.dgst = dgst
+	r.seq = len(c.records)
+	c.records = append(c.records, r)
+	return r
+}
+
+// Add implements Target. See DESIGN §4 for the rules: records are matched
+// by digest and by their links, results are merged, and links that would
+// make a cycle are dropped.
+func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (Record, bool, error) {
+	if strings.HasPrefix(string(dgst), "random:") {
+		return nil, false, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if len(deps) == 0 {
+		r, ok := c.roots[dgst]
+		if !ok {
+			r = c.newRecord(dgst)
+			c.roots[dgst] = r
+		}
+		r.addResults(results)
+		return r, true, nil
+	}
+
+	// Resolve and check every link before changing anything.
+	nlinks := 0
+	for i, slot := range deps {
+		if len(slot) == 0 {
+			return nil, false, errors.Wrapf(errdefs.ErrInvalidArgument, "record %s: input %d is empty", dgst, i)
+		}
+		for j, l := range slot {
+			src, ok := l.Src.(*record)
+			if !ok || src == nil {
+				return nil, false, errors.Wrapf(errdefs.ErrInvalidArgument, "record %s: input %d link %d: source %T is not a record of this graph", dgst, i, j, l.Src)
+			}
+			if src.cc != c {
+				return nil, false, errors.Wrapf(errdefs.ErrInvalidArgument, "record %s: input %d link %d: source %s belongs to another graph", dgst, i, j, src.dgst)
+			}
+		}
+		nlinks += len(slot)
+	}
+	flat := make([]link, 0, nlinks)
+	slots := make([][]link, len(deps))
+	for i, slot := range deps {
+		start := len(flat)
+		for _, l := range slot {
+			nl := link{src: l.Src.(*record).live(), selector: l.Selector}
+			if !containsLink(flat[start:], nl) {
+				flat = append(flat, nl)
+			}
+		}
+		slots[i] = flat[start:len(flat):len(flat)]
+	}
+
+	r := c.match(dgst, slots)
+	if r != nil {
+		// A merge may have folded one of the sources into another record.
+		for i := range flat {
+			flat[i].src = flat[i].src.live()
+		}
+	} else {
+		r = c.newRecord(dgst)
+		r.slots = slots
+		for i, slot := range slots {
+			for _, l := range slot {
+				c.indexLink(l.src, i, l.selector, r)
+			}
+		}
+		r.addResults(results)
+		return r, true, nil
+	}
+
+	r.addResults(results)
+	var desc map[*record]struct{}
+	for i, slot := range slots {
+		for _, l := range slot {
+			if i < len(r.slots) && containsLink(r.slots[i], l) {
+				continue
+			}
+			if desc == nil {
+				desc = r.descendants()
+			}
+			if _, ok := desc[l.src]; ok {
+				continue // a link from a descendant would make a cycle
+			}
+			c.addLink(r, i, l)
+		}
+	}
+	return r, true, nil
+}
+
+func containsLink(ls []link, l link) bool {
+	for _, x := range ls {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+// match finds the record dgst that is already linked, in every slot, from
+// one of the slot's sources with the same selector. Several matches are
+// merged into the oldest.
+func (c *CacheChains) match(dgst digest.Digest, slots [][]link) *record {
+	var cands []*record
+	for _, l := range slots[0] {
+		set := c.children[childKey{l.src, 0, l.selector, dgst}]
+		set.each(func(r *record) {
+			for _, x := range cands {
+				if x == r {
+					return
+				}
+			}
+			cands = append(cands, r)
+		})
+	}
+	for i := 1; i < len(slots) && len(cands) > 0; i++ {
+		kept := cands[:0]
+		for _, r := range cands {
+			for _, l := range slots[i] {
+				if c.children[childKey{l.src, i, l.selector, dgst}].has(r) {
+					kept = append(kept, r)
+					break
+				}
+			}
+		}
+		cands = kept
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	main := cands[0]
+	for _, r := range cands[1:] {
+		if r.seq < main.seq {
+			main = r
+		}
+	}
+	for _, r := range cands {
+		if r != main {
+			c.merge(main, r)
+		}
+	}
+	return main
+}
+
+func (s childSet) has(r *record) bool {
+	if s.first == r {
+		return true
+	}
+	for _, m := range s.more {
+		if m == r {
+			return true
+		}
+	}
+	return false
+}
+
+// indexLink records that r has a link from src in slot i with selector.
+func (c *CacheChains) indexLink(src *record, i int, selector string, r *record) {
+	k := childKey{src, i, selector, r.dgst}
+	set := c.children[k]
+	if set.has(r) {
+		return
+	}
+	isNewChild := true
+	for _, ch := range src.children {
+		if ch == r {
+			isNewChild = false
+			break
+		}
+	}
+	if isNewChild {
+		src.children = append(src.children, r)
+	}
+	set.add(r)
+	c.children[k] = set
+}
+
+// unindexLink removes what indexLink recorded.
+func (c *CacheChains) unindexLink(src *record, i int, selector string, r *record) {
+	k := childKey{src, i, selector, r.dgst}
+	set, ok := c.children[k]
+	if !ok {
+		return
+	}
+	var kept childSet
+	set.each(func(x *record) {
+		if x != r {
+			kept.add(x)
+		}
+	})
+	if kept.first == nil {
+		delete(c.children, k)
+	} else {
+		c.children[k] = kept
+	}
+}
+
+// addLink adds l to slot i of r unless it is there.
+func (c *CacheChains) addLink(r *record, i int, l link) {
+	for len(r.slots) <= i {
+		r.slots = append(r.slots, nil)
+	}
+	if containsLink(r.slots[i], l) {
+		return
+	}
+	r.slots[i] = append(r.slots[i], l)
+	c.indexLink(l.src, i, l.selector, r)
+}
+
+// merge folds record o into main: its links, its children and its results.
+func (c *CacheChains) merge(main, o *record) {
+	for i, slot := range o.slots {
+		for _, l := range slot {
+			c.unindexLink(l.src, i, l.selector, o)
+			l.src.children = removeRecord(l.src.children, o)
+			if l.src == main || l.src == o {
+				continue
+			}
+			c.addLink(main, i, l)
+		}
+	}
+	for _, ch := range o.children {
+		for i, slot := range ch.slots {
+			kept := slot[:0]
+			var moved []link
+			for _, l := range slot {
+				if l.src == o {
+					c.unindexLink(o, i, l.selector, ch)
+					moved = append(moved, link{src: main, selector: l.selector})
+					continue
+				}
+				kept = append(kept, l)
+			}
+			ch.slots[i] = kept
+			for _, l := range moved {
+				if ch != main {
+					c.addLink(ch, i, l)
+				}
+			}
+		}
+	}
+	o.children = nil
+	o.slots = nil
+	main.addResults(o.results)
+	o.results = nil
+	o.mergedInto = main
+}
+
+func removeRecord(rs []*record, r *record) []*record {
+	for i, x := range rs {
+		if x == r {
+			return append(rs[:i], rs[i+1:]...)
+		}
+	}
+	return rs
+}
+
+// descendants returns r and every record reachable from it through links.
+func (r *record) descendants() map[*record]struct{} {
+	seen := map[*record]struct{}{r: {}}
+	stack := []*record{r}
+	for len(stack) > 0 {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, ch := range x.children {
+			if _, ok := seen[ch]; !ok {
+				seen[ch] = struct{}{}
+				stack = append(stack, ch)
+			}
+		}
+	}
+	return seen
+}
+
+// addResults adds each result that is not there yet: one with the same
+// CreatedAt and the same blobs is the same result.
+func (r *record) addResults(results []Result) {
+	for _, res := range results {
+		if !r.hasResult(res) {
+			r.results = append(r.results, res)
+		}
+	}
+}
+
+func (r *record) hasResult(res Result) bool {
+	for _, x := range r.results {
+		if x.CreatedAt.Equal(res.CreatedAt) && sameBlobs(x.Remote, res.Remote) {
+			return true
+		}
+	}
+	return false
+}
+
+func sameBlobs(a, b *Remote) bool {
+	var da, db []ocispec.Descriptor
+	if a != nil {
+		da = a.Descriptors
+	}
+	if b != nil {
+		db = b.Descriptors
+	}
+	if len(da) != len(db) {
+		return false
+	}
+	for i := range da {
+		if da[i].Digest != db[i].Digest {
+			return false
+		}
+	}
+	return true
+}
+
+// best returns the newest result; ties go to the one added first.
+func (r *record) best() *Result {
+	var b *Result
+	for i := range r.results {
+		if b == nil || r.results[i].CreatedAt.After(b.CreatedAt) {
+			b = &r.results[i]
+		}
+	}
+	return b
+}

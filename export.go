@@ -1,0 +1,293 @@
+package remotecache
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+	"golang.org/x/sync/errgroup"
+)
+
+// ExporterResponseManifestDesc is the key, in the map that Finalize returns,
+// of the JSON of the manifest's descriptor.
+const ExporterResponseManifestDesc = "cache.manifest"
+
+// maxConfigSize is the largest config BuildKit's importer accepts.
+const maxConfigSize = 1 << 20
+
+// Exporter collects a cache graph and writes it to a content store.
+type Exporter interface {
+	Target
+	// Finalize writes every layer blob, then the cache config, then the
+	// manifest, and returns the manifest's descriptor as JSON under
+	// ExporterResponseManifestDesc. With no layers to export it writes
+	// nothing and returns a map without that key.
+	Finalize(ctx context.Context) (map[string]string, error)
+}
+
+type exporter struct {
+	*CacheChains
+	ingester content.Ingester
+	opts     exportOptions
+}
+
+// NewExporter returns an Exporter that writes into ingester. When the
+// ingester also implements content.InfoProvider, blobs it already has are
+// not written again; when it implements content.IngestManager, failed
+// writes are aborted.
+func NewExporter(ingester content.Ingester, opts ...ExportOption) (Exporter, error) {
+	if ingester == nil {
+		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "new exporter: nil ingester")
+	}
+	o := exportOptions{format: FormatImageManifest, concurrency: 4, ref: "remotecache-"}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, errors.Wrap(err, "new exporter")
+		}
+	}
+	return &exporter{CacheChains: NewCacheChains(), ingester: ingester, opts: o}, nil
+}
+
+// Finalize implements Exporter.
+func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
+	pr := newProgress(e.opts.progress)
+	res, err := e.finalize(ctx, pr)
+	// Let the sink see the last events, but never wait past ctx for it.
+	select {
+	case <-pr.drained():
+	case <-ctx.Done():
+	}
+	return res, err
+}
+
+func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]string, error) {
+	config, descs, err := e.Marshal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(config.Layers) == 0 {
+		pr.start("skipping cache export for empty result", 0).skip()
+		return map[string]string{}, nil
+	}
+
+	// Each blob once, in the order of the config's layers.
+	layers := make([]ocispec.Descriptor, 0, len(descs))
+	seen := make(map[digest.Digest]struct{}, len(descs))
+	for _, l := range config.Layers {
+		if _, ok := seen[l.Blob]; ok {
+			continue
+		}
+		seen[l.Blob] = struct{}{}
+		pair, ok := descs[l.Blob]
+		if !ok {
+			return nil, errors.Errorf("layer %s: no descriptor", l.Blob)
+		}
+		layers = append(layers, pair.Descriptor)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.opts.concurrency)
+	for _, desc := range layers {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			st := pr.start("writing layer "+desc.Digest.String(), desc.Size)
+			err := e.writeBlob(gctx, st, "layer-", desc, descs[desc.Digest])
+			return st.done(errors.Wrapf(err, "writing layer %s", desc.Digest))
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	dt, err := json.Marshal(config)
+	if err != nil {
+		return nil, errors.Wrap(err, "encoding cache config")
+	}
+	configDesc := ocispec.Descriptor{
+		MediaType: CacheConfigMediaTypeV0,
+		Digest:    digest.FromBytes(dt),
+		Size:      int64(len(dt)),
+	}
+	st := pr.start("writing config "+configDesc.Digest.String(), configDesc.Size)
+	if len(dt) > maxConfigSize {
+		st.warn(fmt.Sprintf("cache config is %d bytes; BuildKit's importer refuses configs over %d bytes", len(dt), maxConfigSize))
+	}
+	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, "config-", configDesc, bytesProvider(dt)), "writing config %s", configDesc.Digest)); err != nil {
+		return nil, err
+	}
+
+	mdt, mediaType, err := e.opts.format.manifest(layers, configDesc)
+	if err != nil {
+		return nil, err
+	}
+	mdesc := ocispec.Descriptor{
+		MediaType: mediaType,
+		Digest:    digest.FromBytes(mdt),
+		Size:      int64(len(mdt)),
+	}
+	st = pr.start("writing manifest "+mdesc.Digest.String(), mdesc.Size)
+	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, "manifest-", mdesc, bytesProvider(mdt)), "writing manifest %s", mdesc.Digest)); err != nil {
+		return nil, err
+	}
+	descJSON, err := json.Marshal(mdesc)
+	if err != nil {
+		return nil, errors.Wrap(err, "encoding manifest descriptor")
+	}
+	return map[string]string{ExporterResponseManifestDesc: string(descJSON)}, nil
+}
+
+// manifest encodes the manifest of the given form.
+func (f ManifestFormat) manifest(layers []ocispec.Descriptor, config ocispec.Descriptor) ([]byte, string, error) {
+	convert := func(oci bool) []ocispec.Descriptor {
+		out := make([]ocispec.Descriptor, len(layers), len(layers)+1)
+		for i, d := range layers {
+			d.MediaType = convertLayerMediaType(d.MediaType, oci)
+			out[i] = d
+		}
+		return out
+	}
+	var (
+		v   any
+		typ string
+	)
+	switch f {
+	case FormatImageManifest:
+		typ = ocispec.MediaTypeImageManifest
+		v = ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: typ, Config: config, Layers: convert(true)}
+	case FormatOCIIndex:
+		typ = ocispec.MediaTypeImageIndex
+		v = ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: typ, Manifests: append(convert(true), config)}
+	case FormatManifestList:
+		typ = images.MediaTypeDockerSchema2ManifestList
+		v = ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: typ, Manifests: append(convert(false), config)}
+	default:
+		return nil, "", errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %d", int(f))
+	}
+	dt, err := json.Marshal(v)
+	if err != nil {
+		return nil, "", errors.Wrap(err, "encoding manifest")
+	}
+	return dt, typ, nil
+}
+
+// writeBlob copies desc from provider into the ingester, verifying size and
+// digest on the way. A blob the store has is skipped. On any failure the
+// ingest is aborted so no partial blob is left behind.
+func (e *exporter) writeBlob(ctx context.Context, st *step, kind string, desc ocispec.Descriptor, provider content.Provider) error {
+	if ip, ok := e.ingester.(content.InfoProvider); ok {
+		if info, err := ip.Info(ctx, desc.Digest); err == nil && info.Size == desc.Size {
+			st.e.Skipped = true
+			return nil
+		}
+	}
+	ref := e.opts.ref + kind + desc.Digest.String()
+	w, err := content.OpenWriter(ctx, e.ingester, content.WithRef(ref), content.WithDescriptor(desc))
+	if err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			st.e.Skipped = true
+			return nil
+		}
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			w.Close()
+			if m, ok := e.ingester.(content.IngestManager); ok {
+				m.Abort(context.WithoutCancel(ctx), ref)
+			}
+		}
+	}()
+	if err := e.copyBlob(ctx, st, w, desc, provider); err != nil {
+		return err
+	}
+	committed = true
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return nil
+		}
+		if m, ok := e.ingester.(content.IngestManager); ok {
+			m.Abort(context.WithoutCancel(ctx), ref)
+		}
+		return err
+	}
+	return nil
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// copyBlob writes the bytes of desc into w, checking the context between
+// chunks and the digest and size at the end, before anything is committed.
+func (e *exporter) copyBlob(ctx context.Context, st *step, w content.Writer, desc ocispec.Descriptor, provider content.Provider) error {
+	if provider == nil {
+		return errors.Wrap(errdefs.ErrNotFound, "no provider")
+	}
+	if ws, err := w.Status(); err == nil && ws.Offset > 0 {
+		// Start over rather than trust bytes an earlier attempt left.
+		if err := w.Truncate(0); err != nil {
+			return errors.Wrap(err, "truncating earlier ingest")
+		}
+	}
+	ra, err := provider.ReaderAt(ctx, desc)
+	if err != nil {
+		return err
+	}
+	defer ra.Close()
+	if ra.Size() != desc.Size {
+		return errors.Wrapf(errdefs.ErrFailedPrecondition, "provider has %d bytes, descriptor says %d", ra.Size(), desc.Size)
+	}
+	verifier := desc.Digest.Verifier()
+	bufp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bufp)
+	buf := *bufp
+	var off int64
+	for off < desc.Size {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(buf)), desc.Size-off)
+		got, err := ra.ReadAt(buf[:n], off)
+		if int64(got) < n {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return errors.Wrapf(err, "reading at offset %d", off+int64(got))
+		}
+		verifier.Write(buf[:n])
+		if _, err := w.Write(buf[:n]); err != nil {
+			return err
+		}
+		off += n
+		st.update(off)
+	}
+	if !verifier.Verified() {
+		return errors.Wrapf(errdefs.ErrFailedPrecondition, "provider returned bytes that do not match digest %s", desc.Digest)
+	}
+	return nil
+}
+
+// bytesProvider serves one in-memory blob.
+type bytesProvider []byte
+
+func (b bytesProvider) ReaderAt(context.Context, ocispec.Descriptor) (content.ReaderAt, error) {
+	return nopCloserReaderAt{bytes.NewReader(b)}, nil
+}
+
+type nopCloserReaderAt struct{ *bytes.Reader }
+
+func (nopCloserReaderAt) Close() error { return nil }
