@@ -1,0 +1,183 @@
+package remotecache_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/buildcache/remotecache"
+)
+
+// tcInfoSpy counts Info calls per digest on a real store.
+type tcInfoSpy struct {
+	content.Store
+	mu    sync.Mutex
+	calls map[digest.Digest]int
+}
+
+func (s *tcInfoSpy) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	s.mu.Lock()
+	if s.calls == nil {
+		s.calls = map[digest.Digest]int{}
+	}
+	s.calls[dgst]++
+	s.mu.Unlock()
+	return s.Store.Info(ctx, dgst)
+}
+
+func TestMarshalDropsUnavailableResults(t *testing.T) {
+	store := tcStore(t)
+	have := tcBlob(t, store, []byte("have"))
+	missing := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: tcDigest("missing"), Size: 7}
+	c := remotecache.NewCacheChains()
+	tcAdd(t, c, tcDigest("ok"), nil, tcResult(store, 1, have))
+	tcAdd(t, c, tcDigest("gone"), nil, tcResult(store, 1, have, missing))
+	cfg, dp := tcMarshal(t, c)
+	if rec := tcRecord(t, cfg, tcDigest("gone")); len(rec.Results) != 0 {
+		t.Fatalf("result with a missing blob kept: %+v", rec.Results)
+	}
+	if rec := tcRecord(t, cfg, tcDigest("ok")); len(rec.Results) != 1 {
+		t.Fatalf("available result dropped: %+v", rec.Results)
+	}
+	if _, ok := dp[missing.Digest]; ok {
+		t.Fatal("missing blob has a descriptor")
+	}
+	if len(cfg.Layers) != 1 {
+		t.Fatalf("layers = %+v, want only the available one", cfg.Layers)
+	}
+}
+
+// A provider without Info is trusted, as BuildKit does.
+type tcReaderOnly struct{ p content.Provider }
+
+func (r tcReaderOnly) ReaderAt(ctx context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
+	return r.p.ReaderAt(ctx, d)
+}
+
+// A provider whose Info is not implemented is trusted too.
+type tcInfoNotImplemented struct{ tcReaderOnly }
+
+func (tcInfoNotImplemented) Info(context.Context, digest.Digest) (content.Info, error) {
+	return content.Info{}, errdefs.ErrNotImplemented
+}
+
+func TestMarshalTrustsProvidersWithoutInfo(t *testing.T) {
+	store := tcStore(t)
+	blob := tcBlob(t, store, []byte("blob"))
+	for name, p := range map[string]content.Provider{
+		"no Info":              tcReaderOnly{store},
+		"Info not implemented": tcInfoNotImplemented{tcReaderOnly{store}},
+	} {
+		c := remotecache.NewCacheChains()
+		tcAdd(t, c, tcDigest("r"), nil, tcResult(p, 1, blob))
+		cfg, _ := tcMarshal(t, c)
+		if len(tcRecord(t, cfg, tcDigest("r")).Results) != 1 {
+			t.Errorf("%s: result dropped", name)
+		}
+	}
+}
+
+func TestMarshalCallsInfoOncePerBlob(t *testing.T) {
+	store := tcStore(t)
+	spy := &tcInfoSpy{Store: store}
+	base := tcBlob(t, store, []byte("base"))
+	mid := tcBlob(t, store, []byte("mid"))
+	top := tcBlob(t, store, []byte("top"))
+	c := remotecache.NewCacheChains()
+	a := tcAdd(t, c, tcDigest("a"), nil, tcResult(spy, 1, base))
+	b := tcAdd(t, c, tcDigest("b"), tcLinks(tcSlot(a)), tcResult(spy, 2, base, mid))
+	tcAdd(t, c, tcDigest("c"), tcLinks(tcSlot(b)), tcResult(spy, 3, base, mid, top))
+	tcAdd(t, c, tcDigest("d"), tcLinks(tcSlot(b)), tcResult(spy, 4, base, top))
+	tcMarshal(t, c)
+	for _, d := range []ocispec.Descriptor{base, mid, top} {
+		if n := spy.calls[d.Digest]; n != 1 {
+			t.Errorf("Info(%s) called %d times, want 1", d.Digest, n)
+		}
+	}
+}
+
+func TestMarshalDeduplicatesLayers(t *testing.T) {
+	store := tcStore(t)
+	base := tcBlob(t, store, []byte("base"))
+	other := tcBlob(t, store, []byte("other"))
+	top := tcBlob(t, store, []byte("top"))
+	c := remotecache.NewCacheChains()
+	tcAdd(t, c, tcDigest("a"), nil, tcResult(store, 1, base, top))
+	tcAdd(t, c, tcDigest("b"), nil, tcResult(store, 1, base, top))  // same chain
+	tcAdd(t, c, tcDigest("c"), nil, tcResult(store, 1, other, top)) // same top, other parent
+	tcAdd(t, c, tcDigest("d"), nil, tcResult(store, 1, base))       // a prefix
+	cfg, dp := tcMarshal(t, c)
+	// base, other, top-on-base, top-on-other.
+	if len(cfg.Layers) != 4 {
+		t.Fatalf("layers = %+v, want 4", cfg.Layers)
+	}
+	type chain struct {
+		blob   digest.Digest
+		parent digest.Digest
+	}
+	seen := map[chain]bool{}
+	for _, l := range cfg.Layers {
+		k := chain{blob: l.Blob}
+		if l.ParentIndex >= 0 {
+			k.parent = cfg.Layers[l.ParentIndex].Blob
+		}
+		if seen[k] {
+			t.Fatalf("layer %+v written twice", k)
+		}
+		seen[k] = true
+	}
+	ra, rb := tcRecord(t, cfg, tcDigest("a")), tcRecord(t, cfg, tcDigest("b"))
+	if ra.Results[0].LayerIndex != rb.Results[0].LayerIndex {
+		t.Fatal("records with the same chain point at different layers")
+	}
+	if len(dp) != 3 {
+		t.Fatalf("%d descriptors, want 3", len(dp))
+	}
+}
+
+func TestMarshalNormalizesMediaTypes(t *testing.T) {
+	store := tcStore(t)
+	for _, tc := range []struct{ in, want string }{
+		{images.MediaTypeDockerSchema2LayerGzip, ocispec.MediaTypeImageLayerGzip},
+		{images.MediaTypeDockerSchema2Layer, ocispec.MediaTypeImageLayer},
+		{images.MediaTypeDockerSchema2LayerZstd, ocispec.MediaTypeImageLayerZstd},
+		{ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerGzip},
+		{"application/x-custom", "application/x-custom"},
+	} {
+		d := tcBlob(t, store, []byte(tc.in))
+		d.MediaType = tc.in
+		c := remotecache.NewCacheChains()
+		tcAdd(t, c, tcDigest("r"), nil, tcResult(store, 1, d))
+		_, dp := tcMarshal(t, c)
+		if got := dp[d.Digest].Descriptor.MediaType; got != tc.want {
+			t.Errorf("%s became %s, want %s", tc.in, got, tc.want)
+		}
+		if dp[d.Digest].Descriptor.Annotations["containerd.io/uncompressed"] == "" {
+			t.Errorf("%s: annotations lost", tc.in)
+		}
+	}
+}
+
+func TestDescriptorProviderServesBlobs(t *testing.T) {
+	store := tcStore(t)
+	d := tcBlob(t, store, []byte("served"))
+	c := remotecache.NewCacheChains()
+	tcAdd(t, c, tcDigest("r"), nil, tcResult(store, 1, d))
+	_, dp := tcMarshal(t, c)
+	got, err := content.ReadBlob(context.Background(), dp, d)
+	if err != nil || string(got) != "served" {
+		t.Fatalf("ReadBlob = %q, %v", got, err)
+	}
+	if _, err := dp.Info(context.Background(), tcDigest("nope")); !errdefs.IsNotFound(err) {
+		t.Fatalf("Info(unknown) = %v, want not found", err)
+	}
+	if _, err := dp.ReaderAt(context.Background(), ocispec.Descriptor{Digest: tcDigest("nope")}); !errdefs.IsNotFound(err) {
+		t.Fatalf("ReaderAt(unknown) = %v, want not found", err)
+	}
+}
