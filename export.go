@@ -291,3 +291,7 @@ func (b bytesProvider) ReaderAt(context.Context, ocispec.Descriptor) (content.Re
 type nopCloserReaderAt struct{ *bytes.Reader }
 
 func (nopCloserReaderAt) Close() error { return nil }
+
+// Chains returns the graph the exporter collects, for callers that want to
+// Marshal or inspect it.
+func (e *exporter) Chains() *CacheChains { return e.CacheChains }
