@@ -1,0 +1,110 @@
+// Package remotecache exports a build cache graph to a content store in the
+// remote cache format that BuildKit reads and writes, and reads it back.
+//
+// A build engine adds the records of its cache graph to an [Exporter],
+// dependencies first, and calls [Exporter.Finalize]: the layer blobs, one
+// cache config blob and one manifest are written to any containerd
+// [content.Ingester] — an OCI image layout directory, a registry, a
+// containerd content store. The next build imports the manifest and gets
+// its graph back. BuildKit can import what this package exports, and the
+// other way round.
+//
+// # The cache config
+//
+// The config blob (media type [CacheConfigMediaTypeV0],
+// "application/vnd.buildkit.cacheconfig.v0") is a [CacheConfig]: a JSON
+// object with two lists.
+//
+//	{
+//	  "layers":  [{"blob": "sha256:…", "parent": -1},
+//	              {"blob": "sha256:…"}],
+//	  "records": [{"digest": "sha256:…",
+//	               "layers": [{"layer": 1, "createdAt": "2025-01-02T03:04:05Z"}],
+//	               "inputs": [[{"selector": "/src", "link": 0}]]}]
+//	}
+//
+// Each entry of "layers" is one blob on top of the layer chain that "parent"
+// names: -1 for a base layer; a parent of 0 is left out, as BuildKit does.
+// Each entry of "records" is one cache key: its digest; its results, each
+// the index of the top layer of a chain, loaded with all its parents
+// ("layers"; "chains" lists layer indexes loaded in order without parents,
+// read on import and written only by inline-style exporters); and its
+// inputs: for each input slot, the records it can be reached from ("link",
+// an index into "records"), each through an optional selector.
+//
+// The config is a pure function of the graph: the same records added in any
+// valid order give the same bytes, and for the same Add calls they are
+// BuildKit's bytes wherever BuildKit's own output is deterministic. See
+// [CacheChains.Marshal].
+//
+// # The manifest
+//
+// The manifest points at the config and the layers, in one of three forms
+// chosen with [WithManifestFormat]:
+//
+//   - [FormatImageManifest], the default: an OCI image manifest whose
+//     config is the cache config and whose layers are the layer blobs. The
+//     only form that ECR, GAR, Quay and Harbor accept.
+//   - [FormatOCIIndex]: an OCI image index listing the layers, then the
+//     config.
+//   - [FormatManifestList]: a Docker manifest list, like the index but with
+//     layer media types in their Docker form.
+//
+// Layer descriptors keep their annotations ("containerd.io/uncompressed"
+// for the diffID, "buildkit/createdat"). [Import] reads a cache back from any
+// of the three forms, told apart by the blob itself, and rebuilds the graph
+// into any [Target]; [Parse] does the same from the config's bytes.
+//
+// # Export order
+//
+// [Exporter.Finalize] writes every layer blob first (concurrently, each
+// digest once, skipping blobs the store already has), then the config blob,
+// then the manifest, last: a reader that sees the manifest sees everything
+// it names. Sizes and digests are checked while copying, and a failed write
+// leaves nothing half-written behind. Finalize returns the manifest's
+// descriptor as JSON under [ExporterResponseManifestDesc] ("cache.manifest").
+//
+// # On disk
+//
+// Exported to a directory in OCI image layout (the ocilayout package; what
+// BuildKit's type=local cache import reads), a cache looks like this:
+//
+//	DIR/
+//	  oci-layout            {"imageLayoutVersion":"1.0.0"}
+//	  index.json            an OCI image index: one descriptor per tag, the
+//	                        tag in the "org.opencontainers.image.ref.name"
+//	                        annotation, pointing at a cache manifest
+//	  blobs/
+//	    sha256/
+//	      <hex>             every blob, named by its digest: layers,
+//	                        cache configs, manifests
+//
+// Blobs are written to a temporary file, verified, synced and renamed into
+// place, so a file under blobs/ is always whole; index.json is replaced the
+// same way, and a tag moves only after everything it names is there.
+//
+// # Usage
+//
+// The main flow, with the error checks left out (see the example of
+// [NewExporter] for all of it):
+//
+//	exp, err := remotecache.NewExporter(store) // any content.Ingester
+//
+//	// Dependencies first; Add returns the handle that links point at.
+//	base, _, err := exp.Add(baseKey, nil, []remotecache.Result{{
+//		CreatedAt: created,
+//		Remote:    &remotecache.Remote{Descriptors: baseLayers, Provider: blobs},
+//	}})
+//	_, _, err = exp.Add(runKey, [][]remotecache.Link{{{Src: base}}}, []remotecache.Result{{
+//		CreatedAt: created,
+//		Remote:    &remotecache.Remote{Descriptors: runLayers, Provider: blobs},
+//	}})
+//
+//	// Layers, then the config, then the manifest.
+//	resp, err := exp.Finalize(ctx)
+//	manifest := resp[remotecache.ExporterResponseManifestDesc] // descriptor JSON
+//
+// Records whose digest starts with "random:" are not exportable and are
+// left out. Progress is reported to a sink set with [WithProgress]; it never
+// slows the copy down.
+package remotecache
