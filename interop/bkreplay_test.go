@@ -1,0 +1,233 @@
+package interop
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	cacheimport "github.com/moby/buildkit/cache/remotecache/v1"
+	"github.com/moby/buildkit/solver"
+
+	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachegen"
+)
+
+// bkReplay adds g's ops to BuildKit's CacheChains in order, as
+// cachegen.Replay does for ours.
+func bkReplay(t testing.TB, tg solver.CacheExporterTarget, g *cachegen.Graph, order []int, provider content.InfoReaderProvider) {
+	t.Helper()
+	if order == nil {
+		order = g.InOrder()
+	}
+	recs := make([]solver.CacheExporterRecord, len(g.Ops))
+	for _, i := range order {
+		op := g.Ops[i]
+		var deps [][]solver.CacheLink
+		skip := false
+		for _, slot := range op.Deps {
+			var links []solver.CacheLink
+			for _, d := range slot {
+				if recs[d.Src] != nil {
+					links = append(links, solver.CacheLink{Src: recs[d.Src], Selector: d.Selector})
+				}
+			}
+			if len(links) == 0 {
+				skip = true
+				break
+			}
+			deps = append(deps, links)
+		}
+		if skip {
+			continue
+		}
+		var results []solver.CacheExportResult
+		for _, r := range op.Results {
+			results = append(results, solver.CacheExportResult{
+				CreatedAt: r.CreatedAt,
+				Result:    &solver.Remote{Descriptors: r.Layers, Provider: provider},
+			})
+		}
+		rec, _, err := tg.Add(op.Digest, deps, results)
+		if err != nil {
+			t.Fatalf("buildkit Add op %d: %v", i, err)
+		}
+		recs[i] = rec
+	}
+}
+
+// bkMarshal marshals BuildKit's chains to JSON.
+func bkMarshal(t testing.TB, cc *cacheimport.CacheChains) []byte {
+	t.Helper()
+	cfg, _, err := cc.Marshal(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dt
+}
+
+// ourMarshal marshals our chains to JSON.
+func ourMarshal(t testing.TB, cc *remotecache.CacheChains) []byte {
+	t.Helper()
+	cfg, _, err := cc.Marshal(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dt
+}
+
+// canonical describes a config as structures, not indexes: a sorted list of
+// one hash per record (its digest, its results as blob chains and, per
+// input slot, the sorted hashes of its sources with selectors) and a sorted
+// list of layer chains.
+func canonical(t testing.TB, dt []byte) (records, layers []string) {
+	t.Helper()
+	var cfg remotecache.CacheConfig
+	if err := json.Unmarshal(dt, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	chain := func(i int) string {
+		var blobs []string
+		for n := 0; i >= 0; n++ {
+			if n > len(cfg.Layers) {
+				t.Fatalf("layer loop at %d", i)
+			}
+			blobs = append(blobs, cfg.Layers[i].Blob.Encoded()[:12])
+			i = cfg.Layers[i].ParentIndex
+		}
+		slices.Reverse(blobs)
+		return strings.Join(blobs, "/")
+	}
+	for i := range cfg.Layers {
+		layers = append(layers, chain(i))
+	}
+	slices.Sort(layers)
+	memo := make([]string, len(cfg.Records))
+	var hash func(i, depth int) string
+	hash = func(i, depth int) string {
+		if memo[i] != "" {
+			return memo[i]
+		}
+		if depth > len(cfg.Records) {
+			t.Fatalf("record loop at %d", i)
+		}
+		r := cfg.Records[i]
+		var b strings.Builder
+		b.WriteString(string(r.Digest))
+		for _, res := range r.Results {
+			fmt.Fprintf(&b, "|res %s@%s", chain(res.LayerIndex), res.CreatedAt.UTC().Format(time.RFC3339Nano))
+		}
+		for _, slot := range r.Inputs {
+			var ins []string
+			for _, in := range slot {
+				ins = append(ins, in.Selector+"="+hash(in.LinkIndex, depth+1))
+			}
+			slices.Sort(ins)
+			b.WriteString("|slot " + strings.Join(ins, ","))
+		}
+		sum := sha256.Sum256([]byte(b.String()))
+		memo[i] = hex.EncodeToString(sum[:8])
+		return memo[i]
+	}
+	for i := range cfg.Records {
+		records = append(records, hash(i, 0))
+	}
+	slices.Sort(records)
+	return records, layers
+}
+
+// buildkitDeterministic tells whether BuildKit's sortConfig gives one order
+// for this config: every layer blob distinct (else layers with the same
+// blob are ordered by their old parent index) and every two records with the same digest told apart before
+// their comparison reaches a slot with several links (whose order BuildKit
+// takes from a map) or ends in a tie.
+func buildkitDeterministic(t testing.TB, dt []byte) bool {
+	var cfg remotecache.CacheConfig
+	if err := json.Unmarshal(dt, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	blobs := map[string]bool{}
+	for _, l := range cfg.Layers {
+		if blobs[string(l.Blob)] {
+			return false
+		}
+		blobs[string(l.Blob)] = true
+	}
+	byDigest := map[string][]remotecache.CacheRecord{}
+	for _, r := range cfg.Records {
+		byDigest[string(r.Digest)] = append(byDigest[string(r.Digest)], r)
+	}
+	decided := func(a, b remotecache.CacheRecord) bool {
+		if len(a.Inputs) != len(b.Inputs) {
+			return true
+		}
+		for i := range a.Inputs {
+			if len(a.Inputs[i]) != len(b.Inputs[i]) {
+				return true
+			}
+		}
+		for i := range a.Inputs {
+			if len(a.Inputs[i]) > 1 {
+				return false
+			}
+			x, y := a.Inputs[i][0], b.Inputs[i][0]
+			if x.Selector != y.Selector {
+				return true
+			}
+			if cfg.Records[x.LinkIndex].Digest != cfg.Records[y.LinkIndex].Digest {
+				return true
+			}
+		}
+		return false
+	}
+	for _, rs := range byDigest {
+		for i := range rs {
+			for j := i + 1; j < len(rs); j++ {
+				if !decided(rs[i], rs[j]) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// sortSameSourceLinks orders the links of a slot that come from one source
+// by selector. BuildKit sorts a slot by source index only, with an unstable
+// sort, so their order is that of a map walk; we order them by selector.
+func sortSameSourceLinks(t testing.TB, dt []byte) []byte {
+	t.Helper()
+	var cfg remotecache.CacheConfig
+	if err := json.Unmarshal(dt, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range cfg.Records {
+		for _, slot := range r.Inputs {
+			slices.SortStableFunc(slot, func(a, b remotecache.CacheInput) int {
+				if a.LinkIndex != b.LinkIndex {
+					return a.LinkIndex - b.LinkIndex
+				}
+				return strings.Compare(a.Selector, b.Selector)
+			})
+		}
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
