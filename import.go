@@ -1,6 +1,7 @@
 package remotecache
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -238,7 +239,15 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
 	if t == nil {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil target")
 	}
-	var cfg CacheConfig
+	// Unmarshal appends to a slice with room: sizing the two big slices
+	// from a count of their keys saves regrowing them. The count is capped
+	// by how many valid entries fit in the input, so that a hostile input
+	// cannot make this allocate much more than its own size.
+	maxEntries := len(configJSON) / minEntryJSON
+	cfg := CacheConfig{
+		Layers:  make([]CacheLayer, 0, min(bytes.Count(configJSON, []byte(`"blob"`)), maxEntries)),
+		Records: make([]CacheRecord, 0, min(bytes.Count(configJSON, []byte(`"digest"`)), maxEntries)),
+	}
 	if err := json.Unmarshal(configJSON, &cfg); err != nil {
 		return invalidf(err, "malformed JSON")
 	}
@@ -254,6 +263,10 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
 	}
 	return p.addRecords()
 }
+
+// minEntryJSON is the length of the shortest valid layer or record:
+// {"blob":"sha256:<64 hex>"}.
+const minEntryJSON = len(`{"blob":"sha256:"}`) + 64
 
 // Visit states of records and layers.
 const (
