@@ -78,7 +78,7 @@ func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProv
 	m := &marshaler{ctx: ctx}
 	m.recs = make([]*record, 0, len(c.records))
 	for _, r := range c.records {
-		if r.mergedInto == nil {
+		if r.mergedInto == nil && !r.dropped {
 			r.tmp = len(m.recs)
 			m.recs = append(m.recs, r)
 		}
