@@ -1,0 +1,31 @@
+// Package ocilayout is an OCI image layout directory used as a content
+// store with tags: the embedded default store of remotecache, readable by
+// BuildKit's `--import-cache type=local,src=DIR` and by any OCI layout tool.
+//
+// # Layout
+//
+//	DIR/oci-layout           {"imageLayoutVersion":"1.0.0"}
+//	DIR/index.json           OCI image index; one entry per tag, named by the
+//	                         org.opencontainers.image.ref.name annotation
+//	DIR/index.json.lock      flock(2) lock serialising index.json updates
+//	                         (the same file BuildKit locks)
+//	DIR/blobs/<alg>/<hex>    content, named by digest
+//	DIR/ingest/<hash>/       writes in progress (containerd's local store)
+//	DIR/.remotecache.lock    held shared by every open Store, exclusive by
+//	                         Prune
+//
+// Blobs are written by containerd's local content store: into ingest/,
+// verified against their size and digest, synced and renamed into blobs/.
+// index.json is replaced, never rewritten in place: a temp file in DIR is
+// written, synced and renamed over it, under the lock, so readers see the
+// old index or the new one, never a torn one.
+//
+// # Concurrency
+//
+// Any number of processes may export into one directory and tag at once: a
+// writer of index.json waits for the lock (bounded by its context) instead
+// of failing. Every open Store holds a shared lock on .remotecache.lock
+// until Close; Prune takes it exclusively, so it waits for every export in
+// progress (in any process) to close its Store, and an export never loses a
+// blob it is about to tag.
+package ocilayout

@@ -1,0 +1,128 @@
+package ocilayout
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+)
+
+// PruneOption configures Prune.
+type PruneOption func(*pruneOptions)
+
+type pruneOptions struct{ dryRun bool }
+
+// WithDryRun makes Prune report what it would remove and remove nothing.
+func WithDryRun() PruneOption { return func(o *pruneOptions) { o.dryRun = true } }
+
+// PruneReport says what Prune removed (or, in a dry run, would remove).
+type PruneReport struct {
+	// Blobs removed, with their sizes.
+	Blobs []content.Info
+	// Bytes is the sum of their sizes.
+	Bytes int64
+	// Ingests is the number of unfinished writes removed.
+	Ingests int
+}
+
+// Prune removes every blob that no entry of index.json reaches (through
+// manifests, indexes, configs and layers) and the leftovers of unfinished
+// writes. It first waits, bounded by ctx, until no other Store is open on
+// the directory in any process, so no export in progress can lose a blob
+// it has written but not yet tagged; exports that open the layout while
+// Prune runs wait for it.
+func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, error) {
+	var o pruneOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := flock(ctx, s.lock, syscall.LOCK_EX); err != nil {
+		return PruneReport{}, errors.Wrap(err, "prune: waiting for exports in progress")
+	}
+	defer flock(context.Background(), s.lock, syscall.LOCK_SH)
+
+	var rep PruneReport
+	var idx *ocispec.Index
+	err := withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
+		var err error
+		idx, err = s.readIndex()
+		return err
+	})
+	if err != nil {
+		return rep, err
+	}
+	keep := map[digest.Digest]bool{}
+	var mark func(d ocispec.Descriptor) error
+	mark = func(d ocispec.Descriptor) error {
+		if keep[d.Digest] {
+			return nil
+		}
+		keep[d.Digest] = true
+		children, err := images.Children(ctx, s.Store, d)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				return nil // a tag to a missing blob keeps nothing more
+			}
+			return errors.Wrapf(err, "prune: reading %s", d.Digest)
+		}
+		for _, c := range children {
+			if err := mark(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, d := range idx.Manifests {
+		if err := mark(d); err != nil {
+			return rep, err
+		}
+	}
+	var garbage []content.Info
+	if err := s.Store.Walk(ctx, func(info content.Info) error {
+		if !keep[info.Digest] {
+			garbage = append(garbage, info)
+		}
+		return nil
+	}); err != nil {
+		return rep, errors.Wrap(err, "prune: listing blobs")
+	}
+	statuses, err := s.Store.ListStatuses(ctx)
+	if err != nil {
+		return rep, errors.Wrap(err, "prune: listing unfinished writes")
+	}
+	for _, info := range garbage {
+		rep.Blobs = append(rep.Blobs, info)
+		rep.Bytes += info.Size
+		if o.dryRun {
+			continue
+		}
+		if err := s.Store.Delete(ctx, info.Digest); err != nil && !errdefs.IsNotFound(err) {
+			return rep, errors.Wrapf(err, "prune: removing %s", info.Digest)
+		}
+	}
+	for _, st := range statuses {
+		rep.Ingests++
+		if o.dryRun {
+			continue
+		}
+		if err := s.Store.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
+			return rep, errors.Wrapf(err, "prune: removing unfinished write %s", st.Ref)
+		}
+	}
+	// Leftover temp files of index.json writes from killed processes.
+	if !o.dryRun {
+		if tmps, _ := filepath.Glob(filepath.Join(s.dir, ".index.json.tmp-*")); len(tmps) > 0 {
+			for _, t := range tmps {
+				os.Remove(t)
+			}
+		}
+	}
+	return rep, nil
+}

@@ -1,0 +1,465 @@
+package ocilayout_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/ocilayout"
+)
+
+func TestMain(m *testing.M) {
+	_ = log.SetLevel("error")
+	if role := os.Getenv("OCILAYOUT_TEST_ROLE"); role != "" {
+		if err := helperProcess(role); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// helperProcess is the body of the child processes the tests start.
+func helperProcess(role string) error {
+	ctx := context.Background()
+	dir := os.Getenv("OCILAYOUT_TEST_DIR")
+	n, _ := strconv.Atoi(os.Getenv("OCILAYOUT_TEST_N"))
+	switch role {
+	case "export":
+		// Export a cache of its own plus blobs shared with the others, and
+		// tag it both under its own name and under a shared one.
+		_, err := exportAndTag(ctx, dir, n, 0, "proc-"+strconv.Itoa(n), "shared")
+		return err
+	case "slow-export":
+		// Export slowly, to be killed on the way.
+		_, err := exportAndTag(ctx, dir, n, 20*time.Millisecond, "slow")
+		return err
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+// blobData is deterministic content for blob i of cache n; blobs below 4
+// are shared by every cache.
+func blobData(n, i int) []byte {
+	owner := n
+	if i < 4 {
+		owner = -1
+	}
+	return bytes.Repeat([]byte(fmt.Sprintf("cache %d blob %d\n", owner, i)), 4096)
+}
+
+// slowProvider serves blobs from memory, pausing on each read.
+type memProvider struct {
+	blobs map[digest.Digest][]byte
+	pause time.Duration
+}
+
+func (p *memProvider) add(dt []byte) ocispec.Descriptor {
+	d := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
+	p.blobs[d.Digest] = dt
+	return d
+}
+
+func (p *memProvider) ReaderAt(_ context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
+	dt, ok := p.blobs[d.Digest]
+	if !ok {
+		return nil, errdefs.ErrNotFound
+	}
+	return &memReader{Reader: bytes.NewReader(dt), pause: p.pause}, nil
+}
+
+type memReader struct {
+	*bytes.Reader
+	pause time.Duration
+}
+
+func (r *memReader) ReadAt(b []byte, off int64) (int, error) {
+	time.Sleep(r.pause)
+	return r.Reader.ReadAt(b, off)
+}
+
+func (r *memReader) Close() error { return nil }
+
+// exportAndTag exports cache n (a chain of 12 records, one layer each)
+// into the layout at dir and tags it with each name.
+func exportAndTag(ctx context.Context, dir string, n int, pause time.Duration, names ...string) (ocispec.Descriptor, error) {
+	s, err := ocilayout.Open(dir)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer s.Close()
+	p := &memProvider{blobs: map[digest.Digest][]byte{}, pause: pause}
+	e, err := remotecache.NewExporter(s, remotecache.WithConcurrency(2))
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	var chain []ocispec.Descriptor
+	var prev remotecache.Record
+	for i := range 12 {
+		chain = append(chain, p.add(blobData(n, i)))
+		var deps [][]remotecache.Link
+		if prev != nil {
+			deps = [][]remotecache.Link{{{Src: prev}}}
+		}
+		res := remotecache.Result{CreatedAt: time.Unix(int64(1000+i), 0).UTC(), Remote: &remotecache.Remote{Descriptors: append([]ocispec.Descriptor(nil), chain...), Provider: p}}
+		prev, _, err = e.Add(digest.FromString(fmt.Sprint("cache ", n, " step ", i)), deps, []remotecache.Result{res})
+		if err != nil {
+			return ocispec.Descriptor{}, err
+		}
+	}
+	resp, err := e.Finalize(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	var desc ocispec.Descriptor
+	if err := json.Unmarshal([]byte(resp[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	for _, name := range names {
+		if err := s.Tag(ctx, name, desc); err != nil {
+			return ocispec.Descriptor{}, err
+		}
+	}
+	return desc, nil
+}
+
+func openT(t *testing.T, dir string) *ocilayout.Store {
+	t.Helper()
+	s, err := ocilayout.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// verifyAll checks that every tag resolves and its cache verifies.
+func verifyAll(t *testing.T, s *ocilayout.Store) []string {
+	t.Helper()
+	ctx := context.Background()
+	tags, err := s.Tags(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range tags {
+		desc, err := s.Resolve(ctx, tag)
+		if err != nil {
+			t.Fatalf("tag %s: %v", tag, err)
+		}
+		problems, err := remotecache.Verify(ctx, s, desc)
+		if err != nil || len(problems) > 0 {
+			t.Fatalf("tag %s: verify: %v %v", tag, problems, err)
+		}
+		if err := remotecache.Import(ctx, s, desc, remotecache.NewCacheChains()); err != nil {
+			t.Fatalf("tag %s: import: %v", tag, err)
+		}
+	}
+	return tags
+}
+
+func TestOpenMakesLayout(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "cache")
+	s := openT(t, dir)
+	layout, err := os.ReadFile(filepath.Join(dir, "oci-layout"))
+	if err != nil || string(layout) != `{"imageLayoutVersion":"1.0.0"}` {
+		t.Fatalf("oci-layout = %q, %v", layout, err)
+	}
+	var idx ocispec.Index
+	dt, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil || json.Unmarshal(dt, &idx) != nil || idx.SchemaVersion != 2 || idx.MediaType != ocispec.MediaTypeImageIndex {
+		t.Fatalf("index.json = %s, %v", dt, err)
+	}
+	if tags, err := s.Tags(context.Background()); err != nil || len(tags) != 0 {
+		t.Fatalf("tags of a new layout = %v, %v", tags, err)
+	}
+	// Opening again keeps what is there.
+	openT(t, dir)
+
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "oci-layout"), []byte(`{"imageLayoutVersion":"9"}`), 0o644)
+	if _, err := ocilayout.Open(bad); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "oci-layout") {
+		t.Fatalf("Open(bad layout) = %v", err)
+	}
+}
+
+func TestTagResolve(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d1, err := exportAndTag(ctx, dir, 1, 0, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, dir)
+	got, err := s.Resolve(ctx, "latest")
+	if err != nil || got.Digest != d1.Digest || got.Annotations[ocispec.AnnotationRefName] != "latest" {
+		t.Fatalf("Resolve(latest) = %+v, %v", got, err)
+	}
+	// Moving the tag replaces the entry.
+	d2, err := exportAndTag(ctx, dir, 2, 0, "latest", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Resolve(ctx, "latest"); got.Digest != d2.Digest {
+		t.Fatalf("latest = %s after moving, want %s", got.Digest, d2.Digest)
+	}
+	var idx ocispec.Index
+	dt, _ := os.ReadFile(filepath.Join(dir, "index.json"))
+	json.Unmarshal(dt, &idx)
+	if len(idx.Manifests) != 2 {
+		t.Fatalf("index.json has %d entries, want 2 (latest, other): %s", len(idx.Manifests), dt)
+	}
+	if tags, _ := s.Tags(ctx); strings.Join(tags, ",") != "latest,other" {
+		t.Fatalf("tags = %v", tags)
+	}
+	if _, err := s.Resolve(ctx, "nope"); !errdefs.IsNotFound(err) {
+		t.Fatalf("Resolve(nope) = %v", err)
+	}
+	// A manifest whose blobs are not all there cannot be tagged.
+	missing := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("x"), Size: 1}
+	if err := s.Tag(ctx, "latest", missing); !errdefs.IsNotFound(err) {
+		t.Fatalf("Tag(missing manifest) = %v", err)
+	}
+	if got, _ := s.Resolve(ctx, "latest"); got.Digest != d2.Digest {
+		t.Fatal("a failed Tag moved the tag")
+	}
+	if err := s.Untag(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Resolve(ctx, "other"); !errdefs.IsNotFound(err) {
+		t.Fatalf("Resolve(untagged) = %v", err)
+	}
+	verifyAll(t, s)
+}
+
+func TestTagRefusesIncompleteManifest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	desc, err := exportAndTag(ctx, dir, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, dir)
+	m, err := remotecache.ReadManifest(ctx, s, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, m.Layers[3].Digest); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Tag(ctx, "latest", desc)
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), m.Layers[3].Digest.String()) {
+		t.Fatalf("Tag with a layer missing = %v, want not found naming %s", err, m.Layers[3].Digest)
+	}
+	if tags, _ := s.Tags(ctx); len(tags) != 0 {
+		t.Fatalf("tags = %v", tags)
+	}
+}
+
+func TestResolveContainerdName(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	desc, err := exportAndTag(ctx, dir, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc.Annotations = map[string]string{"io.containerd.image.name": "docker.io/library/cache:v1"}
+	idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{desc}})
+	os.WriteFile(filepath.Join(dir, "index.json"), idx, 0o644)
+	s := openT(t, dir)
+	got, err := s.Resolve(ctx, "docker.io/library/cache:v1")
+	if err != nil || got.Digest != desc.Digest {
+		t.Fatalf("Resolve(containerd name) = %v, %v", got, err)
+	}
+}
+
+// Eight processes export into one directory and tag it at once; every
+// tag resolves and verifies afterwards.
+func TestConcurrentProcesses(t *testing.T) {
+	dir := t.TempDir()
+	openT(t, dir).Close()
+	const procs = 8
+	cmds := make([]*exec.Cmd, procs)
+	outs := make([]*bytes.Buffer, procs)
+	for i := range procs {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "OCILAYOUT_TEST_ROLE=export", "OCILAYOUT_TEST_DIR="+dir, "OCILAYOUT_TEST_N="+strconv.Itoa(i))
+		outs[i] = &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = outs[i], outs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i] = cmd
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("process %d: %v\n%s", i, err, outs[i])
+		}
+	}
+	s := openT(t, dir)
+	tags := verifyAll(t, s)
+	if len(tags) != procs+1 {
+		t.Fatalf("tags %v, want proc-0..proc-7 and shared", tags)
+	}
+	if st, _ := s.ListStatuses(context.Background()); len(st) != 0 {
+		t.Fatalf("unfinished writes left: %v", st)
+	}
+	tmps, _ := filepath.Glob(filepath.Join(dir, ".index.json.tmp-*"))
+	if len(tmps) != 0 {
+		t.Fatalf("temp files left: %v", tmps)
+	}
+}
+
+// A process killed mid-export leaves a directory that opens, whose old
+// tags resolve, and into which a new export completes.
+func TestKilledExport(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	old, err := exportAndTag(ctx, dir, 100, 0, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "OCILAYOUT_TEST_ROLE=slow-export", "OCILAYOUT_TEST_DIR="+dir, "OCILAYOUT_TEST_N=7")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once it has written something of its own.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, _ := os.ReadDir(filepath.Join(dir, "ingest"))
+		if len(st) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the export never started writing")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	s := openT(t, dir)
+	got, err := s.Resolve(ctx, "old")
+	if err != nil || got.Digest != old.Digest {
+		t.Fatalf("old tag after a kill: %v, %v", got, err)
+	}
+	if _, err := s.Resolve(ctx, "slow"); !errdefs.IsNotFound(err) {
+		t.Fatalf("the killed export's tag exists: %v", err)
+	}
+	s.Close()
+	if _, err := exportAndTag(ctx, dir, 7, 0, "slow"); err != nil {
+		t.Fatalf("re-export after a kill: %v", err)
+	}
+	verifyAll(t, openT(t, dir))
+}
+
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if _, err := exportAndTag(ctx, dir, 1, 0, "keep"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exportAndTag(ctx, dir, 2, 0, "drop"); err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, dir)
+	if err := s.Untag(ctx, "drop"); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		n := 0
+		s.Walk(ctx, func(content.Info) error { n++; return nil })
+		return n
+	}
+	before := count()
+	dry, err := s.Prune(ctx, ocilayout.WithDryRun())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cache 2 has 8 blobs of its own, a config and a manifest.
+	if len(dry.Blobs) != 10 || dry.Bytes <= 0 {
+		t.Fatalf("dry run would free %d blobs (%d bytes), want 10", len(dry.Blobs), dry.Bytes)
+	}
+	if count() != before {
+		t.Fatal("a dry run removed blobs")
+	}
+	rep, err := s.Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Blobs) != 10 || rep.Bytes != dry.Bytes || count() != before-10 {
+		t.Fatalf("prune freed %d blobs (%d bytes); %d left of %d", len(rep.Blobs), rep.Bytes, count(), before)
+	}
+	verifyAll(t, s)
+}
+
+// A prune started while an export is in progress waits for it: the export
+// comes out whole and tagged, and only then is the garbage removed.
+func TestPruneRacingExport(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if _, err := exportAndTag(ctx, dir, 1, 0, "one"); err != nil {
+		t.Fatal(err)
+	}
+	exported := make(chan error, 1)
+	go func() {
+		_, err := exportAndTag(ctx, dir, 2, 5*time.Millisecond, "two")
+		exported <- err
+	}()
+	// Let the export get going, then prune from another Store.
+	for {
+		if st, _ := os.ReadDir(filepath.Join(dir, "ingest")); len(st) > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	pruner := openT(t, dir)
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := pruner.Prune(pctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exported:
+		if err != nil {
+			t.Fatalf("export: %v", err)
+		}
+	default:
+		t.Fatal("prune returned while the export was still running")
+	}
+	tags := verifyAll(t, pruner)
+	if strings.Join(tags, ",") != "one,two" {
+		t.Fatalf("tags %v", tags)
+	}
+	// A prune bounded by its context gives up while a Store is open.
+	other := openT(t, dir)
+	_ = other
+	short, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel2()
+	if _, err := pruner.Prune(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("prune with an open Store = %v, want deadline exceeded", err)
+	}
+}

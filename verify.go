@@ -1,0 +1,158 @@
+package remotecache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+)
+
+// Manifest is a cache manifest read from a store: its form, the cache
+// config it names and the layer blobs it lists.
+type Manifest struct {
+	Descriptor ocispec.Descriptor
+	Format     ManifestFormat
+	Config     ocispec.Descriptor
+	Layers     []ocispec.Descriptor
+}
+
+// ReadManifest reads and checks the cache manifest at desc, in any of the
+// three forms. Options as for Import (WithMaxBlobSize).
+func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (*Manifest, error) {
+	o := importOptions{maxBlobSize: DefaultMaxBlobSize}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	dt, err := readBlob(ctx, provider, desc, o.maxBlobSize, "manifest")
+	if err != nil {
+		return nil, err
+	}
+	config, layers, err := parseManifest(dt)
+	if err != nil {
+		return nil, errors.Wrapf(err, "manifest %s", desc.Digest)
+	}
+	var mt struct {
+		MediaType string `json:"mediaType"`
+		Manifests []any  `json:"manifests"`
+	}
+	_ = json.Unmarshal(dt, &mt) // parseManifest decoded it already
+	m := &Manifest{Descriptor: desc, Config: config, Layers: layers}
+	switch {
+	case mt.MediaType == images.MediaTypeDockerSchema2ManifestList:
+		m.Format = FormatManifestList
+	case mt.MediaType == ocispec.MediaTypeImageIndex || mt.Manifests != nil:
+		m.Format = FormatOCIIndex
+	default:
+		m.Format = FormatImageManifest
+	}
+	return m, nil
+}
+
+// ReadConfig reads and decodes the cache config that m names.
+func ReadConfig(ctx context.Context, provider content.Provider, m *Manifest, opts ...ImportOption) (*CacheConfig, error) {
+	o := importOptions{maxBlobSize: DefaultMaxBlobSize}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	dt, err := readBlob(ctx, provider, m.Config, o.maxBlobSize, "cache config")
+	if err != nil {
+		return nil, errors.Wrapf(err, "manifest %s", m.Descriptor.Digest)
+	}
+	var cfg CacheConfig
+	if err := json.Unmarshal(dt, &cfg); err != nil {
+		return nil, invalidf(err, "manifest %s: cache config %s: malformed JSON", m.Descriptor.Digest, m.Config.Digest)
+	}
+	return &cfg, nil
+}
+
+// Problem is one thing wrong with a stored cache.
+type Problem struct {
+	// Descriptor is the blob with the problem.
+	Descriptor ocispec.Descriptor
+	// What went wrong: the blob is missing, or its size or digest is not
+	// the descriptor's, or it cannot be read.
+	Err error
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("%s (%s): %v", p.Descriptor.Digest, p.Descriptor.MediaType, p.Err)
+}
+
+// Verify reads every blob of the cache at desc (manifest, config, layers)
+// and checks each is there with the size and digest its descriptor gives,
+// and that every layer the config names is listed in the manifest. It
+// returns the problems found; the error is for failures to check at all
+// (an unreadable manifest is a Problem, not an error, when it is missing).
+func Verify(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) ([]Problem, error) {
+	m, err := ReadManifest(ctx, provider, desc, opts...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return []Problem{{Descriptor: desc, Err: err}}, nil
+	}
+	var problems []Problem
+	cfg, err := ReadConfig(ctx, provider, m, opts...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		problems = append(problems, Problem{Descriptor: m.Config, Err: err})
+	}
+	listed := map[string]bool{}
+	for _, l := range m.Layers {
+		listed[l.Digest.String()] = true
+		if err := verifyBlob(ctx, provider, l); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			problems = append(problems, Problem{Descriptor: l, Err: err})
+		}
+	}
+	if cfg != nil {
+		for i, l := range cfg.Layers {
+			if !listed[l.Blob.String()] {
+				problems = append(problems, Problem{
+					Descriptor: ocispec.Descriptor{Digest: l.Blob},
+					Err:        errors.Wrapf(errdefs.ErrNotFound, "config layer %d: blob not listed in the manifest", i),
+				})
+				listed[l.Blob.String()] = true
+			}
+		}
+	}
+	return problems, nil
+}
+
+// verifyBlob reads a blob through and checks its size and digest.
+func verifyBlob(ctx context.Context, p content.Provider, desc ocispec.Descriptor) error {
+	if err := desc.Digest.Validate(); err != nil {
+		return invalidf(err, "digest %q", desc.Digest)
+	}
+	ra, err := p.ReaderAt(ctx, desc)
+	if err != nil {
+		return err
+	}
+	defer ra.Close()
+	if n := ra.Size(); n != desc.Size {
+		return errors.Wrapf(errdefs.ErrFailedPrecondition, "store has %d bytes, descriptor says %d", n, desc.Size)
+	}
+	v := desc.Digest.Verifier()
+	n, err := io.Copy(v, io.NewSectionReader(ra, 0, desc.Size))
+	if err != nil {
+		return errors.Wrapf(err, "reading at offset %d", n)
+	}
+	if !v.Verified() {
+		return errors.Wrapf(errdefs.ErrFailedPrecondition, "bytes do not match the digest")
+	}
+	return nil
+}
