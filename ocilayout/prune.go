@@ -43,6 +43,9 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, er
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if s.readOnly {
+		return PruneReport{}, s.errReadOnly("prune")
+	}
 	if err := flock(ctx, s.lock, syscall.LOCK_EX); err != nil {
 		return PruneReport{}, errors.Wrap(err, "prune: waiting for exports in progress")
 	}

@@ -45,15 +45,28 @@ type Store struct {
 	// and the second rename finds the blob there.
 	session string
 
+	readOnly bool
+
 	mu     sync.Mutex
-	lock   *os.File // shared lock held while open
+	lock   *os.File // shared lock held while open; nil if read-only
 	closed bool
 }
 
-// Option configures Open. None exist yet; the type keeps room for them.
+// Option configures Open.
 type Option func(*options) error
 
-type options struct{}
+type options struct{ readOnly bool }
+
+// WithReadOnly opens an existing layout for reading only: nothing in the
+// directory is made or changed, not even a lock file, and every write
+// fails with errdefs.ErrFailedPrecondition. Such a Store does not hold off
+// Prune, so a prune in another process may remove blobs while it reads.
+func WithReadOnly() Option {
+	return func(o *options) error {
+		o.readOnly = true
+		return nil
+	}
+}
 
 // Open opens the OCI layout at dir, making it (and dir) if absent. It fails
 // if dir holds something that is not an OCI layout.
@@ -63,6 +76,9 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
+	}
+	if o.readOnly {
+		return openReadOnly(dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
@@ -89,6 +105,27 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	return &Store{Store: cs, dir: dir, lock: f, session: hex.EncodeToString(id[:])}, nil
+}
+
+func openReadOnly(dir string) (*Store, error) {
+	for _, name := range []string{ocispec.ImageLayoutFile, indexFile} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			if os.IsNotExist(err) {
+				return nil, errors.Wrapf(errdefs.ErrNotFound, "oci layout %s: no %s", dir, name)
+			}
+			return nil, errors.Wrapf(err, "oci layout %s", dir)
+		}
+	}
+	cs, err := local.NewStore(dir)
+	if err != nil {
+		return nil, errors.Wrapf(err, "oci layout %s", dir)
+	}
+	return &Store{Store: cs, dir: dir, readOnly: true}, nil
+}
+
+// errReadOnly is returned by writes to a Store opened WithReadOnly.
+func (s *Store) errReadOnly(what string) error {
+	return errors.Wrapf(errdefs.ErrFailedPrecondition, "oci layout %s: %s: opened read-only", s.dir, what)
 }
 
 // initLayout writes oci-layout and an empty index.json where missing, and
@@ -145,12 +182,18 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.lock == nil {
+		return nil
+	}
 	return s.lock.Close()
 }
 
 // Writer implements content.Ingester. A blob already in the layout gives
 // errdefs.ErrAlreadyExists.
 func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	if s.readOnly {
+		return nil, s.errReadOnly("write")
+	}
 	var wo content.WriterOpts
 	for _, o := range opts {
 		if err := o(&wo); err != nil {
@@ -174,6 +217,14 @@ func (s *Store) ref(ref string) string { return ref + "@" + s.session }
 // Status implements content.IngestManager for refs given to Writer.
 func (s *Store) Status(ctx context.Context, ref string) (content.Status, error) {
 	return s.Store.Status(ctx, s.ref(ref))
+}
+
+// Delete implements content.Manager.
+func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
+	if s.readOnly {
+		return s.errReadOnly("delete " + dgst.String())
+	}
+	return s.Store.Delete(ctx, dgst)
 }
 
 // Abort implements content.IngestManager for refs given to Writer.
@@ -253,6 +304,9 @@ func tagName(d ocispec.Descriptor) string {
 // Every blob desc reaches (manifests, indexes, configs, layers) must be in
 // the layout and match its descriptor, else the tag does not move.
 func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) error {
+	if s.readOnly {
+		return s.errReadOnly("tag " + name)
+	}
 	if name == "" {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "tag: empty name")
 	}
@@ -344,6 +398,9 @@ func (s *Store) Tags(ctx context.Context) ([]string, error) {
 
 // Untag removes a tag. Its blobs stay until Prune.
 func (s *Store) Untag(ctx context.Context, name string) error {
+	if s.readOnly {
+		return s.errReadOnly("untag " + name)
+	}
 	return withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
 		idx, err := s.readIndex()
 		if err != nil {

@@ -463,3 +463,44 @@ func TestPruneRacingExport(t *testing.T) {
 		t.Fatalf("prune with an open Store = %v, want deadline exceeded", err)
 	}
 }
+
+func TestReadOnly(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	desc, err := exportAndTag(ctx, dir, 1, 0, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, ".remotecache.lock"))
+	os.Remove(filepath.Join(dir, "index.json.lock"))
+	before, _ := os.ReadDir(dir)
+	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.Resolve(ctx, "latest"); err != nil || got.Digest != desc.Digest {
+		t.Fatalf("Resolve = %v, %v", got, err)
+	}
+	if problems, err := remotecache.Verify(ctx, s, desc); err != nil || len(problems) != 0 {
+		t.Fatalf("Verify = %v, %v", problems, err)
+	}
+	for name, err := range map[string]error{
+		"tag":    s.Tag(ctx, "x", desc),
+		"untag":  s.Untag(ctx, "latest"),
+		"delete": s.Delete(ctx, desc.Digest),
+		"write":  func() error { _, err := s.Writer(ctx, content.WithRef("x")); return err }(),
+		"prune":  func() error { _, err := s.Prune(ctx); return err }(),
+	} {
+		if !errdefs.IsFailedPrecondition(err) {
+			t.Errorf("%s on a read-only store = %v", name, err)
+		}
+	}
+	after, _ := os.ReadDir(dir)
+	if len(after) != len(before) {
+		t.Fatalf("read-only open changed the directory: %v -> %v", before, after)
+	}
+	if _, err := ocilayout.Open(t.TempDir(), ocilayout.WithReadOnly()); !errdefs.IsNotFound(err) {
+		t.Fatalf("read-only open of an empty dir = %v", err)
+	}
+}
