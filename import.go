@@ -3,6 +3,7 @@ package remotecache
 import (
 	"bytes"
 	"context"
+	_ "crypto/sha256" // digests of manifests and configs; validateDigest's fast path
 	"encoding/json"
 	"fmt"
 	"io"
@@ -46,8 +47,9 @@ func WithMaxBlobSize(n int64) ImportOption {
 //
 // The manifest may be any of the three forms Finalize writes (an OCI image
 // manifest whose config is the cache config, an OCI image index or a Docker
-// manifest list listing the layers and the cache config); the form is read
-// from the blob, not from desc.MediaType. The manifest and the config are
+// manifest list listing the layers and the cache config), or a Docker image
+// manifest, which BuildKit reads too. The form is read from the blob (its
+// mediaType field, checked against its shape), not from desc.MediaType. The manifest and the config are
 // checked against their descriptors' size and digest, and must not be
 // larger than the limit that WithMaxBlobSize sets. Layer blobs are not read:
 // each result's Remote serves them from provider.
@@ -90,7 +92,7 @@ func Import(ctx context.Context, provider content.Provider, desc ocispec.Descrip
 		return err
 	}
 	if err := Parse(cdt, dp, t); err != nil {
-		return errors.Wrapf(err, "cache config %s", configDesc.Digest)
+		return errors.Wrapf(err, "manifest %s: cache config %s", desc.Digest, configDesc.Digest)
 	}
 	return nil
 }
@@ -560,7 +562,8 @@ func (p *parser) result(createdAt time.Time, chain []ocispec.Descriptor, b *buil
 }
 
 // validateDigest is digest.Digest.Validate with a fast path for the
-// common case, a sha256 digest in lower case hex.
+// common case, a sha256 digest in lower case hex (sha256 is linked in: see
+// the import of crypto/sha256).
 func validateDigest(d digest.Digest) error {
 	s := string(d)
 	if len(s) == len("sha256:")+64 && s[:7] == "sha256:" {
