@@ -1,0 +1,287 @@
+package cachegen
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+func TestSameSeedSameGraph(t *testing.T) {
+	opts := Options{AgainFraction: 0.05, MergeFraction: 0.03, ExtraLinkFraction: 0.3, RandomFraction: 0.02, MissingFraction: 0.05}
+	for _, n := range []int{1, 7, 300, 1000} {
+		for seed := int64(0); seed < 2; seed++ {
+			a, b := NewWithOptions(seed, n, opts), NewWithOptions(seed, n, opts)
+			if !reflect.DeepEqual(a, b) {
+				t.Fatalf("seed %d, %d records: two graphs differ", seed, n)
+			}
+			if len(a.Ops) != n {
+				t.Fatalf("seed %d: %d ops, want %d", seed, len(a.Ops), n)
+			}
+			if c := NewWithOptions(seed+100, n, opts); n > 10 && reflect.DeepEqual(a.Ops, c.Ops) {
+				t.Fatalf("seeds %d and %d give the same graph", seed, seed+100)
+			}
+		}
+	}
+}
+
+func TestGraphShape(t *testing.T) {
+	g := NewWithOptions(42, 8000, Options{AgainFraction: 0.03, MergeFraction: 0.01})
+	s := g.Stats()
+	t.Logf("%+v", s)
+	frac := float64(s.WithResults) / float64(s.Ops)
+	if frac < 0.5 || frac > 0.7 {
+		t.Errorf("%.2f of records have results, want about 0.6", frac)
+	}
+	if s.MultiSlot == 0 || s.MultiLink == 0 || s.Selectors == 0 || s.Again == 0 || s.Merges == 0 || s.Roots == 0 {
+		t.Errorf("missing features: %+v", s)
+	}
+	if s.DistinctDigests >= s.Ops-s.Again {
+		t.Errorf("no digest reached from different parents: %+v", s)
+	}
+	// Every op links only to earlier ops; every result's descriptors are
+	// those of known blobs; a blob sits on top of different parent chains.
+	tops := map[digest.Digest]map[string]bool{}
+	equalTimes := 0
+	for i, op := range g.Ops {
+		for s, slot := range op.Deps {
+			if len(slot) == 0 {
+				t.Fatalf("op %d slot %d is empty", i, s)
+			}
+			for _, d := range slot {
+				if d.Src < 0 || d.Src >= i {
+					t.Fatalf("op %d slot %d links from op %d", i, s, d.Src)
+				}
+			}
+		}
+		for _, res := range op.Results {
+			if len(res.Layers) == 0 {
+				t.Fatalf("op %d has an empty result", i)
+			}
+			var parent []string
+			for _, l := range res.Layers {
+				b, ok := g.Blobs[l.Digest]
+				if !ok || !reflect.DeepEqual(b.Descriptor, l) {
+					t.Fatalf("op %d: layer %s is not a known blob's descriptor", i, l.Digest)
+				}
+				if l.MediaType != ocispec.MediaTypeImageLayerGzip && l.MediaType != "application/vnd.docker.image.rootfs.diff.tar.gzip" {
+					t.Fatalf("media type %s", l.MediaType)
+				}
+				if l.Annotations[AnnotationUncompressed] == "" || l.Annotations[AnnotationCreatedAt] == "" {
+					t.Fatalf("annotations %v", l.Annotations)
+				}
+				parent = append(parent, string(l.Digest))
+			}
+			top := res.Layers[len(res.Layers)-1].Digest
+			if tops[top] == nil {
+				tops[top] = map[string]bool{}
+			}
+			tops[top][strings.Join(parent[:len(parent)-1], ",")] = true
+			if i > 0 && len(g.Ops[i-1].Results) > 0 && g.Ops[i-1].Results[0].CreatedAt.Equal(res.CreatedAt) {
+				equalTimes++
+			}
+		}
+	}
+	shared := 0
+	for _, parents := range tops {
+		if len(parents) > 1 {
+			shared++
+		}
+	}
+	if shared == 0 {
+		t.Error("no blob on top of different parent chains")
+	}
+	if equalTimes == 0 {
+		t.Error("no equal CreatedAt")
+	}
+	used := 0
+	for _, b := range g.Blobs {
+		if b.Missing {
+			t.Fatal("missing blob without MissingFraction")
+		}
+		used++
+	}
+	if used != len(g.BlobOrder) {
+		t.Fatalf("%d blobs, %d in BlobOrder", used, len(g.BlobOrder))
+	}
+}
+
+// A record's results never share a CreatedAt unless they have the same
+// blobs: the best result must not depend on the insertion order.
+func TestResultTimesDistinctPerDigest(t *testing.T) {
+	g := NewWithOptions(7, 8000, Options{AgainFraction: 0.1, MergeFraction: 0.02})
+	times := map[digest.Digest]map[int64]string{}
+	for i, op := range g.Ops {
+		for _, res := range op.Results {
+			var ds []string
+			for _, l := range res.Layers {
+				ds = append(ds, string(l.Digest))
+			}
+			key := strings.Join(ds, ",")
+			m := times[op.Digest]
+			if m == nil {
+				m = map[int64]string{}
+				times[op.Digest] = m
+			}
+			if prev, ok := m[res.CreatedAt.UnixNano()]; ok && prev != key {
+				t.Fatalf("op %d: two results of %s at %s with other blobs", i, op.Digest, res.CreatedAt)
+			}
+			m[res.CreatedAt.UnixNano()] = key
+		}
+	}
+}
+
+func TestOrdersAreTopological(t *testing.T) {
+	for seed := int64(0); seed < 20; seed++ {
+		g := NewWithOptions(seed, 50+int(seed)*40, Options{AgainFraction: 0.05, ExtraLinkFraction: 0.5})
+		orders := map[string][]int{"in": g.InOrder()}
+		for k := int64(0); k < 3; k++ {
+			orders["shuffle"+string(rune('0'+k))] = g.Shuffle(k)
+			orders["walk"+string(rune('0'+k))] = g.WalkOrder(k)
+		}
+		for name, o := range orders {
+			if err := g.CheckOrder(o); err != nil {
+				t.Fatalf("seed %d %s: %v", seed, name, err)
+			}
+		}
+		if reflect.DeepEqual(orders["shuffle0"], orders["in"]) || reflect.DeepEqual(orders["shuffle0"], orders["shuffle1"]) {
+			t.Fatalf("seed %d: shuffles do not shuffle", seed)
+		}
+		if !reflect.DeepEqual(g.Shuffle(5), g.Shuffle(5)) || !reflect.DeepEqual(g.WalkOrder(5), g.WalkOrder(5)) {
+			t.Fatalf("seed %d: orders are not reproducible", seed)
+		}
+	}
+	g := New(1, 10)
+	bad := g.InOrder()
+	for i, op := range g.Ops {
+		if len(op.Deps) > 0 {
+			j := op.Deps[0][0].Src
+			bad[i], bad[j] = bad[j], bad[i]
+			break
+		}
+	}
+	if g.CheckOrder(bad) == nil {
+		t.Fatal("CheckOrder accepts a dep after its dependent")
+	}
+	if g.CheckOrder(append(g.InOrder()[1:], 1)) == nil {
+		t.Fatal("CheckOrder accepts a repeated op")
+	}
+}
+
+func TestWalkOrderDeep(t *testing.T) {
+	// A 50,000-deep chain: no recursion.
+	g := &Graph{Ops: make([]Op, 50000)}
+	x := digest.FromString("x")
+	for i := range g.Ops {
+		g.Ops[i] = Op{Digest: x, Again: -1}
+		if i > 0 {
+			g.Ops[i].Deps = [][]Dep{{{Src: i - 1}}}
+		}
+	}
+	if err := g.CheckOrder(g.WalkOrder(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.CheckOrder(g.Shuffle(1)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProviderBytes(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int64{0, 16, 64 << 10, 3*blockSize + 123} {
+		g := NewWithOptions(3, 200, Options{BlobSize: size, MaxBlobs: 5})
+		if size == 0 && len(g.Blobs) < 5 {
+			t.Fatalf("%d blobs", len(g.Blobs))
+		}
+		if size > 0 && len(g.Blobs) > 5 {
+			t.Fatalf("MaxBlobs 5: %d blobs", len(g.Blobs))
+		}
+		p := g.Provider()
+		for _, d := range g.BlobOrder {
+			desc := g.Blobs[d].Descriptor
+			if size > 0 && desc.Size != size {
+				t.Fatalf("size %d, want %d", desc.Size, size)
+			}
+			info, err := p.Info(ctx, d)
+			if err != nil || info.Size != desc.Size || info.Digest != d {
+				t.Fatalf("Info(%s) = %+v, %v", d, info, err)
+			}
+			ra, err := p.ReaderAt(ctx, desc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ra.Size() != desc.Size {
+				t.Fatalf("reader size %d", ra.Size())
+			}
+			all, err := io.ReadAll(io.NewSectionReader(ra, 0, ra.Size()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := digest.FromBytes(all); got != d {
+				t.Fatalf("bytes of %s hash to %s", d, got)
+			}
+			if sha256.Sum256(all) != sha256.Sum256(g.Blobs[d].Bytes()) {
+				t.Fatal("Bytes differs from ReaderAt")
+			}
+			// Reads at odd offsets and lengths agree with the whole.
+			for _, r := range [][2]int64{{1, 7}, {blockSize - 3, 10}, {desc.Size - 5, 5}, {desc.Size / 2, desc.Size}} {
+				off, n := r[0], r[1]
+				if off < 0 || off > desc.Size {
+					continue
+				}
+				buf := make([]byte, n)
+				got, err := ra.ReadAt(buf, off)
+				want := min(n, desc.Size-off)
+				if int64(got) != want || (want < n && err != io.EOF) || (want == n && err != nil) {
+					t.Fatalf("ReadAt(%d, %d) of %d = %d, %v", n, off, desc.Size, got, err)
+				}
+				if !bytes.Equal(buf[:got], all[off:off+want]) {
+					t.Fatalf("ReadAt(%d, %d): wrong bytes", n, off)
+				}
+			}
+			ra.Close()
+		}
+		// Same seed, same bytes, in another graph value.
+		g2 := NewWithOptions(3, 200, Options{BlobSize: size, MaxBlobs: 5})
+		if !reflect.DeepEqual(g.BlobOrder, g2.BlobOrder) {
+			t.Fatal("blob digests differ across runs")
+		}
+	}
+}
+
+func TestProviderMissing(t *testing.T) {
+	ctx := context.Background()
+	g := NewWithOptions(9, 500, Options{MissingFraction: 0.3})
+	p := g.Provider()
+	missing := 0
+	for _, d := range g.BlobOrder {
+		b := g.Blobs[d]
+		_, err := p.Info(ctx, d)
+		_, rerr := p.ReaderAt(ctx, b.Descriptor)
+		if b.Missing {
+			missing++
+			if !errdefs.IsNotFound(err) || !errdefs.IsNotFound(rerr) {
+				t.Fatalf("missing blob: %v, %v", err, rerr)
+			}
+		} else if err != nil || rerr != nil {
+			t.Fatal(err, rerr)
+		}
+	}
+	if missing == 0 {
+		t.Fatal("no missing blob")
+	}
+	if _, err := p.Info(ctx, digest.FromString("nope")); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("unknown blob: %v", err)
+	}
+	if p.InfoCalls() != int64(len(g.BlobOrder))+1 {
+		t.Fatalf("InfoCalls %d", p.InfoCalls())
+	}
+}
