@@ -242,13 +242,16 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil target")
 	}
 	// Unmarshal appends to a slice with room: sizing the two big slices
-	// from a count of their keys saves regrowing them. The count is capped
-	// by how many valid entries fit in the input, so that a hostile input
-	// cannot make this allocate much more than its own size.
+	// saves regrowing them. Each "digest" key has one 'g' and each "blob"
+	// key one 'o', letters that no hex digest and no other key of the
+	// format but "selector" and "records" has, so counting them (a fast
+	// single-byte count) bounds the number of records and layers. The
+	// bound is capped by how many valid entries fit in the input, so that
+	// a hostile input cannot make this allocate much more than its size.
 	maxEntries := len(configJSON) / minEntryJSON
 	cfg := CacheConfig{
-		Layers:  make([]CacheLayer, 0, min(bytes.Count(configJSON, []byte(`"blob"`)), maxEntries)),
-		Records: make([]CacheRecord, 0, min(bytes.Count(configJSON, []byte(`"digest"`)), maxEntries)),
+		Layers:  make([]CacheLayer, 0, min(bytes.Count(configJSON, []byte{'o'}), maxEntries)),
+		Records: make([]CacheRecord, 0, min(bytes.Count(configJSON, []byte{'g'}), maxEntries)),
 	}
 	if err := json.Unmarshal(configJSON, &cfg); err != nil {
 		return invalidf(err, "malformed JSON")
