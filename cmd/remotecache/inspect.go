@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/buildcache/remotecache"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+var inspectCommand = &command{
+	name: "inspect",
+	args: "SRC [--json|--dot]",
+	summary: `Show the cache that SRC's tag names: the manifest form, how many records,
+layers and distinct blobs it has and their total size, and its graph: each
+record with its digest, its inputs (the records it is reached from, with
+selectors) and its results (layer chains, with sizes). Blobs missing from
+the store are flagged. --json writes all of it as JSON; --dot writes the
+graph for Graphviz (records as nodes, links as edges labelled with the
+input slot and selector). Nothing is written into SRC.`,
+	nargs: exactly(1),
+	flags: func(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
+		asJSON := fs.Bool("json", false, "")
+		asDot := fs.Bool("dot", false, "")
+		return func(ctx context.Context, c *cli, args []string) error {
+			if *asJSON && *asDot {
+				return usagef(nil, "inspect: --json and --dot do not go together")
+			}
+			locs, err := parseLocations(args)
+			if err != nil {
+				return err
+			}
+			r, err := inspect(ctx, locs[0])
+			if err != nil {
+				return err
+			}
+			switch {
+			case *asJSON:
+				enc := json.NewEncoder(c.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
+			case *asDot:
+				return r.writeDot(c.stdout)
+			default:
+				return r.writeText(c.stdout)
+			}
+		}
+	},
+}
+
+// report is what inspect shows; its JSON is the output of --json.
+type report struct {
+	Location string             `json:"location"`
+	Format   string             `json:"format"`
+	Manifest ocispec.Descriptor `json:"manifest"`
+	Config   ocispec.Descriptor `json:"config"`
+	Counts   counts             `json:"counts"`
+	// TotalBytes is the size of the manifest, the config and every
+	// distinct layer blob.
+	TotalBytes int64 `json:"totalBytes"`
+	// Blobs are the distinct layer blobs, in the manifest's order, then
+	// any the config names that the manifest does not list.
+	Blobs []blob `json:"blobs"`
+	// Layers are the config's layers: a blob on top of a parent layer.
+	Layers  []layer  `json:"layers"`
+	Records []record `json:"records"`
+}
+
+type counts struct {
+	Records int `json:"records"`
+	Layers  int `json:"layers"`
+	Blobs   int `json:"blobs"`
+	Missing int `json:"missing"`
+}
+
+type blob struct {
+	Digest    digest.Digest `json:"digest"`
+	MediaType string        `json:"mediaType,omitempty"`
+	Size      int64         `json:"size"`
+	// Problem, when not empty, is what is wrong with the blob: "missing"
+	// from the store, a size in the store other than the descriptor's, or
+	// "not in the manifest".
+	Problem string `json:"problem,omitempty"`
+}
+
+type layer struct {
+	Blob   digest.Digest `json:"blob"`
+	Parent int           `json:"parent"` // -1: a base layer
+}
+
+type record struct {
+	Index   int           `json:"index"`
+	Digest  digest.Digest `json:"digest"`
+	Inputs  [][]input     `json:"inputs,omitempty"`
+	Results []result      `json:"results,omitempty"`
+}
+
+type input struct {
+	Record   int           `json:"record"`
+	Digest   digest.Digest `json:"digest,omitempty"` // empty: index out of range
+	Selector string        `json:"selector,omitempty"`
+}
+
+type result struct {
+	CreatedAt time.Time `json:"createdAt"`
+	// Chained is set for a result given as a list of layers, each loaded
+	// without its parents.
+	Chained bool `json:"chained,omitempty"`
+	// Layers are the blobs of the chain, base first.
+	Layers []digest.Digest `json:"layers"`
+	Size   int64           `json:"size"`
+	// Problem, when not empty, is why the result cannot be loaded: a blob
+	// of it has a problem, or the config's layer indexes are wrong.
+	Problem string `json:"problem,omitempty"`
+}
+
+// inspect reads the cache at l into a report.
+func inspect(ctx context.Context, l location) (*report, error) {
+	src, err := openSource(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	desc, err := src.manifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := remotecache.ReadManifest(ctx, src, desc)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := remotecache.ReadConfig(ctx, src, m)
+	if err != nil {
+		return nil, err
+	}
+	r := &report{
+		Location:   l.String(),
+		Format:     m.Format.String(),
+		Manifest:   m.Descriptor,
+		Config:     m.Config,
+		TotalBytes: m.Descriptor.Size + m.Config.Size,
+		Blobs:      []blob{},
+		Layers:     make([]layer, len(cfg.Layers)),
+		Records:    make([]record, len(cfg.Records)),
+	}
+
+	at := map[digest.Digest]int{} // index in r.Blobs
+	addBlob := func(b blob) {
+		if _, ok := at[b.Digest]; !ok {
+			at[b.Digest] = len(r.Blobs)
+			r.Blobs = append(r.Blobs, b)
+		}
+	}
+	for _, d := range m.Layers {
+		addBlob(blob{Digest: d.Digest, MediaType: d.MediaType, Size: d.Size})
+	}
+	for i, cl := range cfg.Layers {
+		r.Layers[i] = layer{Blob: cl.Blob, Parent: cl.ParentIndex}
+		addBlob(blob{Digest: cl.Blob, Size: -1, Problem: "not in the manifest"})
+	}
+	for i := range r.Blobs {
+		b := &r.Blobs[i]
+		if problem := checkBlob(ctx, src, b); problem != "" {
+			b.Problem = problem
+		}
+		if b.Problem != "" {
+			r.Counts.Missing++
+		}
+		r.TotalBytes += max(b.Size, 0)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	for i, cr := range cfg.Records {
+		rec := record{Index: i, Digest: cr.Digest}
+		for _, slot := range cr.Inputs {
+			links := make([]input, len(slot))
+			for j, in := range slot {
+				links[j] = input{Record: in.LinkIndex, Selector: in.Selector}
+				if in.LinkIndex >= 0 && in.LinkIndex < len(cfg.Records) {
+					links[j].Digest = cfg.Records[in.LinkIndex].Digest
+				}
+			}
+			rec.Inputs = append(rec.Inputs, links)
+		}
+		for _, res := range cr.Results {
+			indexes, ok := chainOf(cfg.Layers, res.LayerIndex)
+			rec.Results = append(rec.Results, r.result(res.CreatedAt, false, indexes, ok, cfg.Layers, at))
+		}
+		for _, res := range cr.ChainedResults {
+			ok := true
+			for _, li := range res.LayerIndexes {
+				ok = ok && li >= 0 && li < len(cfg.Layers)
+			}
+			rec.Results = append(rec.Results, r.result(res.CreatedAt, true, res.LayerIndexes, ok, cfg.Layers, at))
+		}
+		r.Records[i] = rec
+	}
+	r.Counts.Records, r.Counts.Layers, r.Counts.Blobs = len(r.Records), len(r.Layers), len(r.Blobs)
+	return r, nil
+}
+
+// checkBlob looks b up in the store and says what is wrong with it, if
+// anything; it fills in the size of a blob the manifest does not list.
+func checkBlob(ctx context.Context, p content.Provider, b *blob) string {
+	var size int64
+	if ip, ok := p.(content.InfoProvider); ok {
+		info, err := ip.Info(ctx, b.Digest)
+		if err != nil {
+			return problemOf(err)
+		}
+		size = info.Size
+	} else {
+		ra, err := p.ReaderAt(ctx, ocispec.Descriptor{Digest: b.Digest, Size: b.Size, MediaType: b.MediaType})
+		if err != nil {
+			return problemOf(err)
+		}
+		size = ra.Size()
+		ra.Close()
+	}
+	if b.Size < 0 {
+		b.Size = size
+	} else if size != b.Size {
+		return fmt.Sprintf("%d bytes in the store, descriptor says %d", size, b.Size)
+	}
+	return ""
+}
+
+func problemOf(err error) string {
+	if errdefs.IsNotFound(err) {
+		return "missing"
+	}
+	return err.Error()
+}
+
+// chainOf returns the layer indexes of the chain whose top is top, base
+// first, and false if an index is out of range or the parents loop.
+func chainOf(layers []remotecache.CacheLayer, top int) ([]int, bool) {
+	var chain []int
+	for i := top; i != -1; i = layers[i].ParentIndex {
+		if i < 0 || i >= len(layers) || len(chain) == len(layers) {
+			return chain, false
+		}
+		chain = append(chain, i)
+	}
+	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
+		chain[i], chain[j] = chain[j], chain[i]
+	}
+	return chain, true
+}
+
+// result describes the result made of the layers at indexes; ok is false
+// if the config's indexes were wrong. at maps a blob to its index in
+// r.Blobs.
+func (r *report) result(createdAt time.Time, chained bool, indexes []int, ok bool, layers []remotecache.CacheLayer, at map[digest.Digest]int) result {
+	res := result{CreatedAt: createdAt, Chained: chained, Layers: []digest.Digest{}}
+	if !ok {
+		res.Problem = "layer index out of range or parents in a loop"
+	}
+	for _, li := range indexes {
+		if li < 0 || li >= len(layers) {
+			continue
+		}
+		b := r.Blobs[at[layers[li].Blob]]
+		res.Layers = append(res.Layers, b.Digest)
+		res.Size += max(b.Size, 0)
+		if b.Problem != "" && res.Problem == "" {
+			res.Problem = fmt.Sprintf("blob %s: %s", b.Digest, b.Problem)
+		}
+	}
+	return res
+}
+
+// writeText writes the report for people.
+func (r *report) writeText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n", r.Location)
+	fmt.Fprintf(&b, "  manifest  %s  %s, %s\n", r.Manifest.Digest, r.Format, humanBytes(r.Manifest.Size))
+	fmt.Fprintf(&b, "  config    %s  %s\n", r.Config.Digest, humanBytes(r.Config.Size))
+	fmt.Fprintf(&b, "  %s, %s, %s, %s in all (%d bytes)\n",
+		plural(r.Counts.Records, "record"), plural(r.Counts.Layers, "layer"), plural(r.Counts.Blobs, "distinct blob"), humanBytes(r.TotalBytes), r.TotalBytes)
+	if r.Counts.Missing > 0 {
+		fmt.Fprintf(&b, "  %s MISSING or wrong\n", plural(r.Counts.Missing, "blob"))
+	}
+
+	blobs := map[digest.Digest]blob{}
+	b.WriteString("\nblobs\n")
+	for _, bl := range r.Blobs {
+		blobs[bl.Digest] = bl
+		fmt.Fprintf(&b, "  %s  %9s  %s%s\n", bl.Digest, humanBytes(max(bl.Size, 0)), bl.MediaType, mark(bl.Problem))
+	}
+
+	b.WriteString("\nrecords\n")
+	for _, rec := range r.Records {
+		fmt.Fprintf(&b, "  #%d %s\n", rec.Index, rec.Digest)
+		for slot, links := range rec.Inputs {
+			for _, in := range links {
+				from := string(in.Digest)
+				if from == "" {
+					from = "(no such record)"
+				}
+				fmt.Fprintf(&b, "     input %d <- #%d %s", slot, in.Record, from)
+				if in.Selector != "" {
+					fmt.Fprintf(&b, "  selector %q", in.Selector)
+				}
+				b.WriteByte('\n')
+			}
+		}
+		for _, res := range rec.Results {
+			kind := "result"
+			if res.Chained {
+				kind = "chained result"
+			}
+			fmt.Fprintf(&b, "     %s %s  %s, %s%s\n", kind, res.CreatedAt.Format(time.RFC3339Nano), plural(len(res.Layers), "layer"), humanBytes(res.Size), mark(res.Problem))
+			for _, d := range res.Layers {
+				fmt.Fprintf(&b, "       %s  %9s%s\n", d, humanBytes(max(blobs[d].Size, 0)), mark(blobs[d].Problem))
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// mark flags a problem at the end of a line.
+func mark(problem string) string {
+	switch problem {
+	case "":
+		return ""
+	case "missing":
+		return "  MISSING"
+	default:
+		return "  PROBLEM: " + problem
+	}
+}
