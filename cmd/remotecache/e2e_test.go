@@ -1,0 +1,512 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/ocilayout"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/log"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// binary is the remotecache command, built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "remotecache-cli-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "remotecache")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building remotecache:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	_ = log.SetLevel("error") // as main does, for the stores tests open
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fixtureManifest is the digest of the manifest of the BuildKit cache in
+// testdata, which an image-manifest export of it reproduces byte for byte.
+const fixtureManifest = "sha256:5bbdd4698405bbfd20d0e147af898c13cf647d33b7e74b156c91f3cd560556bd"
+
+// The BuildKit cache in testdata: 11 records, 8 layers, 8 blobs.
+const fixtureRecords, fixtureBlobs = 11, 8
+
+// fixture copies the BuildKit cache in testdata to a new directory, so no
+// test writes into testdata.
+func fixture(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "fixture")
+	if err := os.CopyFS(dir, os.DirFS("../../testdata/buildkit-local-cache")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+type run struct {
+	code           int
+	stdout, stderr string
+}
+
+// runTool runs the binary.
+func runTool(t *testing.T, args ...string) run {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := run{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("remotecache %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// ok runs the binary and fails the test unless it exits 0.
+func ok(t *testing.T, args ...string) run {
+	t.Helper()
+	r := runTool(t, args...)
+	if r.code != 0 {
+		t.Fatalf("remotecache %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// failsWith checks that r failed with exit code 1 and exactly one line on
+// stderr (the command ran with --quiet), which contains want.
+func failsWith(t *testing.T, r run, want string) {
+	t.Helper()
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "remotecache: ") {
+		t.Fatalf("stderr is not one line starting with \"remotecache: \":\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, want) {
+		t.Fatalf("stderr %q does not contain %q", r.stderr, want)
+	}
+}
+
+func inspectJSON(t *testing.T, loc string) report {
+	t.Helper()
+	var r report
+	out := ok(t, "inspect", loc, "--json").stdout
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, out)
+	}
+	return r
+}
+
+// snapshot lists every file under dir with its size and modification
+// time, and every directory. A directory's own modification time is left
+// out: containerd's content store, under ocilayout.WithReadOnly too, makes
+// and removes a directory in the layout to probe for fs-verity, which
+// leaves nothing behind but a new mtime on the layout directory.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			files[path] = fmt.Sprint(info.Mode())
+		} else {
+			files[path] = fmt.Sprint(info.Size(), info.ModTime().UnixNano(), info.Mode())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func sameFiles(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for p, v := range after {
+		if before[p] != v {
+			t.Errorf("%s was written", p)
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok {
+			t.Errorf("%s was removed", p)
+		}
+	}
+}
+
+func TestCopyEachFormat(t *testing.T) {
+	src := fixture(t)
+	before := snapshot(t, src)
+	for _, format := range []string{"image-manifest", "oci-index", "manifest-list"} {
+		t.Run(format, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "cache")
+			loc := "oci:" + dst + ":v1"
+			r := ok(t, "copy", "oci:"+src, loc, "--format", format)
+			if !strings.HasSuffix(r.stdout, " "+format+"\n") || !strings.HasPrefix(r.stdout, loc+" sha256:") {
+				t.Errorf("copy printed %q", r.stdout)
+			}
+			if !strings.Contains(r.stderr, "writing layer sha256:") || !strings.Contains(r.stderr, "tagging "+loc+": done") {
+				t.Errorf("no progress lines on stderr:\n%s", r.stderr)
+			}
+
+			rep := inspectJSON(t, loc)
+			if rep.Format != format {
+				t.Errorf("format %q, want %q", rep.Format, format)
+			}
+			want := counts{Records: fixtureRecords, Layers: 8, Blobs: fixtureBlobs}
+			if rep.Counts != want {
+				t.Errorf("counts %+v, want %+v", rep.Counts, want)
+			}
+			var sum int64
+			for _, b := range rep.Blobs {
+				sum += b.Size
+			}
+			if rep.TotalBytes != sum+rep.Manifest.Size+rep.Config.Size {
+				t.Errorf("total %d bytes, want %d", rep.TotalBytes, sum+rep.Manifest.Size+rep.Config.Size)
+			}
+			if format == "image-manifest" && rep.Manifest.Digest != fixtureManifest {
+				t.Errorf("manifest %s, want BuildKit's %s", rep.Manifest.Digest, fixtureManifest)
+			}
+
+			text := ok(t, "inspect", loc).stdout
+			for _, want := range []string{loc, format, "11 records, 8 layers, 8 distinct blobs", "selector \"sha256:", "input 1 <- #"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("inspect does not say %q:\n%s", want, text)
+				}
+			}
+			dot := ok(t, "inspect", "--dot", loc).stdout
+			if !strings.HasPrefix(dot, "digraph cache {") || strings.Count(dot, " -> ") < fixtureRecords-3 {
+				t.Errorf("inspect --dot:\n%s", dot)
+			}
+
+			if r := ok(t, "verify", loc); !strings.Contains(r.stdout, ": ok: ") {
+				t.Errorf("verify printed %q", r.stdout)
+			}
+
+			// Back to an image manifest: BuildKit's bytes again.
+			back := "oci:" + filepath.Join(t.TempDir(), "back")
+			ok(t, "copy", "--quiet", loc, back)
+			if got := inspectJSON(t, back).Manifest.Digest; got != fixtureManifest {
+				t.Errorf("copied back: manifest %s, want %s", got, fixtureManifest)
+			}
+		})
+	}
+	sameFiles(t, before, snapshot(t, src))
+}
+
+func TestCopyQuietAndFlagsFirst(t *testing.T) {
+	src := fixture(t)
+	dst := "oci:" + filepath.Join(t.TempDir(), "cache")
+	r := ok(t, "copy", "--quiet", "--concurrency", "1", "--format=oci-index", "oci:"+src, dst)
+	if r.stderr != "" {
+		t.Errorf("--quiet: stderr %q", r.stderr)
+	}
+	if got := inspectJSON(t, dst).Format; got != "oci-index" {
+		t.Errorf("format %q", got)
+	}
+	// Again: every blob is there already and is skipped.
+	r = ok(t, "copy", "oci:"+src, dst)
+	if !strings.Contains(r.stderr, ": skipped") {
+		t.Errorf("second copy skipped nothing:\n%s", r.stderr)
+	}
+}
+
+func TestInspectFlagsMissingBlobs(t *testing.T) {
+	src := fixture(t)
+	rep := inspectJSON(t, "oci:"+src)
+	gone := rep.Blobs[0].Digest
+	if err := os.Remove(blobPath(src, gone)); err != nil {
+		t.Fatal(err)
+	}
+	rep = inspectJSON(t, "oci:"+src)
+	if rep.Counts.Missing != 1 || rep.Blobs[0].Problem != "missing" {
+		t.Errorf("counts %+v, blob %+v", rep.Counts, rep.Blobs[0])
+	}
+	flagged := 0
+	for _, rec := range rep.Records {
+		for _, res := range rec.Results {
+			if strings.Contains(res.Problem, string(gone)) {
+				flagged++
+			}
+		}
+	}
+	if flagged == 0 {
+		t.Errorf("no result flagged for the missing blob")
+	}
+	text := ok(t, "inspect", "oci:"+src).stdout
+	if !strings.Contains(text, string(gone)+"  ") || !strings.Contains(text, "MISSING") {
+		t.Errorf("inspect does not flag %s:\n%s", gone, text)
+	}
+	if dot := ok(t, "inspect", "oci:"+src, "--dot").stdout; !strings.Contains(dot, "color=red") {
+		t.Errorf("inspect --dot does not flag it:\n%s", dot)
+	}
+}
+
+func blobPath(dir string, d digest.Digest) string {
+	return filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded())
+}
+
+func TestVerifyCorrupt(t *testing.T) {
+	src := fixture(t)
+	dst := filepath.Join(t.TempDir(), "cache")
+	loc := "oci:" + dst
+	ok(t, "copy", "--quiet", "oci:"+src, loc)
+	rep := inspectJSON(t, loc)
+
+	// Same size, other bytes.
+	bad := rep.Blobs[1]
+	p := blobPath(dst, bad.Digest)
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bytes.Repeat([]byte{'x'}, int(bad.Size)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runTool(t, "verify", loc, "--quiet")
+	failsWith(t, r, loc+":latest: 1 problem")
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], string(bad.Digest)) || !strings.Contains(lines[0], "digest") {
+		t.Errorf("verify listed:\n%s", r.stdout)
+	}
+
+	// And one missing: two problems, one line each.
+	gone := rep.Blobs[2].Digest
+	if err := os.Remove(blobPath(dst, gone)); err != nil {
+		t.Fatal(err)
+	}
+	r = runTool(t, "verify", loc, "--quiet")
+	failsWith(t, r, "2 problems")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], string(gone)) || !strings.Contains(lines[1], "not found") {
+		t.Errorf("verify listed:\n%s", r.stdout)
+	}
+}
+
+// exportSmall writes a cache of two records and two blobs of its own into
+// a new OCI layout, tagged latest.
+func exportSmall(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "small")
+	s, err := ocilayout.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var layers []ocispec.Descriptor
+	for _, b := range []string{"small base layer", "small app layer"} {
+		d := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromString(b), Size: int64(len(b))}
+		if err := content.WriteBlob(ctx, s, b, strings.NewReader(b), d); err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, d)
+	}
+	exp, err := remotecache.NewExporter(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	base, _, err := exp.Add(digest.FromString("small base"), nil, []remotecache.Result{{
+		CreatedAt: created, Remote: &remotecache.Remote{Descriptors: layers[:1], Provider: s},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := exp.Add(digest.FromString("small run"), [][]remotecache.Link{{{Src: base, Selector: "/app"}}}, []remotecache.Result{{
+		CreatedAt: created, Remote: &remotecache.Remote{Descriptors: layers, Provider: s},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := exp.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desc ocispec.Descriptor
+	if err := json.Unmarshal([]byte(resp[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag(ctx, "latest", desc); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestMerge(t *testing.T) {
+	src, small := fixture(t), exportSmall(t)
+	dst := "oci:" + filepath.Join(t.TempDir(), "merged") + ":all"
+	r := ok(t, "merge", "oci:"+src, "oci:"+small, dst, "--format", "oci-index")
+	if !strings.Contains(r.stderr, "importing oci:"+src+":latest: done") || !strings.Contains(r.stderr, "importing oci:"+small+":latest: done") {
+		t.Errorf("progress does not show both imports:\n%s", r.stderr)
+	}
+	rep := inspectJSON(t, dst)
+	if want := (counts{Records: fixtureRecords + 2, Layers: 8 + 2, Blobs: fixtureBlobs + 2}); rep.Counts != want || rep.Format != "oci-index" {
+		t.Errorf("merged: %s %+v, want %+v", rep.Format, rep.Counts, want)
+	}
+	selector := false
+	for _, rec := range rep.Records {
+		for _, slot := range rec.Inputs {
+			for _, in := range slot {
+				selector = selector || in.Selector == "/app"
+			}
+		}
+	}
+	if !selector {
+		t.Errorf("the small cache's link is not in the merge")
+	}
+	ok(t, "verify", dst)
+
+	// A cache merged with itself is itself.
+	self := "oci:" + filepath.Join(t.TempDir(), "self")
+	ok(t, "merge", "--quiet", "oci:"+src, "oci:"+src, self)
+	if got := inspectJSON(t, self); got.Manifest.Digest != fixtureManifest {
+		t.Errorf("fixture merged with itself: %s %+v", got.Manifest.Digest, got.Counts)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	src := fixture(t)
+	dir := filepath.Join(t.TempDir(), "cache")
+	ok(t, "copy", "--quiet", "oci:"+src, "oci:"+dir, "--format", "oci-index")
+	old := inspectJSON(t, "oci:"+dir).Manifest
+	// The tag moves to an image manifest: the index is left unreachable.
+	ok(t, "copy", "--quiet", "oci:"+src, "oci:"+dir)
+
+	r := ok(t, "prune", dir, "--dry-run")
+	want := fmt.Sprintf("would remove %s", old.Digest)
+	if !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, fmt.Sprintf("would free 1 blob, %s (%d bytes)", humanBytes(old.Size), old.Size)) {
+		t.Errorf("prune --dry-run printed:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(blobPath(dir, old.Digest)); err != nil {
+		t.Errorf("dry run removed the blob: %v", err)
+	}
+
+	r = ok(t, "prune", "oci:"+dir)
+	if !strings.Contains(r.stdout, "removed "+string(old.Digest)) || !strings.Contains(r.stdout, fmt.Sprintf("freed 1 blob, %s (%d bytes)", humanBytes(old.Size), old.Size)) {
+		t.Errorf("prune printed:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(blobPath(dir, old.Digest)); !os.IsNotExist(err) {
+		t.Errorf("prune left the blob: %v", err)
+	}
+	ok(t, "verify", "oci:"+dir)
+	if r := ok(t, "prune", dir); !strings.Contains(r.stdout, "freed 0 blobs, 0 B (0 bytes)") {
+		t.Errorf("second prune printed:\n%s", r.stdout)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"help", "frobnicate"},
+		{"copy", "oci:a"},
+		{"copy", "oci:a", "oci:b", "oci:c"},
+		{"copy", "oci:a", "oci:b", "--bogus"},
+		{"copy", "oci:a", "oci:b", "--format", "zip"},
+		{"copy", "oci:a", "oci:b", "--concurrency", "0"},
+		{"copy", "oci:a", "oci:b", "--concurrency"},
+		{"copy", "a", "oci:b"},
+		{"copy", "tar:a", "oci:b"},
+		{"copy", "oci:a:bad tag", "oci:b"},
+		{"inspect"},
+		{"inspect", "oci:a", "--json", "--dot"},
+		{"verify", "oci:a", "oci:b"},
+		{"verify", "--json", "oci:a"},
+		{"prune"},
+		{"prune", "a", "--dry-run=maybe"},
+		{"merge", "oci:a"},
+		{"merge", "oci:a", "registry:nohost"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runTool(t, args...)
+			if r.code != 2 {
+				t.Fatalf("exit %d, want 2\nstderr:\n%s", r.code, r.stderr)
+			}
+			if !strings.HasPrefix(r.stderr, "remotecache: ") || !strings.Contains(r.stderr, "\nusage: remotecache ") {
+				t.Errorf("stderr:\n%s", r.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout: %q", r.stdout)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"help", "prune"}, {"prune", "-h"}, {"copy", "oci:a", "--help"}} {
+		r := ok(t, args...)
+		if !strings.HasPrefix(r.stdout, "usage: remotecache ") || r.stderr != "" {
+			t.Errorf("%v: stdout %q, stderr %q", args, r.stdout, r.stderr)
+		}
+	}
+	if r := ok(t, "help"); !strings.Contains(r.stdout, "  merge    SRC... DST") {
+		t.Errorf("help does not list merge:\n%s", r.stdout)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	src := fixture(t)
+	tmp := t.TempDir()
+	nowhere := filepath.Join(tmp, "nowhere")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"inspect", "oci:" + nowhere}, "oci layout " + nowhere + ": no oci-layout: not found"},
+		{[]string{"verify", "oci:" + src + ":v9"}, `tag "v9": not found`},
+		{[]string{"copy", "oci:" + nowhere, "oci:" + filepath.Join(tmp, "dst")}, "no oci-layout"},
+		{[]string{"copy", "oci:" + src + ":v9", "oci:" + filepath.Join(tmp, "dst")}, `tag "v9": not found`},
+		{[]string{"merge", "oci:" + src, "oci:" + nowhere, "oci:" + filepath.Join(tmp, "dst")}, "no oci-layout"},
+		{[]string{"prune", nowhere}, "not an OCI image layout"},
+		{[]string{"inspect", "registry:localhost:5000/cache:v1"}, "registry:localhost:5000/cache:v1: registry locations are not supported yet"},
+		{[]string{"copy", "oci:" + src, "registry:localhost:5000/cache"}, "registry:localhost:5000/cache:latest: registry locations are not supported yet"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			failsWith(t, runTool(t, append(tc.args, "--quiet")...), tc.want)
+		})
+	}
+	// A cache whose layer blobs are all gone: no record has a result
+	// left, so there is nothing to export.
+	empty := fixture(t)
+	for _, b := range inspectJSON(t, "oci:"+empty).Blobs {
+		if err := os.Remove(blobPath(empty, b.Digest)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failsWith(t, runTool(t, "copy", "--quiet", "oci:"+empty, "oci:"+filepath.Join(tmp, "empty")), "nothing to write")
+
+	// Nothing was made where a source or destination was missing.
+	for _, p := range []string{nowhere, filepath.Join(tmp, "dst")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
