@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -88,5 +89,19 @@ func TestExitCodes(t *testing.T) {
 	}
 	if !strings.HasPrefix(stderr.String(), "remotecache: ") || strings.Count(stderr.String(), "\n") != 1 {
 		t.Errorf("stderr %q", stderr.String())
+	}
+}
+
+// TestREADMESynopsis keeps the synopsis in README.md's "Command line"
+// section the same as the tool's.
+func TestREADMESynopsis(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range commands {
+		if line := "\nremotecache " + cmd.name + " " + cmd.args + "\n"; !strings.Contains(string(readme), line) {
+			t.Errorf("README.md does not give the synopsis%s", line)
+		}
 	}
 }
