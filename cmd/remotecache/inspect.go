@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,7 +79,7 @@ type counts struct {
 	Records int `json:"records"`
 	Layers  int `json:"layers"`
 	Blobs   int `json:"blobs"`
-	Missing int `json:"missing"`
+	Missing int `json:"missing"` // blobs not in the store
 }
 
 type blob struct {
@@ -90,6 +91,9 @@ type blob struct {
 	// "not in the manifest".
 	Problem string `json:"problem,omitempty"`
 }
+
+// problemMissing is the problem of a blob that is not in the store.
+const problemMissing = "missing"
 
 type layer struct {
 	Blob   digest.Digest `json:"blob"`
@@ -171,7 +175,7 @@ func inspect(ctx context.Context, l location) (*report, error) {
 		if problem := checkBlob(ctx, src, b); problem != "" {
 			b.Problem = problem
 		}
-		if b.Problem != "" {
+		if b.Problem == problemMissing {
 			r.Counts.Missing++
 		}
 		r.TotalBytes += max(b.Size, 0)
@@ -237,7 +241,7 @@ func checkBlob(ctx context.Context, p content.Provider, b *blob) string {
 
 func problemOf(err error) string {
 	if errdefs.IsNotFound(err) {
-		return "missing"
+		return problemMissing
 	}
 	return err.Error()
 }
@@ -252,9 +256,7 @@ func chainOf(layers []remotecache.CacheLayer, top int) ([]int, bool) {
 		}
 		chain = append(chain, i)
 	}
-	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
-		chain[i], chain[j] = chain[j], chain[i]
-	}
+	slices.Reverse(chain)
 	return chain, true
 }
 
@@ -289,7 +291,7 @@ func (r *report) writeText(w io.Writer) error {
 	fmt.Fprintf(&b, "  %s, %s, %s, %s in all (%d bytes)\n",
 		plural(r.Counts.Records, "record"), plural(r.Counts.Layers, "layer"), plural(r.Counts.Blobs, "distinct blob"), humanBytes(r.TotalBytes), r.TotalBytes)
 	if r.Counts.Missing > 0 {
-		fmt.Fprintf(&b, "  %s MISSING or wrong\n", plural(r.Counts.Missing, "blob"))
+		fmt.Fprintf(&b, "  %s MISSING from the store\n", plural(r.Counts.Missing, "blob"))
 	}
 
 	blobs := map[digest.Digest]blob{}
@@ -335,7 +337,7 @@ func mark(problem string) string {
 	switch problem {
 	case "":
 		return ""
-	case "missing":
+	case problemMissing:
 		return "  MISSING"
 	default:
 		return "  PROBLEM: " + problem
