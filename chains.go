@@ -1,6 +1,7 @@
 package remotecache
 
 import (
+	"hash/maphash"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +60,13 @@ type CacheChains struct {
 	// children indexes the links: for a source record, an input slot, a
 	// selector and a target digest, the records linked that way.
 	children map[childKey]childSet
-	slab     []record
+	// The children index is keyed by hashes of digests and selectors, not
+	// the strings: candidates found through it are checked in full.
+	seed maphash.Seed
+	// Arenas for records and their links, to allocate in chunks.
+	slab      []record
+	linkArena []link
+	slotArena [][]link
 }
 
 // NewCacheChains returns an empty graph.
@@ -67,16 +74,40 @@ func NewCacheChains() *CacheChains {
 	return &CacheChains{
 		roots:    map[digest.Digest]*record{},
 		children: map[childKey]childSet{},
+		seed:     maphash.MakeSeed(),
 	}
 }
 
 var _ Target = (*CacheChains)(nil)
 
 type childKey struct {
-	src      *record
-	slot     int
-	selector string
-	dgst     digest.Digest
+	src  *record
+	slot int32
+	sel  uint64 // hash of the selector
+	dgst uint64 // hash of the child's digest
+}
+
+func (c *CacheChains) hash(s string) uint64 {
+	if s == "" {
+		return 0
+	}
+	return maphash.String(c.seed, s)
+}
+
+// allocLinks returns n links and m slots from the arenas; both are capped
+// so that appends to them reallocate.
+func (c *CacheChains) allocLinks(n, m int) ([]link, [][]link) {
+	if len(c.linkArena) < n {
+		c.linkArena = make([]link, max(n, 1024))
+	}
+	if len(c.slotArena) < m {
+		c.slotArena = make([][]link, max(m, 512))
+	}
+	ls := c.linkArena[:0:n]
+	c.linkArena = c.linkArena[n:]
+	ss := c.slotArena[:m:m]
+	c.slotArena = c.slotArena[m:]
+	return ls, ss
 }
 
 // childSet is a small set of records; most keys have a single one.
@@ -114,14 +145,16 @@ func (s childSet) each(fn func(*record)) {
 type link struct {
 	src      *record
 	selector string
+	sel      uint64 // hash of selector
 }
 
 // record is the CacheChains implementation of Record.
 type record struct {
 	cc   *CacheChains
 	dgst digest.Digest
-	seq  int // creation order; merges keep the oldest record
-	tmp  int // scratch index, used by Marshal under the lock
+	dkey uint64 // hash of dgst
+	seq  int    // creation order; merges keep the oldest record
+	tmp  int    // scratch index, used by Marshal under the lock
 
 	slots    [][]link  // input slots
 	children []*record // records that have a link from this one
@@ -146,7 +179,7 @@ func (r *record) live() *record {
 	return r
 }
 
-func (c *CacheChains) newRecord(dgst digest.Digest) *record {
+func (c *CacheChains) newRecord(dgst digest.Digest, dkey uint64) *record {
 	if len(c.slab) == 0 {
 		c.slab = make([]record, 256)
 	}
@@ -154,6 +187,7 @@ func (c *CacheChains) newRecord(dgst digest.Digest) *record {
 	c.slab = c.slab[1:]
 	r.cc = c
 	r.dgst = dgst
+	r.dkey = dkey
 	r.seq = len(c.records)
 	c.records = append(c.records, r)
 	return r
@@ -172,7 +206,7 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	if len(deps) == 0 {
 		r, ok := c.roots[dgst]
 		if !ok {
-			r = c.newRecord(dgst)
+			r = c.newRecord(dgst, 0)
 			c.roots[dgst] = r
 		}
 		r.addResults(results)
@@ -199,12 +233,11 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 		}
 		nlinks += len(slot)
 	}
-	flat := make([]link, 0, nlinks)
-	slots := make([][]link, len(deps))
+	flat, slots := c.allocLinks(nlinks, len(deps))
 	for i, slot := range deps {
 		start := len(flat)
 		for _, l := range slot {
-			nl := link{src: l.Src.(*record).live(), selector: l.Selector}
+			nl := link{src: l.Src.(*record).live(), selector: l.Selector, sel: c.hash(l.Selector)}
 			if !containsLink(flat[start:], nl) {
 				flat = append(flat, nl)
 			}
@@ -212,18 +245,19 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 		slots[i] = flat[start:len(flat):len(flat)]
 	}
 
-	r := c.match(dgst, slots)
+	dkey := c.hash(string(dgst))
+	r := c.match(dgst, dkey, slots)
 	if r != nil {
 		// A merge may have folded one of the sources into another record.
 		for i := range flat {
 			flat[i].src = flat[i].src.live()
 		}
 	} else {
-		r = c.newRecord(dgst)
+		r = c.newRecord(dgst, dkey)
 		r.slots = slots
 		for i, slot := range slots {
 			for _, l := range slot {
-				c.indexLink(l.src, i, l.selector, r)
+				c.indexLink(l.src, i, l.sel, r)
 			}
 		}
 		r.addResults(results)
@@ -261,11 +295,14 @@ func containsLink(ls []link, l link) bool {
 // match finds the record dgst that is already linked, in every slot, from
 // one of the slot's sources with the same selector. Several matches are
 // merged into the oldest.
-func (c *CacheChains) match(dgst digest.Digest, slots [][]link) *record {
+func (c *CacheChains) match(dgst digest.Digest, dkey uint64, slots [][]link) *record {
 	var cands []*record
 	for _, l := range slots[0] {
-		set := c.children[childKey{l.src, 0, l.selector, dgst}]
+		set := c.children[childKey{l.src, 0, l.sel, dkey}]
 		set.each(func(r *record) {
+			if r.dgst != dgst || !containsLink(r.slotOrNil(0), l) {
+				return // a hash collision
+			}
 			for _, x := range cands {
 				if x == r {
 					return
@@ -278,7 +315,7 @@ func (c *CacheChains) match(dgst digest.Digest, slots [][]link) *record {
 		kept := cands[:0]
 		for _, r := range cands {
 			for _, l := range slots[i] {
-				if c.children[childKey{l.src, i, l.selector, dgst}].has(r) {
+				if containsLink(r.slotOrNil(i), l) {
 					kept = append(kept, r)
 					break
 				}
@@ -303,6 +340,13 @@ func (c *CacheChains) match(dgst digest.Digest, slots [][]link) *record {
 	return main.live()
 }
 
+func (r *record) slotOrNil(i int) []link {
+	if i < len(r.slots) {
+		return r.slots[i]
+	}
+	return nil
+}
+
 func (s childSet) has(r *record) bool {
 	if s.first == r {
 		return true
@@ -316,8 +360,8 @@ func (s childSet) has(r *record) bool {
 }
 
 // indexLink records that r has a link from src in slot i with selector.
-func (c *CacheChains) indexLink(src *record, i int, selector string, r *record) {
-	k := childKey{src, i, selector, r.dgst}
+func (c *CacheChains) indexLink(src *record, i int, sel uint64, r *record) {
+	k := childKey{src, int32(i), sel, r.dkey}
 	set := c.children[k]
 	if set.has(r) {
 		return
@@ -337,8 +381,8 @@ func (c *CacheChains) indexLink(src *record, i int, selector string, r *record) 
 }
 
 // unindexLink removes what indexLink recorded.
-func (c *CacheChains) unindexLink(src *record, i int, selector string, r *record) {
-	k := childKey{src, i, selector, r.dgst}
+func (c *CacheChains) unindexLink(src *record, i int, sel uint64, r *record) {
+	k := childKey{src, int32(i), sel, r.dkey}
 	set, ok := c.children[k]
 	if !ok {
 		return
@@ -365,7 +409,7 @@ func (c *CacheChains) addLink(r *record, i int, l link) {
 		return
 	}
 	r.slots[i] = append(r.slots[i], l)
-	c.indexLink(l.src, i, l.selector, r)
+	c.indexLink(l.src, i, l.sel, r)
 }
 
 // merge folds record o into main: its links, its children and its
@@ -376,6 +420,7 @@ func (c *CacheChains) merge(main, o *record) {
 		ch       *record
 		slot     int
 		selector string
+		sel      uint64
 	}
 	// Detach o from its children and from its sources.
 	var kids []childLink
@@ -384,8 +429,8 @@ func (c *CacheChains) merge(main, o *record) {
 			kept := slot[:0]
 			for _, l := range slot {
 				if l.src == o {
-					c.unindexLink(o, i, l.selector, ch)
-					kids = append(kids, childLink{ch, i, l.selector})
+					c.unindexLink(o, i, l.sel, ch)
+					kids = append(kids, childLink{ch, i, l.selector, l.sel})
 					continue
 				}
 				kept = append(kept, l)
@@ -396,7 +441,7 @@ func (c *CacheChains) merge(main, o *record) {
 	parents := o.slots
 	for i, slot := range parents {
 		for _, l := range slot {
-			c.unindexLink(l.src, i, l.selector, o)
+			c.unindexLink(l.src, i, l.sel, o)
 			l.src.children = removeRecord(l.src.children, o)
 		}
 	}
@@ -420,7 +465,7 @@ func (c *CacheChains) merge(main, o *record) {
 			}
 			continue
 		}
-		c.addLink(k.ch, k.slot, link{src: main, selector: k.selector})
+		c.addLink(k.ch, k.slot, link{src: main, selector: k.selector, sel: k.sel})
 	}
 	// Links into o become links into main, unless they come from below it.
 	desc := main.descendants()
@@ -435,7 +480,7 @@ func (c *CacheChains) merge(main, o *record) {
 	// Records now linked alike from main are one record.
 	for _, k := range kids {
 		if !k.ch.dropped {
-			c.mergeTwins(main.live(), k.slot, k.selector, k.ch.live())
+			c.mergeTwins(main.live(), k.slot, k.sel, k.ch.live())
 		}
 	}
 }
@@ -453,7 +498,7 @@ func (c *CacheChains) drop(r *record) {
 		x.dropped = true
 		for i, slot := range x.slots {
 			for _, l := range slot {
-				c.unindexLink(l.src, i, l.selector, x)
+				c.unindexLink(l.src, i, l.sel, x)
 				l.src.children = removeRecord(l.src.children, x)
 			}
 		}
@@ -462,7 +507,7 @@ func (c *CacheChains) drop(r *record) {
 				kept := slot[:0]
 				for _, l := range slot {
 					if l.src == x {
-						c.unindexLink(x, i, l.selector, ch)
+						c.unindexLink(x, i, l.sel, ch)
 						continue
 					}
 					kept = append(kept, l)
@@ -480,11 +525,11 @@ func (c *CacheChains) drop(r *record) {
 // mergeTwins merges ch with every other record of its digest that is
 // linked from src in the same slot with the same selector and that shares
 // a link with it in every slot: Add would have made them one.
-func (c *CacheChains) mergeTwins(src *record, slot int, selector string, ch *record) {
+func (c *CacheChains) mergeTwins(src *record, slot int, sel uint64, ch *record) {
 	for {
 		var twin *record
-		c.children[childKey{src, slot, selector, ch.dgst}].each(func(r *record) {
-			if twin == nil && r != ch && linkedAlike(r, ch) {
+		c.children[childKey{src, int32(slot), sel, ch.dkey}].each(func(r *record) {
+			if twin == nil && r != ch && r.dgst == ch.dgst && linkedAlike(r, ch) {
 				twin = r
 			}
 		})

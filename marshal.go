@@ -92,8 +92,10 @@ func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProv
 	return m.build(), m.descs, nil
 }
 
+// layerKey is a layer: a blob (its id) on top of a parent layer (its
+// creation index, or -1).
 type layerKey struct {
-	blob   digest.Digest
+	blob   int
 	parent int
 }
 
@@ -108,8 +110,9 @@ type marshaler struct {
 	cmpLinks [][][]link // per tmp index: links in comparison order, lazily
 	ids      [][]byte   // per tmp index: structural id, lazily
 
-	avail      map[digest.Digest]bool
-	layerIdx   map[layerKey]int
+	blobIDs    map[digest.Digest]int
+	blobs      []blobState // by blob id
+	layerIdx   map[uint64]int
 	layers     []layerKey // in creation order; parent is a creation index
 	recLayer   []int      // per output index: top layer (creation index), or -1
 	recResult  []*Result  // per output index: the result written
@@ -122,11 +125,30 @@ type marshaler struct {
 // inputs (slot count, links per slot, selectors and source digests), with
 // remaining ties broken by structure, never by insertion order.
 func (m *marshaler) sortRecords() error {
-	m.order = slices.Clone(m.recs)
-	slices.SortFunc(m.order, m.compareRecords)
+	// Most comparisons are settled by the first bytes of the digests;
+	// compare those as integers kept next to the record. Digests of other
+	// algorithms than the usual one are ordered by the full string.
+	ks := make([]prefixKey, len(m.recs))
+	for i, r := range m.recs {
+		ks[i] = newPrefixKey(r.dgst, i)
+	}
+	sameAlg := true
+	for _, r := range m.recs {
+		sameAlg = sameAlg && strings.HasPrefix(string(r.dgst), "sha256:")
+	}
+	slices.SortFunc(ks, func(x, y prefixKey) int {
+		if sameAlg {
+			if c := x.compare(y); c != 0 {
+				return c
+			}
+		}
+		return m.compareRecords(m.recs[x.i], m.recs[y.i])
+	})
+	m.order = make([]*record, len(ks))
 	m.rank = make([]int, len(m.recs))
-	for i, r := range m.order {
-		m.rank[r.tmp] = i
+	for i, k := range ks {
+		m.order[i] = m.recs[k.i]
+		m.rank[k.i] = i
 	}
 	return m.ctx.Err()
 }
@@ -251,21 +273,48 @@ func remoteDescs(r *Remote) []ocispec.Descriptor {
 	return r.Descriptors
 }
 
+// blobState is what Marshal knows of one distinct blob.
+type blobState struct {
+	dgst  digest.Digest
+	avail int8 // 0 unknown, 1 available, 2 not
+	// rank is the output index of the record whose descriptor of the blob
+	// is kept: the first record in output order that uses it.
+	rank     int
+	desc     *ocispec.Descriptor
+	provider content.Provider
+}
+
 // collectLayers picks each record's result and builds the layer chains,
 // one per distinct (blob, parent chain).
 func (m *marshaler) collectLayers() error {
-	m.avail = make(map[digest.Digest]bool)
-	m.layerIdx = make(map[layerKey]int)
+	n := len(m.recs)
+	m.blobIDs = make(map[digest.Digest]int, n/2)
+	m.layerIdx = make(map[uint64]int, n)
+	m.layers = make([]layerKey, 0, n)
 	m.descs = DescriptorProvider{}
-	m.recLayer = make([]int, len(m.order))
-	m.recResult = make([]*Result, len(m.order))
-	for i, r := range m.order {
+	m.recLayer = make([]int, n)
+	m.recResult = make([]*Result, n)
+	var ids []int
+	// Creation order walks memory in order; nothing in the output
+	// depends on it.
+	for _, r := range m.recs {
+		i := m.rank[r.tmp]
 		m.recLayer[i] = -1
 		res := r.best()
 		if res == nil || res.Remote == nil || len(res.Remote.Descriptors) == 0 {
 			continue
 		}
-		ok, err := m.available(res.Remote)
+		ids = ids[:0]
+		for _, d := range res.Remote.Descriptors {
+			id, ok := m.blobIDs[d.Digest]
+			if !ok {
+				id = len(m.blobs)
+				m.blobIDs[d.Digest] = id
+				m.blobs = append(m.blobs, blobState{dgst: d.Digest, rank: -1})
+			}
+			ids = append(ids, id)
+		}
+		ok, err := m.available(res.Remote, ids)
 		if err != nil {
 			return err
 		}
@@ -273,47 +322,56 @@ func (m *marshaler) collectLayers() error {
 			continue
 		}
 		parent := -1
-		for _, d := range res.Remote.Descriptors {
-			k := layerKey{blob: d.Digest, parent: parent}
+		for j, id := range ids {
+			k := uint64(id)<<32 | uint64(uint32(parent+1))
 			idx, ok := m.layerIdx[k]
 			if !ok {
 				idx = len(m.layers)
 				m.layerIdx[k] = idx
-				m.layers = append(m.layers, k)
+				m.layers = append(m.layers, layerKey{blob: id, parent: parent})
 			}
-			if _, ok := m.descs[d.Digest]; !ok {
-				if d.MediaType != "" {
-					d.MediaType = convertLayerMediaType(d.MediaType, true)
-				}
-				m.descs[d.Digest] = DescriptorProviderPair{Descriptor: d, Provider: res.Remote.Provider}
+			if b := &m.blobs[id]; b.rank < 0 || i < b.rank {
+				b.rank, b.desc, b.provider = i, &res.Remote.Descriptors[j], res.Remote.Provider
 			}
 			parent = idx
 		}
 		m.recLayer[i] = parent
 		m.recResult[i] = res
 	}
+	for _, b := range m.blobs {
+		if b.desc == nil {
+			continue
+		}
+		d := *b.desc
+		if d.MediaType != "" {
+			d.MediaType = convertLayerMediaType(d.MediaType, true)
+		}
+		m.descs[d.Digest] = DescriptorProviderPair{Descriptor: d, Provider: b.provider}
+	}
 	m.sortLayers()
 	return nil
 }
 
-// available tells whether every blob of r can be read. A provider that
-// cannot answer Info is trusted.
-func (m *marshaler) available(r *Remote) (bool, error) {
+// available tells whether every blob of r (ids: their blob ids) can be
+// read, asking the provider once per blob. A provider that cannot answer
+// Info is trusted.
+func (m *marshaler) available(r *Remote, ids []int) (bool, error) {
 	ip, ok := r.Provider.(content.InfoProvider)
 	if !ok {
 		return true, nil
 	}
-	for _, d := range r.Descriptors {
-		have, seen := m.avail[d.Digest]
-		if !seen {
+	for _, id := range ids {
+		b := &m.blobs[id]
+		if b.avail == 0 {
 			if err := m.ctx.Err(); err != nil {
 				return false, err
 			}
-			_, err := ip.Info(m.ctx, d.Digest)
-			have = err == nil || errdefs.IsNotImplemented(err)
-			m.avail[d.Digest] = have
+			b.avail = 2
+			if _, err := ip.Info(m.ctx, b.dgst); err == nil || errdefs.IsNotImplemented(err) {
+				b.avail = 1
+			}
 		}
-		if !have {
+		if b.avail == 2 {
 			return false, nil
 		}
 	}
@@ -324,7 +382,15 @@ func (m *marshaler) available(r *Remote) (bool, error) {
 // then parent chains compared base first, blob by blob.
 func (m *marshaler) sortLayers() {
 	n := len(m.layers)
-	// Children of each layer (and of the virtual root, index n), as CSR.
+	blobRank := m.rankBlobs()
+	// Layers by blob rank, as keys rank<<32 | layer.
+	byBlob := make([]uint64, n)
+	for i, l := range m.layers {
+		byBlob[i] = uint64(blobRank[l.blob])<<32 | uint64(i)
+	}
+	slices.Sort(byBlob)
+	// Children of each layer (and of the virtual root, index n), as CSR,
+	// each list in blob order.
 	start := make([]int, n+2)
 	for _, l := range m.layers {
 		p := l.parent
@@ -338,17 +404,14 @@ func (m *marshaler) sortLayers() {
 	}
 	kids := make([]int, n)
 	fill := slices.Clone(start[:n+1])
-	for i, l := range m.layers {
-		p := l.parent
+	for _, k := range byBlob {
+		i := int(uint32(k))
+		p := m.layers[i].parent
 		if p < 0 {
 			p = n
 		}
 		kids[fill[p]] = i
 		fill[p]++
-	}
-	byBlob := func(x, y int) int { return strings.Compare(string(m.layers[x].blob), string(m.layers[y].blob)) }
-	for p := 0; p <= n; p++ {
-		slices.SortFunc(kids[start[p]:start[p+1]], byBlob)
 	}
 	// Preorder of the trie of chains: the rank of each chain read base first.
 	pre := make([]int, n)
@@ -366,27 +429,78 @@ func (m *marshaler) sortLayers() {
 			stack = append(stack, ks[i])
 		}
 	}
-	m.layerOrder = make([]int, n)
-	for i := range m.layerOrder {
-		m.layerOrder[i] = i
+	// By blob, then by parent chain (no parent first).
+	parentPre := func(i int) int {
+		if p := m.layers[i].parent; p >= 0 {
+			return pre[p]
+		}
+		return -1
 	}
-	slices.SortFunc(m.layerOrder, func(x, y int) int {
-		if c := byBlob(x, y); c != 0 {
-			return c
+	m.layerOrder = make([]int, n)
+	for i, k := range byBlob {
+		m.layerOrder[i] = int(uint32(k))
+	}
+	for i := 0; i < n; {
+		j := i + 1
+		for j < n && byBlob[j]>>32 == byBlob[i]>>32 {
+			j++
 		}
-		px, py := -1, -1
-		if p := m.layers[x].parent; p >= 0 {
-			px = pre[p]
+		if j-i > 1 {
+			slices.SortFunc(m.layerOrder[i:j], func(x, y int) int { return cmp.Compare(parentPre(x), parentPre(y)) })
 		}
-		if p := m.layers[y].parent; p >= 0 {
-			py = pre[p]
-		}
-		return cmp.Compare(px, py)
-	})
+		i = j
+	}
 	m.layerRank = make([]int, n)
 	for i, l := range m.layerOrder {
 		m.layerRank[l] = i
 	}
+}
+
+// rankBlobs returns the rank of each blob id in digest order.
+func (m *marshaler) rankBlobs() []int {
+	ks := make([]prefixKey, len(m.blobs))
+	sameAlg := true
+	for i, b := range m.blobs {
+		ks[i] = newPrefixKey(b.dgst, i)
+		sameAlg = sameAlg && strings.HasPrefix(string(b.dgst), "sha256:")
+	}
+	slices.SortFunc(ks, func(x, y prefixKey) int {
+		if sameAlg {
+			if c := x.compare(y); c != 0 {
+				return c
+			}
+		}
+		return strings.Compare(string(m.blobs[x.i].dgst), string(m.blobs[y.i].dgst))
+	})
+	rank := make([]int, len(m.blobs))
+	for r, k := range ks {
+		rank[k.i] = r
+	}
+	return rank
+}
+
+// prefixKey holds the first 16 bytes of a digest's encoded part as
+// integers, which order like the digest strings up to there, and an index.
+type prefixKey struct {
+	k0, k1 uint64
+	i      int
+}
+
+func newPrefixKey(d digest.Digest, i int) prefixKey {
+	var b [16]byte
+	s := string(d)
+	if c := strings.IndexByte(s, ':'); c >= 0 {
+		s = s[c+1:]
+	}
+	copy(b[:], s)
+	return prefixKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), i}
+}
+
+func (x prefixKey) compare(y prefixKey) int {
+	if x.k0 != y.k0 {
+		return cmp.Compare(x.k0, y.k0)
+	}
+	return cmp.Compare(x.k1, y.k1)
 }
 
 // build writes the config, allocating in bulk.
@@ -400,7 +514,7 @@ func (m *marshaler) build() *CacheConfig {
 			if k.parent >= 0 {
 				parent = m.layerRank[k.parent]
 			}
-			cfg.Layers[i] = CacheLayer{Blob: k.blob, ParentIndex: parent}
+			cfg.Layers[i] = CacheLayer{Blob: m.blobs[k.blob].dgst, ParentIndex: parent}
 		}
 	}
 	if len(m.order) == 0 {
