@@ -1016,7 +1016,10 @@ func itReplay(t testing.TB, tg remotecache.Target, g *cachegen.Graph, p content.
 // Random graphs: export, import, Marshal gives the bytes Marshal gave for
 // the original graph.
 func TestImportRoundTripRandom(t *testing.T) {
-	const graphs, workers = 240, 4
+	graphs, workers := 240, 4
+	if testing.Short() {
+		graphs = 40
+	}
 	var imported atomic.Int64
 	t.Run("graphs", func(t *testing.T) {
 		for w := range workers {
@@ -1030,7 +1033,9 @@ func TestImportRoundTripRandom(t *testing.T) {
 			})
 		}
 	})
-	if n := imported.Load(); n < 200 && !t.Failed() {
+	n := imported.Load()
+	t.Logf("%d of %d graphs had layers to export and were imported", n, graphs)
+	if n < int64(graphs)*5/6 && !t.Failed() {
 		t.Errorf("only %d of %d graphs had layers to export and import", n, graphs)
 	}
 }
