@@ -227,7 +227,9 @@ func parseManifest(dt []byte) (ocispec.Descriptor, []ocispec.Descriptor, error) 
 // a list of layers); each becomes a Result whose Remote lists the layer
 // descriptors from provider, base first, and reads them from provider. A
 // result with a blob that provider does not have is dropped, its record
-// kept.
+// kept. Results on one layer chain share its descriptors' array (each
+// slice's capacity is cut to its length, so appending copies): a Target
+// must not change the descriptors in place.
 //
 // When t does not export a record (Add returns false), its links are
 // dropped from the records that link from it; a record left with an empty
