@@ -1,0 +1,65 @@
+// Package registry makes a repository of an OCI registry a content store
+// for remotecache: an Exporter writes a cache through it, Import reads one
+// back from it. It speaks the OCI distribution API through containerd's
+// resolver, pusher and fetcher (core/remotes/docker).
+//
+//	r, err := registry.New("registry.example.com/team/cache:main")
+//	exp, err := remotecache.NewExporter(r)
+//	… exp.Add(…) …
+//	_, err = exp.Finalize(ctx) // blobs, then the manifest under :main
+//
+//	desc, err := r.Resolve(ctx) // the manifest :main points at
+//	err = remotecache.Import(ctx, r, desc, target)
+//
+// # Writing
+//
+// *Remote is a content.Ingester. Blobs are pushed by digest; a blob the
+// repository already has is not sent again: Info (a HEAD request) lets the
+// Exporter skip it, and Writer answers errdefs.ErrAlreadyExists if it is
+// there anyway. A manifest (any manifest or index media type) is pushed
+// under the reference's tag, so the tag moves when, and only when, the
+// Exporter writes the manifest, which it does last. A digest reference
+// pushes the manifest by digest.
+//
+// # Reading
+//
+// *Remote is a content.Provider and content.InfoProvider. ReaderAt reads
+// blobs and manifests; Info says whether the repository has a blob, and
+// how large it is.
+//
+// # Hosts, TLS and credentials
+//
+// Loopback hosts (localhost, 127.0.0.0/8, ::1) are reached over plain
+// HTTP, others over HTTPS unless WithPlainHTTP(true). Credentials come from
+// the Docker config and its credential helpers, or from WithCredentials or
+// WithCredentialsFunc; basic auth and bearer tokens are both answered.
+//
+// # Retries
+//
+// A registry that answers 408 Request Timeout, 429 Too Many Requests or a
+// 5xx status (not 501), or whose connection breaks (reset, closed early,
+// timed out), is asked again, up to WithRetries attempts in all, after a
+// backoff that doubles from WithBackoff's minimum up to its maximum with
+// random jitter; a cancelled context stops at once. Other 4xx statuses fail
+// at once. A Retry-After header on a 429 or 503 is honoured (up to one
+// minute) by the HTTP transport, which holds the response back that long,
+// so whichever retry comes next, containerd's own (it retries a 429 at
+// once) or ours, comes no sooner.
+//
+// Retries are of whole operations, not of HTTP requests: a tag resolution,
+// a blob check, a blob read (resumed where it broke off, with a range
+// request), and above all an upload. An upload streams its body once, so it
+// cannot be sent again at the HTTP level; the writer keeps the bytes it is
+// given (in memory up to 1 MiB, beyond in a file of WithSpoolDir) while
+// they stream to the registry, and if the upload fails it starts a new
+// upload of the kept bytes at Commit. The first attempt costs no latency:
+// bytes go to the registry as the Exporter writes them.
+//
+// # Errors
+//
+// An error status of the registry is an *Error with the request, the
+// status and the errors the registry's body lists ("… 500 Internal Server
+// Error: UNKNOWN: disk on fire"); its errdefs class follows the status, so
+// errdefs.IsNotFound and friends work. A HEAD request has no body: when one
+// fails, the same address is asked with GET to get the registry's message.
+package registry

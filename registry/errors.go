@@ -1,0 +1,202 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
+	"github.com/containerd/errdefs"
+	"github.com/pkg/errors"
+)
+
+// Error is an error status the registry answered a request with, and the
+// errors its body lists ({"errors":[{"code":…,"message":…,"detail":…}]} in
+// the OCI distribution spec). Its class, for errors.Is, follows the status:
+// errdefs.ErrNotFound for 404, ErrUnauthenticated for 401,
+// ErrPermissionDenied for 403, ErrInvalidArgument for 400,
+// ErrResourceExhausted for 429, ErrUnavailable for 5xx, and so on.
+type Error struct {
+	// Method and URL are the request's; the URL has no query, which may
+	// hold upload state.
+	Method, URL string
+	// StatusCode and Status are the response's ("500 Internal Server
+	// Error").
+	StatusCode int
+	Status     string
+	// Errors are the errors the response body lists, if it does.
+	Errors []ErrorDetail
+	// Body is the start of a response body that is not such a list.
+	Body string
+}
+
+// ErrorDetail is one error of a registry's error response.
+type ErrorDetail struct {
+	Code    string          `json:"code"`
+	Message string          `json:"message,omitempty"`
+	Detail  json.RawMessage `json:"detail,omitempty"`
+}
+
+// maxBodyText is how much of a body that is not an error list Error keeps.
+const maxBodyText = 256
+
+// Error returns, for example, "PUT http://127.0.0.1:5000/v2/cache/blobs/
+// uploads/…: 500 Internal Server Error: UNKNOWN: disk on fire".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Method + " " + e.URL + ": " + e.Status)
+	for i, d := range e.Errors {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(d.Code)
+		if d.Message != "" {
+			b.WriteString(": " + d.Message)
+		}
+	}
+	if len(e.Errors) == 0 && e.Body != "" {
+		b.WriteString(": " + e.Body)
+	}
+	return b.String()
+}
+
+// Unwrap returns the errdefs class of the status.
+func (e *Error) Unwrap() error {
+	switch c := e.StatusCode; {
+	case c == http.StatusBadRequest:
+		return errdefs.ErrInvalidArgument
+	case c == http.StatusUnauthorized:
+		return errdefs.ErrUnauthenticated
+	case c == http.StatusForbidden:
+		return errdefs.ErrPermissionDenied
+	case c == http.StatusNotFound:
+		return errdefs.ErrNotFound
+	case c == http.StatusMethodNotAllowed, c == http.StatusNotImplemented:
+		return errdefs.ErrNotImplemented
+	case c == http.StatusConflict:
+		return errdefs.ErrConflict
+	case c == http.StatusPreconditionFailed:
+		return errdefs.ErrFailedPrecondition
+	case c == http.StatusRequestedRangeNotSatisfiable:
+		return errdefs.ErrOutOfRange
+	case c == http.StatusTooManyRequests:
+		return errdefs.ErrResourceExhausted
+	case c >= 500:
+		return errdefs.ErrUnavailable
+	}
+	return errdefs.ErrUnknown
+}
+
+// newError makes an Error of a status and a body.
+func newError(method, rawURL string, code int, status string, body []byte) *Error {
+	e := &Error{Method: method, URL: rawURL, StatusCode: code, Status: status}
+	if u, err := url.Parse(rawURL); err == nil {
+		u.RawQuery, u.User, u.Fragment = "", nil, ""
+		e.URL = u.String()
+	}
+	if e.Status == "" {
+		e.Status = http.StatusText(code)
+	}
+	e.setBody(body)
+	return e
+}
+
+func (e *Error) setBody(body []byte) {
+	var list struct {
+		Errors []ErrorDetail `json:"errors"`
+	}
+	if json.Unmarshal(body, &list) == nil && len(list.Errors) > 0 {
+		e.Errors = list.Errors
+		return
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > maxBodyText {
+		s = s[:maxBodyText] + "…"
+	}
+	e.Body = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return ' '
+	}, s)
+}
+
+// responseError makes an Error of resp, reading a little of its body.
+func responseError(resp *http.Response) *Error {
+	var body []byte
+	if resp.Body != nil {
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	}
+	return newError(resp.Request.Method, resp.Request.URL.String(), resp.StatusCode, resp.Status, body)
+}
+
+// classify turns the errors of containerd's resolver into ours: an
+// unexpected status into an *Error, a refused authorization into an error
+// of class errdefs.ErrUnauthenticated. Other errors are returned as they
+// are.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *Error
+	if errors.As(err, &re) {
+		return err
+	}
+	var se remoteerrors.ErrUnexpectedStatus
+	if errors.As(err, &se) {
+		return newError(se.RequestMethod, se.RequestURL, se.StatusCode, se.Status, se.Body)
+	}
+	if errors.Is(err, docker.ErrInvalidAuthorization) {
+		return &classError{err: err, class: errdefs.ErrUnauthenticated}
+	}
+	return err
+}
+
+// classError gives err a class of errdefs without changing its text.
+type classError struct {
+	err, class error
+}
+
+func (e *classError) Error() string   { return e.err.Error() }
+func (e *classError) Unwrap() []error { return []error{e.err, e.class} }
+
+// wrap classifies err, fills in the registry's message where a HEAD
+// request got none (see explain), and says what failed.
+func (r *Remote) wrap(ctx context.Context, err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	err = classify(err)
+	var re *Error
+	if errors.As(err, &re) {
+		r.explain(ctx, re)
+	}
+	return errors.Wrapf(err, format, args...)
+}
+
+// explain fills in the body of an error status to a HEAD request, which
+// has none, from a GET of the same address, if that gets the same status:
+// the registry's message is what tells a user why (containerd does the same
+// for 403 only). Nothing is done once ctx is done.
+func (r *Remote) explain(ctx context.Context, e *Error) {
+	if e.Method != http.MethodHead || len(e.Errors) > 0 || e.Body != "" ||
+		e.StatusCode < 400 || e.StatusCode == http.StatusNotFound || ctx.Err() != nil {
+		return
+	}
+	resp, err := r.do(ctx, http.MethodGet, e.URL, http.Header{"Range": {"bytes=0-0"}})
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == e.StatusCode {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		e.setBody(body)
+	}
+}
