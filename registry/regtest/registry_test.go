@@ -1,0 +1,540 @@
+package regtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	remotecache "github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/registry"
+)
+
+var formats = []remotecache.ManifestFormat{
+	remotecache.FormatImageManifest,
+	remotecache.FormatOCIIndex,
+	remotecache.FormatManifestList,
+}
+
+// exported is what one Finalize did.
+type exported struct {
+	desc            ocispec.Descriptor
+	layers, skipped int // layer steps, and those skipped
+}
+
+// export writes g's cache into ing in the form f.
+func export(ctx context.Context, ing content.Ingester, g *cachegen.Graph, f remotecache.ManifestFormat) (exported, error) {
+	var (
+		mu  sync.Mutex
+		res exported
+	)
+	sink := remotecache.ProgressFunc(func(e remotecache.Event) {
+		if e.Completed.IsZero() || !strings.HasPrefix(e.ID, "writing layer ") {
+			return
+		}
+		mu.Lock()
+		res.layers++
+		if e.Skipped {
+			res.skipped++
+		}
+		mu.Unlock()
+	})
+	exp, err := remotecache.NewExporter(ing, remotecache.WithManifestFormat(f), remotecache.WithProgress(sink))
+	if err != nil {
+		return res, err
+	}
+	if err := cachegen.Replay(exp, g, nil, nil); err != nil {
+		return res, err
+	}
+	out, err := exp.Finalize(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil {
+		return res, err
+	}
+	err = json.Unmarshal([]byte(out[remotecache.ExporterResponseManifestDesc]), &res.desc)
+	return res, err
+}
+
+// configOf returns the JSON of the cache config of a graph.
+func configOf(ctx context.Context, t *testing.T, cc *remotecache.CacheChains) []byte {
+	t.Helper()
+	cfg, _, err := cc.Marshal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dt
+}
+
+// wantConfig returns the JSON of the cache config of g, and the bytes an
+// export of it uploads: its distinct layer blobs and the config.
+func wantConfig(ctx context.Context, t *testing.T, g *cachegen.Graph) ([]byte, int64) {
+	t.Helper()
+	cc := remotecache.NewCacheChains()
+	if err := cachegen.Replay(cc, g, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	dt := configOf(ctx, t, cc)
+	var cfg remotecache.CacheConfig
+	if err := json.Unmarshal(dt, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	n := int64(len(dt))
+	seen := map[digest.Digest]bool{}
+	for _, l := range cfg.Layers {
+		if !seen[l.Blob] {
+			seen[l.Blob] = true
+			n += g.Blobs[l.Blob].Descriptor.Size
+		}
+	}
+	return dt, n
+}
+
+// importConfig imports the cache r's tag points at and returns the JSON
+// of its config.
+func importConfig(ctx context.Context, t *testing.T, r *registry.Remote) []byte {
+	t.Helper()
+	desc, err := r.Resolve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := remotecache.NewCacheChains()
+	if err := remotecache.Import(ctx, r, desc, cc); err != nil {
+		t.Fatal(err)
+	}
+	return configOf(ctx, t, cc)
+}
+
+func newRemote(t *testing.T, ref string, opts ...registry.Option) *registry.Remote {
+	t.Helper()
+	r, err := registry.New(ref, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func sameDesc(a, b ocispec.Descriptor) bool {
+	return a.Digest == b.Digest && a.Size == b.Size && a.MediaType == b.MediaType
+}
+
+// TestExportImport exports a cache in each manifest form, resolves the
+// tag, imports it back and compares configs; then exports it again, which
+// must upload nothing.
+func TestExportImport(t *testing.T) {
+	ctx := context.Background()
+	srv := startRegistry(t, nil)
+	g := cachegen.NewWithOptions(1, 25, cachegen.Options{BlobSize: 8 << 10})
+	want, wantBytes := wantConfig(ctx, t, g)
+
+	if _, err := newRemote(t, srv.Host+"/cache:none").Resolve(ctx); !errdefs.IsNotFound(err) {
+		t.Fatalf("resolving a tag that does not exist: %v, want not found", err)
+	}
+	for _, f := range formats {
+		t.Run(f.String(), func(t *testing.T) {
+			r := newRemote(t, srv.Host+"/cache/"+f.String()+":latest")
+			before := srv.uploaded.Load()
+			res, err := export(ctx, r, g, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sent := srv.uploaded.Load() - before; sent != wantBytes {
+				t.Errorf("first export uploaded %d bytes, want %d (layers and config)", sent, wantBytes)
+			}
+			if res.skipped != 0 {
+				t.Errorf("first export skipped %d of %d layers", res.skipped, res.layers)
+			}
+			desc, err := r.Resolve(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameDesc(desc, res.desc) {
+				t.Fatalf("tag resolves to %+v, export wrote %+v", desc, res.desc)
+			}
+			if got := importConfig(ctx, t, r); !bytes.Equal(got, want) {
+				t.Fatalf("imported config differs:\n got %s\nwant %s", got, want)
+			}
+
+			// The same cache again: every blob is there, nothing is sent.
+			before = srv.uploaded.Load()
+			again, err := export(ctx, r, g, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sent := srv.uploaded.Load() - before; sent != 0 {
+				t.Errorf("second export uploaded %d bytes, want 0", sent)
+			}
+			if again.layers == 0 || again.skipped != again.layers {
+				t.Errorf("second export skipped %d of %d layers, want all", again.skipped, again.layers)
+			}
+			if !sameDesc(again.desc, res.desc) {
+				t.Errorf("second export wrote manifest %s, first %s", again.desc.Digest, res.desc.Digest)
+			}
+
+			// By digest.
+			byDigest := newRemote(t, srv.Host+"/cache/"+f.String()+"@"+res.desc.Digest.String())
+			if got := importConfig(ctx, t, byDigest); !bytes.Equal(got, want) {
+				t.Fatal("import by digest: config differs")
+			}
+		})
+	}
+}
+
+// TestTagMoves exports two caches to one tag in turn: the tag follows the
+// last export, even when that one has nothing new to upload.
+func TestTagMoves(t *testing.T) {
+	ctx := context.Background()
+	srv := startRegistry(t, nil)
+	r := newRemote(t, srv.Host+"/cache:main")
+	g1 := cachegen.NewWithOptions(2, 20, cachegen.Options{BlobSize: 1 << 10})
+	g2 := cachegen.NewWithOptions(3, 20, cachegen.Options{BlobSize: 1 << 10})
+	want1, _ := wantConfig(ctx, t, g1)
+	want2, _ := wantConfig(ctx, t, g2)
+
+	for i, g := range []*cachegen.Graph{g1, g2, g1} {
+		res, err := export(ctx, r, g, remotecache.FormatImageManifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc, err := r.Resolve(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if desc.Digest != res.desc.Digest {
+			t.Fatalf("export %d: tag at %s, want %s", i, desc.Digest, res.desc.Digest)
+		}
+		want := want1
+		if g == g2 {
+			want = want2
+		}
+		if got := importConfig(ctx, t, r); !bytes.Equal(got, want) {
+			t.Fatalf("export %d: imported config differs", i)
+		}
+	}
+}
+
+// TestBasicAuth runs against a registry that asks for htpasswd basic auth.
+func TestBasicAuth(t *testing.T) {
+	ctx := context.Background()
+	srv := startRegistry(t, map[string]string{"alice": "s3cret"})
+	ref := srv.Host + "/private/cache:v1"
+	g := cachegen.NewWithOptions(4, 6, cachegen.Options{BlobSize: 1 << 10})
+	want, _ := wantConfig(ctx, t, g)
+
+	t.Run("anonymous", func(t *testing.T) {
+		start := time.Now()
+		_, err := export(ctx, newRemote(t, ref), g, remotecache.FormatImageManifest)
+		if !errdefs.IsUnauthorized(err) {
+			t.Fatalf("export without credentials: %v, want an error of class unauthenticated", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("refused export took %v: 401 must not be retried", d)
+		}
+		_, err = newRemote(t, ref).Resolve(ctx)
+		if !errdefs.IsUnauthorized(err) {
+			t.Fatalf("resolve without credentials: %v", err)
+		}
+		t.Logf("refused: %v", err)
+		if n := srv.uploaded.Load(); n != 0 {
+			t.Fatalf("%d bytes were uploaded without credentials", n)
+		}
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		_, err := export(ctx, newRemote(t, ref, registry.WithCredentials("alice", "guess")), g, remotecache.FormatImageManifest)
+		if !errdefs.IsUnauthorized(err) {
+			t.Fatalf("export with a wrong password: %v", err)
+		}
+	})
+	t.Run("WithCredentials", func(t *testing.T) {
+		r := newRemote(t, ref, registry.WithCredentials("alice", "s3cret"))
+		if _, err := export(ctx, r, g, remotecache.FormatImageManifest); err != nil {
+			t.Fatal(err)
+		}
+		if got := importConfig(ctx, t, r); !bytes.Equal(got, want) {
+			t.Fatal("imported config differs")
+		}
+	})
+	t.Run("Docker config", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, srv.Host, base64.StdEncoding.EncodeToString([]byte("alice:s3cret")))
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("DOCKER_CONFIG", dir)
+		r := newRemote(t, ref)
+		if got := importConfig(ctx, t, r); !bytes.Equal(got, want) {
+			t.Fatal("imported config differs")
+		}
+		if _, err := export(ctx, r, g, remotecache.FormatOCIIndex); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestFaults exports through a proxy that injects faults into uploads and
+// checks that the registry ends up with the whole cache.
+func TestFaults(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		records int
+		size    int64 // blob size
+		fault   func(fp **faultProxy) func(w http.ResponseWriter, r *http.Request, key string, n int) bool
+		check   func(t *testing.T, fp *faultProxy)
+	}{{
+		name:    "503 on the first two attempts of each upload",
+		records: 10,
+		size:    8 << 10,
+		fault: func(**faultProxy) func(http.ResponseWriter, *http.Request, string, int) bool {
+			return func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
+				if strings.HasPrefix(key, "PUT ") && n <= 2 {
+					writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "try again")
+					return true
+				}
+				return false
+			}
+		},
+		check: func(t *testing.T, fp *faultProxy) {
+			for k, n := range fp.Attempts("PUT ") {
+				if n < 3 {
+					t.Errorf("%s: %d attempts, want at least 3", k, n)
+				}
+			}
+		},
+	}, {
+		name:    "connection reset mid-upload",
+		records: 3,
+		size:    3 << 20, // over the 1 MiB the writer keeps in memory
+		fault: func(**faultProxy) func(http.ResponseWriter, *http.Request, string, int) bool {
+			return func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
+				if strings.HasPrefix(key, "PUT blob ") && n == 1 {
+					resetMidBody(w, r)
+					return true
+				}
+				return false
+			}
+		},
+		check: func(t *testing.T, fp *faultProxy) {
+			for k, n := range fp.Attempts("PUT blob ") {
+				if n < 2 {
+					t.Errorf("%s: %d attempts, want at least 2", k, n)
+				}
+			}
+		},
+	}, {
+		name:    "429 with Retry-After",
+		records: 4,
+		size:    8 << 10,
+		fault: func(fp **faultProxy) func(http.ResponseWriter, *http.Request, string, int) bool {
+			return func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
+				if strings.HasPrefix(key, "PUT ") && n == 1 {
+					(*fp).tooMany(w, key, 1)
+					return true
+				}
+				return false
+			}
+		},
+		check: func(t *testing.T, fp *faultProxy) {
+			fp.mu.Lock()
+			defer fp.mu.Unlock()
+			if len(fp.gaps) == 0 {
+				t.Fatal("no request followed a 429")
+			}
+			for k, gaps := range fp.gaps {
+				for _, d := range gaps {
+					if d < time.Second-50*time.Millisecond {
+						t.Errorf("%s: retried %v after a 429 with Retry-After: 1", k, d)
+					}
+				}
+			}
+		},
+	}, {
+		name:    "all of them",
+		records: 3,
+		size:    2 << 20,
+		fault: func(fp **faultProxy) func(http.ResponseWriter, *http.Request, string, int) bool {
+			return func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
+				if !strings.HasPrefix(key, "PUT ") {
+					return false
+				}
+				switch n {
+				case 1:
+					(*fp).tooMany(w, key, 1)
+				case 2:
+					resetMidBody(w, r)
+				case 3, 4:
+					writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "try again")
+				default:
+					return false
+				}
+				return true
+			}
+		},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startRegistry(t, nil)
+			var fp *faultProxy
+			fp = startFaultProxy(t, srv.Host, tc.fault(&fp), nil)
+			g := cachegen.NewWithOptions(5, tc.records, cachegen.Options{BlobSize: tc.size})
+			want, wantBytes := wantConfig(ctx, t, g)
+
+			start := time.Now()
+			res, err := export(ctx, newRemote(t, fp.Host+"/cache:latest"), g, remotecache.FormatImageManifest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			elapsed := time.Since(start)
+			// Read it back from the registry itself, not through the proxy.
+			direct := newRemote(t, srv.Host+"/cache:latest")
+			desc, err := direct.Resolve(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if desc.Digest != res.desc.Digest {
+				t.Fatalf("tag at %s, export wrote %s", desc.Digest, res.desc.Digest)
+			}
+			if got := importConfig(ctx, t, direct); !bytes.Equal(got, want) {
+				t.Fatal("imported config differs")
+			}
+			if tc.check != nil {
+				tc.check(t, fp)
+			}
+			puts := fp.Attempts("PUT ")
+			keys := make([]string, 0, len(puts))
+			for k := range puts {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var counts []string
+			for _, k := range keys {
+				counts = append(counts, fmt.Sprint(puts[k]))
+			}
+			t.Logf("%d layers in %v; PUT attempts per upload: %s; POSTs that reached the registry: %d; blob bytes the registry read: %d (%d needed)",
+				res.layers, elapsed.Round(time.Millisecond), strings.Join(counts, " "), srv.Requests("POST upload"), srv.uploaded.Load(), wantBytes)
+		})
+	}
+}
+
+// TestAlways500 runs against a registry that answers every request with
+// 500 and a message: export and resolve fail within the retry budget, with
+// the registry's message in the error.
+func TestAlways500(t *testing.T) {
+	ctx := context.Background()
+	var (
+		mu       sync.Mutex
+		requests = map[string]int{}
+	)
+	host := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests[r.Method+" "+requestKind(r)]++
+		mu.Unlock()
+		writeRegistryError(w, http.StatusInternalServerError, "UNKNOWN", "disk on fire")
+	}))
+	g := cachegen.NewWithOptions(6, 1, cachegen.Options{BlobSize: 1 << 10})
+
+	start := time.Now()
+	_, err := export(ctx, newRemote(t, host+"/cache:latest"), g, remotecache.FormatImageManifest)
+	elapsed := time.Since(start)
+	if err == nil {
+		t.Fatal("export to a failing registry succeeded")
+	}
+	if !strings.Contains(err.Error(), "disk on fire") || !strings.Contains(err.Error(), "500") {
+		t.Errorf("error does not give the registry's message: %v", err)
+	}
+	if !errdefs.IsUnavailable(err) {
+		t.Errorf("error is not of class unavailable: %v", err)
+	}
+	// Default budget: Info then the upload, each 5 attempts with backoffs
+	// of at most 0.2+0.4+0.8+1.6 s.
+	if elapsed > 8*time.Second {
+		t.Errorf("export failed after %v, over the retry budget", elapsed)
+	}
+	mu.Lock()
+	t.Logf("export failed after %v with: %v; requests: %v", elapsed.Round(time.Millisecond), err, requests)
+	mu.Unlock()
+
+	_, err = newRemote(t, host+"/cache:latest", registry.WithRetries(2), registry.WithBackoff(time.Millisecond, time.Millisecond)).Resolve(ctx)
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("resolve: %v, want the registry's message", err)
+	}
+}
+
+// TestReadResumes reads blobs through a proxy that cuts each blob download
+// in the middle once: the reader resumes where it stopped.
+func TestReadResumes(t *testing.T) {
+	ctx := context.Background()
+	srv := startRegistry(t, nil)
+	var (
+		mu   sync.Mutex
+		cuts = map[string]int{}
+	)
+	fp := startFaultProxy(t, srv.Host, nil, func(resp *http.Response) error {
+		r := resp.Request
+		if r.Method != http.MethodGet || requestKind(r) != "blob" || resp.StatusCode != http.StatusOK || resp.ContentLength < 1<<20 {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if cuts[r.URL.Path] == 0 {
+			cuts[r.URL.Path]++
+			resp.Body = &cutBody{ReadCloser: resp.Body, n: resp.ContentLength / 2}
+		}
+		return nil
+	})
+	g := cachegen.NewWithOptions(7, 3, cachegen.Options{BlobSize: 2 << 20})
+	res, err := export(ctx, newRemote(t, srv.Host+"/cache:latest"), g, remotecache.FormatImageManifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRemote(t, fp.Host+"/cache:latest")
+	read := 0
+	for _, d := range g.BlobOrder {
+		b := g.Blobs[d]
+		if _, err := r.Info(ctx, d); errdefs.IsNotFound(err) {
+			continue // not in the cache
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		ra, err := r.ReaderAt(ctx, b.Descriptor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(ra, 0, ra.Size())); err != nil {
+			t.Fatal(err)
+		}
+		ra.Close()
+		if got := digest.NewDigest(digest.SHA256, h); got != d {
+			t.Fatalf("read %s, got bytes of %s", d, got)
+		}
+		read++
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if read == 0 || len(cuts) != read {
+		t.Fatalf("read %d blobs, cut %d downloads", read, len(cuts))
+	}
+	t.Logf("read %d blobs of %d layers, each download cut once in the middle", read, res.layers)
+}

@@ -1,0 +1,274 @@
+package regtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/bcrypt"
+
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+func TestMain(m *testing.M) {
+	// The registry logs through logrus, every 404 as an error: the tests
+	// say what went wrong themselves.
+	logrus.SetOutput(io.Discard)
+	// No test may read the Docker config of the user who runs it.
+	dir, err := os.MkdirTemp("", "regtest-docker-config-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	os.Setenv("DOCKER_CONFIG", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is a registry, or a proxy in front of one, listening on
+// 127.0.0.1.
+type server struct {
+	// Host is the host:port to use in references.
+	Host string
+	// uploaded counts the body bytes the registry read from PUT and PATCH
+	// requests to /v2/…/blobs/uploads/…: the blob bytes sent to it.
+	uploaded atomic.Int64
+	// requests counts requests by "METHOD kind" (kind: blob, upload,
+	// manifest, other).
+	mu       sync.Mutex
+	requests map[string]int
+}
+
+// serve serves h on a new port of 127.0.0.1 until the test ends.
+func serve(t testing.TB, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// startRegistry starts a registry with in-memory storage. With users, it
+// asks for basic auth (htpasswd) of one of them.
+func startRegistry(t testing.TB, users map[string]string) *server {
+	t.Helper()
+	cfg := &configuration.Configuration{}
+	cfg.Storage = configuration.Storage{
+		"inmemory":    configuration.Parameters{},
+		"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
+	}
+	cfg.HTTP.Secret = "regtest"
+	cfg.Log.Level = "error"
+	// An index or manifest list of the cache lists blobs, not manifests:
+	// the registry must not insist that they be manifests it has (the
+	// reference registry does by default, and so refuses BuildKit's
+	// index-form caches too).
+	cfg.Validation.Manifests.Indexes.Platforms = "none"
+	if users != nil {
+		var lines []string
+		for u, p := range users {
+			h, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, u+":"+string(h))
+		}
+		path := filepath.Join(t.TempDir(), "htpasswd")
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "regtest", "path": path}}
+	}
+	app := handlers.NewApp(context.Background(), cfg)
+	t.Cleanup(func() { app.Shutdown() })
+	s := &server{requests: map[string]int{}}
+	s.Host = serve(t, s.count(app))
+	return s
+}
+
+// count wraps the registry's handler to count requests and uploaded bytes.
+func (s *server) count(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kind := requestKind(r)
+		s.mu.Lock()
+		s.requests[r.Method+" "+kind]++
+		s.mu.Unlock()
+		if kind == "upload" && (r.Method == http.MethodPut || r.Method == http.MethodPatch) {
+			r.Body = &countingBody{ReadCloser: r.Body, n: &s.uploaded}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) Requests(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests[key]
+}
+
+func requestKind(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case strings.Contains(p, "/blobs/uploads/"):
+		return "upload"
+	case strings.Contains(p, "/blobs/"):
+		return "blob"
+	case strings.Contains(p, "/manifests/"):
+		return "manifest"
+	}
+	return "other"
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// faultProxy is a reverse proxy in front of a registry that lets fault
+// decide, for each request, whether to answer it itself. n is the number
+// of requests so far (this one included) with the same key: for an
+// upload, the blob digest or the manifest reference, so n counts the
+// attempts to upload it.
+type faultProxy struct {
+	Host string
+
+	mu       sync.Mutex
+	attempts map[string]int
+	last     map[string]time.Time
+	// gaps are, per key, the times from a 429 answer to the next request
+	// with the same key.
+	gaps  map[string][]time.Duration
+	fault func(w http.ResponseWriter, r *http.Request, key string, n int) bool
+}
+
+// startFaultProxy starts a proxy to the registry at target. fault, if not
+// nil, may answer a request itself; modify, if not nil, may change the
+// registry's responses.
+func startFaultProxy(t testing.TB, target string, fault func(w http.ResponseWriter, r *http.Request, key string, n int) bool, modify func(*http.Response) error) *faultProxy {
+	t.Helper()
+	u := &url.URL{Scheme: "http", Host: target}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	rp.ModifyResponse = modify
+	fp := &faultProxy{attempts: map[string]int{}, last: map[string]time.Time{}, gaps: map[string][]time.Duration{}, fault: fault}
+	fp.Host = serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := faultKey(r)
+		fp.mu.Lock()
+		fp.attempts[key]++
+		n := fp.attempts[key]
+		if t429, ok := fp.last[key]; ok {
+			fp.gaps[key] = append(fp.gaps[key], time.Since(t429))
+			delete(fp.last, key)
+		}
+		fp.mu.Unlock()
+		if fault != nil && fault(w, r, key, n) {
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	return fp
+}
+
+// faultKey is "PUT blob sha256:…" for the request that completes a blob
+// upload, "PUT manifest <ref>" for a manifest push, and "METHOD path" for
+// other requests.
+func faultKey(r *http.Request) string {
+	if r.Method == http.MethodPut {
+		if d := r.URL.Query().Get("digest"); d != "" {
+			return "PUT blob " + d
+		}
+		if i := strings.Index(r.URL.Path, "/manifests/"); i >= 0 {
+			return "PUT manifest " + r.URL.Path[i+len("/manifests/"):]
+		}
+	}
+	return r.Method + " " + r.URL.Path
+}
+
+// tooMany answers 429 with Retry-After and notes the time.
+func (fp *faultProxy) tooMany(w http.ResponseWriter, key string, retryAfter int) {
+	fp.mu.Lock()
+	fp.last[key] = time.Now()
+	fp.mu.Unlock()
+	w.Header().Set("Retry-After", fmt.Sprint(retryAfter))
+	writeRegistryError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", "slow down")
+}
+
+// Attempts returns the attempts per key whose key starts with prefix.
+func (fp *faultProxy) Attempts(prefix string) map[string]int {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	out := map[string]int{}
+	for k, n := range fp.attempts {
+		if strings.HasPrefix(k, prefix) {
+			out[k] = n
+		}
+	}
+	return out
+}
+
+// resetMidBody reads half of the request body, then drops the connection
+// with a TCP reset.
+func resetMidBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > 0 {
+		io.CopyN(io.Discard, r.Body, r.ContentLength/2)
+	}
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(err)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	conn.Close()
+}
+
+func writeRegistryError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"errors":[{"code":%q,"message":%q}]}`, code, message)
+}
+
+// cutBody is a response body that fails with a connection reset after n
+// bytes, which makes the reverse proxy abort the response mid-body.
+type cutBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, fmt.Errorf("regtest: connection cut mid-body")
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.n -= int64(n)
+	return n, err
+}
