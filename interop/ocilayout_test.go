@@ -1,0 +1,86 @@
+package interop
+
+import (
+	"context"
+	"testing"
+
+	"github.com/moby/buildkit/client/ociindex"
+
+	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/ocilayout"
+)
+
+// BuildKit's `--import-cache type=local,src=DIR,tag=T` path: the client
+// resolves the tag with client/ociindex, the daemon opens DIR as a
+// containerd local store and reads the manifest by digest alone (its media
+// type left empty). Both must work on a layout our ocilayout wrote.
+func TestBuildKitReadsOurLayout(t *testing.T) {
+	ctx := context.Background()
+	for _, f := range forms {
+		dir := t.TempDir()
+		s, err := ocilayout.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := remotecache.NewExporter(s, remotecache.WithManifestFormat(f.ours))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := cachegen.NewWithOptions(7, 60, cachegen.Options{BlobSize: 256})
+		if err := cachegen.Replay(e, g, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.Finalize(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc := manifestDesc(t, res)
+		if err := s.Tag(ctx, "buildcache", desc); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+
+		got, err := ociindex.NewStoreIndex(dir).Get("buildcache")
+		if err != nil || got == nil || got.Digest != desc.Digest {
+			t.Fatalf("%s: BuildKit's ociindex resolves the tag to %v, %v; want %s", f.ours, got, err, desc.Digest)
+		}
+		byDigest := *got
+		byDigest.MediaType = ""
+		byDigest.Annotations = nil
+		bk := bkImport(t, newStore(t, dir), byDigest)
+		compareConfigs(t, "layout "+f.ours.String(), readConfig(t, newStore(t, dir), desc), func() []byte { return bkMarshal(t, bk) })
+	}
+}
+
+// A tag BuildKit's ociindex wrote (as `--export-cache type=local` does)
+// resolves with ours.
+func TestWeReadBuildKitLayoutTags(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := ocilayout.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e, _ := remotecache.NewExporter(s)
+	g := cachegen.NewWithOptions(8, 30, cachegen.Options{BlobSize: 128})
+	if err := cachegen.Replay(e, g, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := manifestDesc(t, res)
+	if err := ociindex.NewStoreIndex(dir).Put(desc, ociindex.Tag("bk-tag")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Resolve(ctx, "bk-tag")
+	if err != nil || got.Digest != desc.Digest {
+		t.Fatalf("Resolve(tag written by BuildKit) = %v, %v", got, err)
+	}
+	if err := remotecache.Import(ctx, s, got, remotecache.NewCacheChains()); err != nil {
+		t.Fatal(err)
+	}
+}
