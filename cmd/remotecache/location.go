@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/buildcache/remotecache/ocilayout"
+	"github.com/buildcache/remotecache/registry"
 	"github.com/containerd/containerd/v2/core/content"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -92,10 +93,6 @@ type destination interface {
 	Close() error
 }
 
-// errRegistryUnsupported is returned for registry: locations until this
-// tool can push to and pull from a registry.
-var errRegistryUnsupported = errors.New("registry locations are not supported yet")
-
 // openSource opens l to read. An OCI layout is opened read-only: nothing
 // is written into it, not even a lock file.
 func openSource(ctx context.Context, l location) (source, error) {
@@ -107,7 +104,11 @@ func openSource(ctx context.Context, l location) (source, error) {
 		}
 		return ociStore{Store: s, name: l.tag}, nil
 	case schemeRegistry:
-		return nil, errors.Wrapf(errRegistryUnsupported, "%s", l)
+		r, err := openRegistry(l)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
 	return nil, fmt.Errorf("%s: unknown kind of location", l)
 }
@@ -122,7 +123,11 @@ func openDestination(ctx context.Context, l location) (destination, error) {
 		}
 		return ociStore{Store: s, name: l.tag}, nil
 	case schemeRegistry:
-		return nil, errors.Wrapf(errRegistryUnsupported, "%s", l)
+		r, err := openRegistry(l)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
 	return nil, fmt.Errorf("%s: unknown kind of location", l)
 }
@@ -141,3 +146,29 @@ func (s ociStore) manifest(ctx context.Context) (ocispec.Descriptor, error) {
 func (s ociStore) tag(ctx context.Context, desc ocispec.Descriptor) error {
 	return s.Tag(ctx, s.name, desc)
 }
+
+// registryRepo is a repository of a registry at the location's tag. It
+// pushes manifests under that tag: the exporter's last write, the
+// manifest, is what moves the tag, so tag has nothing left to do.
+type registryRepo struct {
+	*registry.Remote
+}
+
+// openRegistry opens l, a registry location. Loopback hosts are reached
+// over plain HTTP, others over HTTPS, with the Docker config's credentials.
+// Nothing is sent until the first read or write.
+func openRegistry(l location) (registryRepo, error) {
+	r, err := registry.New(l.path + ":" + l.tag)
+	if err != nil {
+		return registryRepo{}, err
+	}
+	return registryRepo{r}, nil
+}
+
+func (r registryRepo) manifest(ctx context.Context) (ocispec.Descriptor, error) {
+	return r.Resolve(ctx)
+}
+
+func (registryRepo) tag(context.Context, ocispec.Descriptor) error { return nil }
+
+func (registryRepo) Close() error { return nil }

@@ -173,9 +173,10 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-const usageLocations = `SRC and DST are oci:DIR[:TAG], an OCI image layout directory (TAG defaults
-to "latest"), or registry:HOST/REPO[:TAG] (not supported yet). Flags may
-come before or after the arguments. Every command takes --quiet (no
+const usageLocations = `SRC and DST are oci:DIR[:TAG], an OCI image layout directory, or
+registry:HOST/REPO[:TAG], a registry repository (loopback hosts over plain
+HTTP, credentials from the Docker config); TAG defaults to "latest". Flags
+may come before or after the arguments. Every command takes --quiet (no
 progress output).
 
 Exit status: 0 on success, 1 on failure, 2 on bad usage.

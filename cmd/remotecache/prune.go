@@ -28,6 +28,8 @@ that freed. It waits for exports into DIR in progress to finish first.
 			dir := args[0]
 			if rest, ok := strings.CutPrefix(dir, schemeOCI+":"); ok {
 				dir = rest
+			} else if strings.HasPrefix(dir, schemeRegistry+":") {
+				return usagef(nil, "prune: %s: only OCI layout directories can be pruned", dir)
 			}
 			if dir == "" {
 				return usagef(nil, "prune: no directory")
