@@ -41,10 +41,11 @@
 // timed out), is asked again, up to WithRetries attempts in all, after a
 // backoff that doubles from WithBackoff's minimum up to its maximum with
 // random jitter; a cancelled context stops at once. Other 4xx statuses fail
-// at once. A Retry-After header on a 429 or 503 is honoured (up to one
-// minute) by the HTTP transport, which holds the response back that long,
-// so whichever retry comes next, containerd's own (it retries a 429 at
-// once) or ours, comes no sooner.
+// at once. A Retry-After header on a 429 or 503 is honoured by the HTTP
+// transport, which holds the response back that long, so whichever retry
+// comes next, containerd's own (it retries a 429 at once) or ours, comes no
+// sooner; a registry that asks for more than a minute (a rate limit that
+// resets in hours) fails the operation at once with a *RetryLaterError.
 //
 // Retries are of whole operations, not of HTTP requests: a tag resolution,
 // a blob check, a blob read (resumed where it broke off, with a range

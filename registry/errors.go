@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -102,7 +103,7 @@ func newError(method, rawURL string, code int, status string, body []byte) *Erro
 		e.URL = u.String()
 	}
 	if e.Status == "" {
-		e.Status = http.StatusText(code)
+		e.Status = strings.TrimSpace(strconv.Itoa(code) + " " + http.StatusText(code))
 	}
 	e.setBody(body)
 	return e
@@ -147,6 +148,10 @@ func classify(err error) error {
 	}
 	var re *Error
 	if errors.As(err, &re) {
+		var later *RetryLaterError
+		if errors.As(err, &later) {
+			return later // without containerd's "failed to do request"
+		}
 		return err
 	}
 	var se remoteerrors.ErrUnexpectedStatus

@@ -218,7 +218,7 @@ func TestParseRetryAfter(t *testing.T) {
 	}{
 		{"1", time.Second, true},
 		{"0", 0, true},
-		{"120", time.Minute, true},
+		{"120", 2 * time.Minute, true},
 		{"-1", 0, false},
 		{"", 0, false},
 		{"soon", 0, false},
@@ -271,11 +271,27 @@ func TestRetryAfterTransport(t *testing.T) {
 		}
 	}
 
+	// A wait over a minute is not waited for: the operation fails at once.
+	tr := &retryAfterTransport{base: answer(429, "7200")}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1/v2/", nil)
+	start := time.Now()
+	_, err := tr.RoundTrip(req)
+	var later *RetryLaterError
+	if !errors.As(err, &later) || later.After != 2*time.Hour || time.Since(start) > time.Second {
+		t.Errorf("Retry-After: 7200: %v", err)
+	}
+	if retryable(pkgerrors.Wrap(err, "push")) || !errdefs.IsResourceExhausted(err) {
+		t.Errorf("Retry-After: 7200: retryable or wrong class: %v", err)
+	}
+	if !strings.Contains(err.Error(), "429") || !strings.Contains(err.Error(), "retry after 2h0m0s") {
+		t.Errorf("Retry-After: 7200: %v", err)
+	}
+
 	// The hold ends with the request's context.
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	tr := &retryAfterTransport{base: answer(429, "60")}
-	req, _ := http.NewRequestWithContext(cctx, http.MethodGet, "http://127.0.0.1/v2/", nil)
+	tr = &retryAfterTransport{base: answer(429, "60")}
+	req, _ = http.NewRequestWithContext(cctx, http.MethodGet, "http://127.0.0.1/v2/", nil)
 	if _, err := tr.RoundTrip(req); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("cancelled hold: %v", err)
 	}

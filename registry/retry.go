@@ -15,7 +15,8 @@ import (
 	"github.com/pkg/errors"
 )
 
-// maxRetryAfter caps the wait that a Retry-After header can ask for.
+// maxRetryAfter is the longest Retry-After that is waited for; a registry
+// that asks for a longer wait fails the operation at once.
 const maxRetryAfter = time.Minute
 
 // retry runs op until it succeeds, fails in a way a retry cannot mend, has
@@ -63,9 +64,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 // tried again: the registry answered 408 Request Timeout, 429 Too Many
 // Requests or a 5xx status other than 501 Not Implemented, or the
 // connection broke (reset, closed early, timed out). Other 4xx statuses,
-// a cancelled context and anything else fail at once.
+// a Retry-After too long to wait for (RetryLaterError), a cancelled
+// context and anything else fail at once.
 func retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var later *RetryLaterError
+	if errors.As(err, &later) {
 		return false
 	}
 	var re *Error
@@ -139,12 +145,14 @@ func (e *attemptsError) Unwrap() error { return e.err }
 
 // retryAfterTransport honours the Retry-After header of 429 Too Many
 // Requests and 503 Service Unavailable responses: it holds such a response
-// back for the time the registry asks (at most maxRetryAfter), so that
-// whoever retries next, containerd's resolver (which retries a 429 at
-// once) or Remote.retry, does not come back sooner. It retries nothing
+// back for the time the registry asks, so that whoever retries next,
+// containerd's resolver (which retries a 429 at once) or Remote.retry,
+// does not come back sooner. A registry that asks for more than
+// maxRetryAfter gets no retry: the response becomes a *RetryLaterError,
+// which fails the operation at once. The transport retries nothing
 // itself: uploads are not idempotent at this level (their bodies are
-// streamed once), and every operation of a Remote is retried as a whole
-// by Remote.retry or by the upload's writer.
+// streamed once), and every operation of a Remote is retried as a whole by
+// Remote.retry or by the upload's writer.
 type retryAfterTransport struct {
 	base http.RoundTripper
 }
@@ -158,12 +166,30 @@ func (t *retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, erro
 	if !ok {
 		return resp, nil
 	}
-	if err := sleep(req.Context(), min(d, maxRetryAfter)); err != nil {
+	if d > maxRetryAfter {
+		defer resp.Body.Close()
+		return nil, &RetryLaterError{Err: responseError(resp), After: d}
+	}
+	if err := sleep(req.Context(), d); err != nil {
 		resp.Body.Close()
 		return nil, err
 	}
 	return resp, nil
 }
+
+// RetryLaterError is a registry's answer that asks to come back later
+// than this package waits (one minute), such as a rate limit that resets
+// in hours. It is not retried.
+type RetryLaterError struct {
+	Err   *Error
+	After time.Duration
+}
+
+func (e *RetryLaterError) Error() string {
+	return e.Err.Error() + " (the registry asks to retry after " + e.After.String() + ")"
+}
+
+func (e *RetryLaterError) Unwrap() error { return e.Err }
 
 // parseRetryAfter reads a Retry-After value: a number of seconds or an
 // HTTP date.
@@ -175,7 +201,7 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		if s < 0 {
 			return 0, false
 		}
-		return time.Duration(min(s, int(maxRetryAfter/time.Second))) * time.Second, true
+		return time.Duration(min(s, 1<<30)) * time.Second, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
