@@ -114,7 +114,7 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		return nil, err
 	}
 
-	dt, err := json.Marshal(config)
+	dt, err := appendConfig(nil, config)
 	if err != nil {
 		return nil, errors.Wrap(err, "encoding cache config")
 	}

@@ -255,7 +255,7 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
 		Layers:  make([]CacheLayer, 0, min(bytes.Count(configJSON, []byte{'o'}), maxEntries)),
 		Records: make([]CacheRecord, 0, min(bytes.Count(configJSON, []byte{'g'}), maxEntries)),
 	}
-	if err := json.Unmarshal(configJSON, &cfg); err != nil {
+	if err := decodeConfigInto(configJSON, &cfg); err != nil {
 		return invalidf(err, "malformed JSON")
 	}
 	p := parser{cfg: &cfg, provider: provider, t: t}
