@@ -1047,7 +1047,9 @@ func itRoundTripRandom(t *testing.T, i int) bool {
 	r := rand.New(rand.NewPCG(7, uint64(i)))
 	seed := int64(1000 + i)
 	n := 2 + r.IntN(80)
-	opts := cachegen.Options{}
+	// Few distinct blobs: each is a synced write into the local store,
+	// which is what the test's time goes on; the graphs keep their shape.
+	opts := cachegen.Options{MaxBlobs: 3 + r.IntN(10)}
 	switch i % 4 {
 	case 1:
 		opts.AgainFraction, opts.ExtraLinkFraction = 0.2, 0.3
