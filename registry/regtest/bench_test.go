@@ -1,0 +1,347 @@
+package regtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/log"
+	bkremotecache "github.com/moby/buildkit/cache/remotecache"
+	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/util/compression"
+	"github.com/moby/buildkit/util/contentutil"
+	"github.com/moby/buildkit/util/push"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	remotecache "github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/registry"
+)
+
+// BenchmarkRegistrySideBySide measures the export of a cache to the
+// reference registry (in-process, in-memory storage, on 127.0.0.1) by this
+// module (remotecache.NewExporter(registry.New(ref))) and by BuildKit
+// v0.34.2's registry cache exporter path (its content cache exporter,
+// bkremotecache.NewExporter, writing through contentutil.FromPusher of a
+// pusher of containerd's remotes/docker resolver, as BuildKit's
+// cache/remotecache/registry does), in the image-manifest form with OCI
+// media types, each with its default concurrency (4 layer uploads at once).
+//
+// The graph: cachegen.NewWithOptions(2, 800, {BlobSize: 1 MiB, MaxBlobs:
+// 200}). Its blobs are first written into a containerd local store, which
+// both sides read. One run of a side exports into a repository of its own
+// that is new to it ("first export"), then exports the same again into
+// that repository, which has every blob ("repeated export"); each export
+// replays the graph into a new exporter (not timed) and times Finalize.
+// Runs alternate, ours, BuildKit, ours, …, after one untimed warm-up run
+// of each side; the medians and the ratio ours/BuildKit are printed as a
+// markdown table, with the blob bytes the registry read and the requests
+// it got per export.
+//
+// It runs only with -bench, once whatever b.N (use -benchtime 1x):
+//
+//	cd registry/regtest
+//	go test -run '^$' -bench RegistrySideBySide -benchtime 1x
+//
+// REGBENCH_RUNS sets the timed runs per side (default 5).
+func BenchmarkRegistrySideBySide(b *testing.B) {
+	runs := 5
+	if v := os.Getenv("REGBENCH_RUNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("REGBENCH_RUNS=%q: want a positive number", v)
+		}
+		runs = n
+	}
+	_ = log.SetLevel("error") // the local store warns about fsverity
+	ctx := context.Background()
+
+	t0 := time.Now()
+	g := cachegen.NewWithOptions(2, 800, cachegen.Options{BlobSize: 1 << 20, MaxBlobs: 200})
+	src, err := local.NewStore(filepath.Join(b.TempDir(), "src"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := benchFillStore(ctx, src, g); err != nil {
+		b.Fatal(err)
+	}
+	syscall.Sync()
+	order := g.InOrder()
+	fmt.Printf("graph: %d records, %d blobs of 1 MiB; generated and written to the source store in %s\n",
+		len(g.Ops), len(g.Blobs), time.Since(t0).Round(time.Millisecond))
+
+	srv := startRegistry(b, nil)
+	ours := cachegen.NewReplayer(g, src)
+
+	// An exportFunc makes an exporter writing to ref, replays the graph
+	// into it, and returns its Finalize.
+	type exportFunc func(ref string) (func() (map[string]string, error), error)
+	oursExport := func(ref string) (func() (map[string]string, error), error) {
+		r, err := registry.New(ref)
+		if err != nil {
+			return nil, err
+		}
+		exp, err := remotecache.NewExporter(r, remotecache.WithManifestFormat(remotecache.FormatImageManifest))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := ours.Replay(exp, order); err != nil {
+			return nil, err
+		}
+		return func() (map[string]string, error) { return exp.Finalize(ctx) }, nil
+	}
+	bkExport := func(ref string) (func() (map[string]string, error), error) {
+		// A new resolver for each export, as a new build gets one: the
+		// pusher's status tracker starts empty, and blobs the repository
+		// has are found by asking it (HEAD).
+		resolver := docker.NewResolver(docker.ResolverOptions{
+			Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchAllHosts)),
+		})
+		// push.Pusher is how BuildKit's registry cache exporter gets its
+		// pusher from a resolver (it hides the pusher's other methods).
+		pusher, err := push.Pusher(ctx, resolver, ref)
+		if err != nil {
+			return nil, err
+		}
+		exp := bkremotecache.NewExporter(contentutil.FromPusher(pusher), ref, true, true, compression.Config{})
+		if err := benchBKReplay(exp, g, order, src); err != nil {
+			return nil, err
+		}
+		return func() (map[string]string, error) { return exp.Finalize(ctx) }, nil
+	}
+
+	// timed runs one export to ref and measures it.
+	timed := func(side, phase string, export exportFunc, ref string) (benchSample, error) {
+		fin, err := export(ref)
+		if err != nil {
+			return benchSample{}, err
+		}
+		runtime.GC()
+		before, reqs := srv.uploaded.Load(), benchRequests(srv)
+		var res map[string]string
+		cpu0, start := benchCPU(), time.Now()
+		// With -cpuprofile, samples carry the labels side and phase:
+		// go tool pprof -tagfocus side=ours regtest.test cpu.prof
+		pprof.Do(ctx, pprof.Labels("side", side, "phase", phase), func(context.Context) {
+			res, err = fin()
+		})
+		s := benchSample{wall: time.Since(start), cpu: benchCPU() - cpu0, uploaded: srv.uploaded.Load() - before, requests: benchRequestsSince(srv, reqs)}
+		if err != nil {
+			return s, err
+		}
+		var desc ocispec.Descriptor
+		if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
+			return s, fmt.Errorf("manifest descriptor %q: %w", res[remotecache.ExporterResponseManifestDesc], err)
+		}
+		s.manifest = desc.Digest.String()
+		return s, nil
+	}
+
+	type side struct {
+		name          string
+		export        exportFunc
+		first, repeat []benchSample
+	}
+	sides := []*side{{name: "ours", export: oursExport}, {name: "buildkit", export: bkExport}}
+	for i := range runs + 1 { // run 0 is the warm-up
+		for _, sd := range sides {
+			ref := fmt.Sprintf("%s/bench/%s-%d:cache", srv.Host, sd.name, i)
+			first, err := timed(sd.name, "first", sd.export, ref)
+			if err != nil {
+				b.Fatalf("%s: first export to %s: %v", sd.name, ref, err)
+			}
+			repeat, err := timed(sd.name, "repeated", sd.export, ref)
+			if err != nil {
+				b.Fatalf("%s: repeated export to %s: %v", sd.name, ref, err)
+			}
+			label := fmt.Sprintf("run %d/%d", i, runs)
+			if i == 0 {
+				label = "warm-up"
+			} else {
+				sd.first = append(sd.first, first)
+				sd.repeat = append(sd.repeat, repeat)
+			}
+			fmt.Printf("%-9s %-8s first %8s (CPU %8s, %d bytes uploaded)  repeated %6s (CPU %6s, %d bytes uploaded)  manifest %s\n",
+				label, sd.name, first.wall.Round(time.Millisecond), first.cpu.Round(time.Millisecond), first.uploaded,
+				repeat.wall.Round(time.Millisecond), repeat.cpu.Round(time.Millisecond), repeat.uploaded, first.manifest)
+		}
+	}
+
+	oursSide, bkSide := sides[0], sides[1]
+	var tb strings.Builder
+	fmt.Fprintf(&tb, "\n| export to the local registry (%d records, %d × 1 MiB blobs) | ours, wall (median) | BuildKit v0.34.2, wall (median) | ours/BuildKit, wall | ours, CPU (median) | BuildKit, CPU (median) | ours/BuildKit, CPU | blob bytes uploaded, ours / BuildKit | requests per export, ours / BuildKit |\n",
+		len(g.Ops), len(g.Blobs))
+	tb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	row := func(name, metric string, o, k []benchSample) {
+		mo, mk := benchMedian(o, benchWall), benchMedian(k, benchWall)
+		co, ck := benchMedian(o, benchCPUOf), benchMedian(k, benchCPUOf)
+		fmt.Fprintf(&tb, "| %s | %s | %s | %.2f | %s | %s | %.2f | %d / %d | %s / %s |\n",
+			name, benchMs(mo), benchMs(mk), float64(mo)/float64(mk), benchMs(co), benchMs(ck), float64(co)/float64(ck),
+			o[len(o)-1].uploaded, k[len(k)-1].uploaded,
+			benchFormatRequests(o[len(o)-1].requests), benchFormatRequests(k[len(k)-1].requests))
+		b.ReportMetric(float64(mo)/1e6, metric+"-ours-ms")
+		b.ReportMetric(float64(mk)/1e6, metric+"-buildkit-ms")
+		b.ReportMetric(float64(co)/1e6, metric+"-ours-cpu-ms")
+		b.ReportMetric(float64(ck)/1e6, metric+"-buildkit-cpu-ms")
+	}
+	row("first export", "first", oursSide.first, bkSide.first)
+	row("repeated export", "repeated", oursSide.repeat, bkSide.repeat)
+	distinct := func(sd *side) int {
+		m := map[string]bool{}
+		for _, x := range append(slices.Clone(sd.first), sd.repeat...) {
+			m[x.manifest] = true
+		}
+		return len(m)
+	}
+	fmt.Fprintf(&tb, "\n%d timed runs per side, alternating, after one warm-up run each; Finalize timed, replay not; CPU is the process's (user+system), the in-process registry's included. GOMAXPROCS=%d, %s, %s/%s. Distinct manifests written over the %d timed exports: ours %d, BuildKit %d.\n",
+		runs, runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, 2*runs, distinct(oursSide), distinct(bkSide))
+	fmt.Print(tb.String())
+	b.ReportMetric(0, "ns/op")
+}
+
+// benchFillStore writes every blob of g into store.
+func benchFillStore(ctx context.Context, store content.Ingester, g *cachegen.Graph) error {
+	p := g.Provider()
+	for _, d := range g.BlobOrder {
+		desc := g.Blobs[d].Descriptor
+		ra, err := p.ReaderAt(ctx, desc)
+		if err != nil {
+			return err
+		}
+		err = content.WriteBlob(ctx, store, "fill-"+d.String(), io.NewSectionReader(ra, 0, ra.Size()), desc)
+		ra.Close()
+		if err != nil {
+			return fmt.Errorf("writing blob %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// benchBKReplay adds g's ops to BuildKit's exporter in order, with blobs
+// from provider, as cachegen.Replayer does for ours: links from ops it did
+// not export are left out, and an op left with an empty slot is not added.
+// The results are built anew for each replay: BuildKit's CacheChains sorts
+// a record's results in place.
+func benchBKReplay(t solver.CacheExporterTarget, g *cachegen.Graph, order []int, provider content.InfoReaderProvider) error {
+	recs := make([]solver.CacheExporterRecord, len(g.Ops))
+	for _, i := range order {
+		op := g.Ops[i]
+		var deps [][]solver.CacheLink
+		complete := true
+		for _, slot := range op.Deps {
+			var links []solver.CacheLink
+			for _, d := range slot {
+				if recs[d.Src] != nil {
+					links = append(links, solver.CacheLink{Src: recs[d.Src], Selector: d.Selector})
+				}
+			}
+			if len(links) == 0 {
+				complete = false
+				break
+			}
+			deps = append(deps, links)
+		}
+		if !complete {
+			continue
+		}
+		var results []solver.CacheExportResult
+		for _, r := range op.Results {
+			results = append(results, solver.CacheExportResult{
+				CreatedAt: r.CreatedAt,
+				Result:    &solver.Remote{Descriptors: r.Layers, Provider: provider},
+			})
+		}
+		rec, _, err := t.Add(op.Digest, deps, results)
+		if err != nil {
+			return fmt.Errorf("buildkit Add op %d (%s): %w", i, op.Name, err)
+		}
+		recs[i] = rec
+	}
+	return nil
+}
+
+func benchRequests(s *server) map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]int, len(s.requests))
+	for k, v := range s.requests {
+		m[k] = v
+	}
+	return m
+}
+
+func benchRequestsSince(s *server, before map[string]int) map[string]int {
+	now := benchRequests(s)
+	for k, v := range before {
+		if now[k] -= v; now[k] == 0 {
+			delete(now, k)
+		}
+	}
+	return now
+}
+
+// benchFormatRequests writes request counts as "HEAD blob 200, …", sorted.
+func benchFormatRequests(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// benchSample is one timed export.
+type benchSample struct {
+	wall     time.Duration
+	cpu      time.Duration  // CPU time of the process, the registry's included
+	uploaded int64          // blob bytes the registry read
+	requests map[string]int // requests the registry got, by "METHOD kind"
+	manifest string         // the digest of the manifest written
+}
+
+// benchMedian returns the median of f over s.
+func benchMedian(s []benchSample, f func(benchSample) time.Duration) time.Duration {
+	d := make([]time.Duration, len(s))
+	for i, x := range s {
+		d[i] = f(x)
+	}
+	slices.Sort(d)
+	if n := len(d); n%2 == 0 {
+		return (d[n/2-1] + d[n/2]) / 2
+	}
+	return d[len(d)/2]
+}
+
+func benchWall(s benchSample) time.Duration  { return s.wall }
+func benchCPUOf(s benchSample) time.Duration { return s.cpu }
+
+// benchCPU returns the user and system CPU time of the process so far.
+func benchCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchMs(d time.Duration) string {
+	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+}
