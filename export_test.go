@@ -588,3 +588,45 @@ func TestNewExporterOptions(t *testing.T) {
 		t.Errorf("ParseManifestFormat(docker) = %v", err)
 	}
 }
+
+// tcLaxIngester hands out writers that keep no running digest and commit
+// without checking the digest: only the exporter's own check stands
+// between wrong bytes and the store.
+type tcLaxIngester struct{ content.Store }
+
+func (l tcLaxIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	w, err := l.Store.Writer(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return tcLaxWriter{w}, nil
+}
+
+type tcLaxWriter struct{ content.Writer }
+
+func (tcLaxWriter) Digest() digest.Digest { return "" }
+
+func (w tcLaxWriter) Commit(ctx context.Context, size int64, _ digest.Digest, opts ...content.Opt) error {
+	return w.Writer.Commit(ctx, size, "", opts...)
+}
+
+func TestFinalizeVerifiesWhenTheWriterDoesNot(t *testing.T) {
+	src, dst := tcStore(t), tcStore(t)
+	d := tcBlob(t, src, tcData(1<<20, "lax"))
+	e, _ := remotecache.NewExporter(tcLaxIngester{dst})
+	tcAdd(t, e, tcDigest("r"), nil, tcResult(tcCorruptProvider{src}, 1, d))
+	if _, err := e.Finalize(context.Background()); err == nil || !strings.Contains(err.Error(), "do not match digest") {
+		t.Fatalf("err = %v, want the exporter's own digest check to fail", err)
+	}
+	n := 0
+	dst.Walk(context.Background(), func(content.Info) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("%d blobs written from wrong bytes", n)
+	}
+	// And right bytes go through the same path.
+	e2, _ := remotecache.NewExporter(tcLaxIngester{dst})
+	tcAdd(t, e2, tcDigest("r"), nil, tcResult(src, 1, d))
+	if _, err := e2.Finalize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
