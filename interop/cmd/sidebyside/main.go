@@ -71,7 +71,7 @@ func main() {
 		quick      = flag.Bool("quick", false, "fewer runs; skip marshal-100k and finalize-32m")
 		out        = flag.String("out", "", "also write the results as a markdown table to `file`")
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile to `file`; samples of measured runs carry the pprof labels case, side and run")
-		cases      = flag.String("cases", "", "comma-separated cases to run (default: all for the mode): marshal-1k,marshal-10k,marshal-100k,finalize-1m,finalize-32m")
+		cases      = flag.String("cases", "", "comma-separated cases to run (default: all for the mode): marshal-1k,marshal-10k,marshal-100k,import-10k,import-100k,finalize-1m,finalize-32m")
 		side       = flag.String("side", "both", "which side to run: both, ours or buildkit (one side gives no ratio; for profiling)")
 		runsFlag   = flag.Int("runs", 0, "runs per side for every case (0: the mode's default)")
 		bkFirst    = flag.Bool("buildkit-first", false, "in each pair of runs, run BuildKit's side first (default: ours first)")
@@ -94,15 +94,18 @@ type caseSpec struct {
 	inQuick   bool
 	warmup    bool
 	records   int
-	blobSize  int64 // 0: a marshal case
+	blobSize  int64 // 0: a marshal (or import) case
 	maxBlobs  int
 	seed      int64
+	parse     bool // an import case: Parse of one config into a new graph
 }
 
 var allCases = []caseSpec{
 	{name: "marshal-1k", quickRuns: 5, fullRuns: 31, inQuick: true, warmup: true, records: 1000, seed: 1},
 	{name: "marshal-10k", quickRuns: 5, fullRuns: 15, inQuick: true, warmup: true, records: 10000, seed: 1},
 	{name: "marshal-100k", quickRuns: 3, fullRuns: 9, records: 100000, seed: 1},
+	{name: "import-10k", quickRuns: 5, fullRuns: 15, inQuick: true, warmup: true, records: 10000, seed: 1, parse: true},
+	{name: "import-100k", quickRuns: 3, fullRuns: 9, records: 100000, seed: 1, parse: true},
 	{name: "finalize-1m", quickRuns: 3, fullRuns: 11, inQuick: true, warmup: true, records: 800, blobSize: 1 << 20, maxBlobs: 200, seed: 2},
 	{name: "finalize-32m", quickRuns: 3, fullRuns: 9, records: 80, blobSize: 32 << 20, maxBlobs: 20, seed: 2},
 }
@@ -190,7 +193,9 @@ func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int,
 	}
 
 	for _, c := range selected {
-		if c.blobSize == 0 {
+		if c.parse {
+			err = r.importCase(c)
+		} else if c.blobSize == 0 {
 			err = r.marshalCase(c)
 		} else {
 			err = r.finalizeCase(c)
@@ -333,6 +338,62 @@ func (r *runner) marshalCase(c caseSpec) error {
 	r.rows = append(r.rows, rw)
 	r.notes = append(r.notes, fmt.Sprintf("%s: config has %d records and %d layers (ours), %d records and %d layers (BuildKit)",
 		rw.name, oursCfg[0], oursCfg[1], bkCfg[0], bkCfg[1]))
+	return nil
+}
+
+// importCase parses one cache config (our Marshal of a generated graph)
+// into a new graph: remotecache.Parse into a CacheChains against
+// BuildKit's v1.Parse into its CacheChains, same bytes, same descriptors.
+func (r *runner) importCase(c caseSpec) error {
+	g := cachegen.New(c.seed, c.records)
+	cc := remotecache.NewCacheChains()
+	if err := cachegen.Replay(cc, g, nil, g.Provider()); err != nil {
+		return err
+	}
+	cfg, descs, err := cc.Marshal(r.ctx)
+	if err != nil {
+		return err
+	}
+	config, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	bkDescs := cacheimport.DescriptorProvider{}
+	for d, p := range descs {
+		bkDescs[d] = cacheimport.DescriptorProviderPair{Descriptor: p.Descriptor, Provider: g.Provider()}
+	}
+	fmt.Printf("\n%s: config of %d records, %d layers, %s\n", c.name, len(cfg.Records), len(cfg.Layers), size(int64(len(config))))
+	runOurs := func() error { return remotecache.Parse(config, descs, remotecache.NewCacheChains()) }
+	runBK := func() error { return cacheimport.Parse(config, bkDescs, cacheimport.NewCacheChains()) }
+	if c.warmup {
+		if r.sideOurs {
+			if err := runOurs(); err != nil {
+				return err
+			}
+		}
+		if r.sideBK {
+			if err := runBK(); err != nil {
+				return err
+			}
+		}
+	}
+	rw := row{name: fmt.Sprintf("Import (Parse+Add), %s records", thousands(len(cfg.Records))), unit: "µs/record", per: float64(len(cfg.Records)), records: len(cfg.Records)}
+	n := r.runs(c)
+	for i := range n {
+		for _, side := range r.sides() {
+			f, dst := runOurs, &rw.ours
+			if side == "buildkit" {
+				f, dst = runBK, &rw.bk
+			}
+			s, err := r.measure(c.name, side, f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", side, err)
+			}
+			*dst = append(*dst, s)
+		}
+		fmt.Printf("  run %d/%d:%s\n", i+1, n, r.progressLine(rw))
+	}
+	r.rows = append(r.rows, rw)
 	return nil
 }
 
