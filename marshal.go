@@ -291,7 +291,6 @@ func (m *marshaler) collectLayers() error {
 	m.blobIDs = make(map[digest.Digest]int, n/2)
 	m.layerIdx = make(map[uint64]int, n)
 	m.layers = make([]layerKey, 0, n)
-	m.descs = DescriptorProvider{}
 	m.recLayer = make([]int, n)
 	m.recResult = make([]*Result, n)
 	var ids []int
@@ -338,6 +337,13 @@ func (m *marshaler) collectLayers() error {
 		m.recLayer[i] = parent
 		m.recResult[i] = res
 	}
+	kept := 0
+	for _, b := range m.blobs {
+		if b.desc != nil {
+			kept++
+		}
+	}
+	m.descs = make(DescriptorProvider, kept)
 	for _, b := range m.blobs {
 		if b.desc == nil {
 			continue
