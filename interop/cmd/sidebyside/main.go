@@ -307,6 +307,18 @@ func (r *runner) marshalCase(c caseSpec) error {
 		bkCfg = [2]int{len(cfg.Records), len(cfg.Layers)}
 		return nil
 	}
+	rw := row{name: fmt.Sprintf("Add+Marshal, %s records", thousands(len(g.Ops))), unit: "µs/record", per: float64(len(g.Ops)), records: len(g.Ops)}
+	if err := r.runPairs(c, &rw, runOurs, runBK); err != nil {
+		return err
+	}
+	r.notes = append(r.notes, fmt.Sprintf("%s: config has %d records and %d layers (ours), %d records and %d layers (BuildKit)",
+		rw.name, oursCfg[0], oursCfg[1], bkCfg[0], bkCfg[1]))
+	return nil
+}
+
+// runPairs runs the warm-ups, then the measured runs of both sides in
+// turn, and adds the row.
+func (r *runner) runPairs(c caseSpec, rw *row, runOurs, runBK func() error) error {
 	if c.warmup {
 		if r.sideOurs {
 			if err := runOurs(); err != nil {
@@ -319,7 +331,6 @@ func (r *runner) marshalCase(c caseSpec) error {
 			}
 		}
 	}
-	rw := row{name: fmt.Sprintf("Add+Marshal, %s records", thousands(len(g.Ops))), unit: "µs/record", per: float64(len(g.Ops)), records: len(g.Ops)}
 	n := r.runs(c)
 	for i := range n {
 		for _, side := range r.sides() {
@@ -333,11 +344,9 @@ func (r *runner) marshalCase(c caseSpec) error {
 			}
 			*dst = append(*dst, s)
 		}
-		fmt.Printf("  run %d/%d:%s\n", i+1, n, r.progressLine(rw))
+		fmt.Printf("  run %d/%d:%s\n", i+1, n, r.progressLine(*rw))
 	}
-	r.rows = append(r.rows, rw)
-	r.notes = append(r.notes, fmt.Sprintf("%s: config has %d records and %d layers (ours), %d records and %d layers (BuildKit)",
-		rw.name, oursCfg[0], oursCfg[1], bkCfg[0], bkCfg[1]))
+	r.rows = append(r.rows, *rw)
 	return nil
 }
 
@@ -365,35 +374,10 @@ func (r *runner) importCase(c caseSpec) error {
 	fmt.Printf("\n%s: config of %d records, %d layers, %s\n", c.name, len(cfg.Records), len(cfg.Layers), size(int64(len(config))))
 	runOurs := func() error { return remotecache.Parse(config, descs, remotecache.NewCacheChains()) }
 	runBK := func() error { return cacheimport.Parse(config, bkDescs, cacheimport.NewCacheChains()) }
-	if c.warmup {
-		if r.sideOurs {
-			if err := runOurs(); err != nil {
-				return err
-			}
-		}
-		if r.sideBK {
-			if err := runBK(); err != nil {
-				return err
-			}
-		}
-	}
 	rw := row{name: fmt.Sprintf("Import (Parse+Add), %s records", thousands(len(cfg.Records))), unit: "µs/record", per: float64(len(cfg.Records)), records: len(cfg.Records)}
-	n := r.runs(c)
-	for i := range n {
-		for _, side := range r.sides() {
-			f, dst := runOurs, &rw.ours
-			if side == "buildkit" {
-				f, dst = runBK, &rw.bk
-			}
-			s, err := r.measure(c.name, side, f)
-			if err != nil {
-				return fmt.Errorf("%s: %w", side, err)
-			}
-			*dst = append(*dst, s)
-		}
-		fmt.Printf("  run %d/%d:%s\n", i+1, n, r.progressLine(rw))
+	if err := r.runPairs(c, &rw, runOurs, runBK); err != nil {
+		return err
 	}
-	r.rows = append(r.rows, rw)
 	return nil
 }
 
