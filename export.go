@@ -35,6 +35,15 @@ type Exporter interface {
 	Finalize(ctx context.Context) (map[string]string, error)
 }
 
+// ManifestTagger is implemented by ingesters for which writing a manifest
+// is what points a tag at it (a registry repository with a tag). Finalize
+// then always writes the manifest, even when Info finds it already there,
+// and leaves it to the ingester to answer errdefs.ErrAlreadyExists when
+// the tag already points at it.
+type ManifestTagger interface {
+	TagsManifests() bool
+}
+
 type exporter struct {
 	*CacheChains
 	ingester content.Ingester
@@ -192,7 +201,11 @@ func (e *exporter) writeBlob(ctx context.Context, st *step, kind string, desc oc
 	if err := desc.Digest.Validate(); err != nil {
 		return errors.Wrapf(errdefs.ErrInvalidArgument, "digest %q: %v", desc.Digest, err)
 	}
-	if ip, ok := e.ingester.(content.InfoProvider); ok {
+	ip, ok := e.ingester.(content.InfoProvider)
+	if mt, isTagger := e.ingester.(ManifestTagger); isTagger && kind == "manifest-" && mt.TagsManifests() {
+		ok = false // the write is what moves the tag
+	}
+	if ok {
 		if info, err := ip.Info(ctx, desc.Digest); err == nil && info.Size == desc.Size {
 			st.e.Skipped = true
 			return nil

@@ -630,3 +630,36 @@ func TestFinalizeVerifiesWhenTheWriterDoesNot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// tcTagger is a store whose manifest writes move a tag.
+type tcTagger struct{ *tcSpyIngester }
+
+func (tcTagger) TagsManifests() bool { return true }
+
+func TestFinalizeWritesManifestToTaggers(t *testing.T) {
+	src, store := tcStore(t), tcStore(t)
+	first, _ := remotecache.NewExporter(store)
+	blobs := tcGraph(t, first, src)
+	if _, err := first.Finalize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Everything is in the store; a tagging ingester still gets the
+	// manifest write (which the local store answers with "already exists"),
+	// and nothing else.
+	spy := &tcSpyIngester{Store: store}
+	e, _ := remotecache.NewExporter(tcTagger{spy})
+	tcGraph(t, e, src)
+	res, err := e.Finalize(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mdesc := tcManifestDesc(t, res)
+	if len(spy.attempts) != 1 || spy.attempts[mdesc.Digest] != 1 || spy.writers != 0 {
+		t.Fatalf("writer calls %v (%d opened), want one, for the manifest %s", spy.attempts, spy.writers, mdesc.Digest)
+	}
+	for _, b := range blobs {
+		if spy.attempts[b.Digest] != 0 {
+			t.Fatalf("layer %s written again", b.Digest)
+		}
+	}
+}

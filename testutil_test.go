@@ -106,6 +106,7 @@ type tcSpyIngester struct {
 	content.Store
 
 	mu        sync.Mutex
+	attempts  map[digest.Digest]int // Writer calls, failed ones too
 	writers   int
 	commits   []digest.Digest
 	perDigest map[digest.Digest]int
@@ -120,6 +121,12 @@ func (s *tcSpyIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (
 			return nil, err
 		}
 	}
+	s.mu.Lock()
+	if s.attempts == nil {
+		s.attempts = map[digest.Digest]int{}
+	}
+	s.attempts[wo.Desc.Digest]++
+	s.mu.Unlock()
 	w, err := s.Store.Writer(ctx, opts...)
 	if err != nil {
 		return nil, err

@@ -39,9 +39,10 @@ type Remote struct {
 }
 
 var (
-	_ content.Ingester     = (*Remote)(nil)
-	_ content.Provider     = (*Remote)(nil)
-	_ content.InfoProvider = (*Remote)(nil)
+	_ content.Ingester                  = (*Remote)(nil)
+	_ content.Provider                  = (*Remote)(nil)
+	_ content.InfoProvider              = (*Remote)(nil)
+	_ interface{ TagsManifests() bool } = (*Remote)(nil)
 )
 
 // New returns the repository that ref names: HOST/REPO[:TAG] or
@@ -118,6 +119,14 @@ func (r *Remote) newResolver() remotes.Resolver {
 // String returns the normalized reference, such as
 // "127.0.0.1:5000/cache:latest" or "docker.io/library/cache:latest".
 func (r *Remote) String() string { return r.ref }
+
+// TagsManifests tells the Exporter (remotecache.ManifestTagger) that a
+// manifest written here moves the reference's tag: it must be written even
+// when the registry already has it. A digest reference has no tag.
+func (r *Remote) TagsManifests() bool {
+	_, tagged := r.named.(reference.Tagged)
+	return tagged
+}
 
 // Resolve returns the descriptor of the manifest that the reference's tag
 // (or digest) names. A tag that does not exist is an error of class
