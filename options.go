@@ -82,7 +82,8 @@ func WithConcurrency(n int) ExportOption {
 }
 
 // WithProgress sets the sink that receives progress events. Default: none.
-// The sink never slows the copy down (see ProgressSink).
+// The sink never slows the copy down (see ProgressSink); Finalize returns
+// once the sink has been given the last event, or when its context is done.
 func WithProgress(sink ProgressSink) ExportOption {
 	return func(o *exportOptions) error {
 		o.progress = sink
