@@ -268,8 +268,8 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	var desc map[*record]struct{}
 	for i, slot := range slots {
 		for _, l := range slot {
-			if i < len(r.slots) && containsLink(r.slots[i], l) {
-				continue
+			if l.src.dropped || (i < len(r.slots) && containsLink(r.slots[i], l)) {
+				continue // dropped by a merge of this Add, or there already
 			}
 			if desc == nil {
 				desc = r.descendants()

@@ -83,6 +83,17 @@ func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProv
 			m.recs = append(m.recs, r)
 		}
 	}
+	// Every link must come from a record in the graph; Add keeps it so,
+	// and this check keeps a broken graph from becoming a wrong config.
+	for _, r := range m.recs {
+		for i, slot := range r.slots {
+			for _, l := range slot {
+				if l.src.mergedInto != nil || l.src.dropped {
+					return nil, nil, errors.Errorf("record %s: input %d: link from %s, which is no longer in the graph", r.dgst, i, l.src.dgst)
+				}
+			}
+		}
+	}
 	if err := m.sortRecords(); err != nil {
 		return nil, nil, err
 	}
