@@ -2,6 +2,7 @@ package remotecache
 
 import (
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -366,14 +367,10 @@ func (c *CacheChains) indexLink(src *record, i int, sel uint64, r *record) {
 	if set.has(r) {
 		return
 	}
-	isNewChild := true
-	for _, ch := range src.children {
-		if ch == r {
-			isNewChild = false
-			break
-		}
-	}
-	if isNewChild {
+	// src.children may list a child more than once (linked from src in
+	// several slots or with several selectors); every user of it copes.
+	// Scanning it for r would make popular bases quadratic.
+	if n := len(src.children); n == 0 || src.children[n-1] != r {
 		src.children = append(src.children, r)
 	}
 	set.add(r)
@@ -566,13 +563,9 @@ func linkedAlike(a, b *record) bool {
 	return true
 }
 
+// removeRecord removes every r from rs.
 func removeRecord(rs []*record, r *record) []*record {
-	for i, x := range rs {
-		if x == r {
-			return append(rs[:i], rs[i+1:]...)
-		}
-	}
-	return rs
+	return slices.DeleteFunc(rs, func(x *record) bool { return x == r })
 }
 
 // descendants returns r and every record reachable from it through links.
