@@ -299,7 +299,8 @@ type blobState struct {
 // one per distinct (blob, parent chain).
 func (m *marshaler) collectLayers() error {
 	n := len(m.recs)
-	m.blobIDs = make(map[digest.Digest]int, n/2)
+	m.blobIDs = make(map[digest.Digest]int, n)
+	m.blobs = make([]blobState, 0, n)
 	m.layerIdx = make(map[uint64]int, n)
 	m.layers = make([]layerKey, 0, n)
 	m.recLayer = make([]int, n)
