@@ -60,7 +60,11 @@ type CacheChains struct {
 	records []*record // every record ever made, in creation order
 	// children indexes the links: for a source record, an input slot, a
 	// selector and a target digest, the records linked that way.
-	children map[childKey]childSet
+	// Its keys and values hold no pointers (records by creation index),
+	// so the garbage collector does not scan it; a key's second and later
+	// records, rare, are in childMore.
+	children  map[childKey]int32 // first record's seq + 1
+	childMore map[childKey][]int32
 	// The children index is keyed by hashes of digests and selectors, not
 	// the strings: candidates found through it are checked in full.
 	seed maphash.Seed
@@ -73,16 +77,17 @@ type CacheChains struct {
 // NewCacheChains returns an empty graph.
 func NewCacheChains() *CacheChains {
 	return &CacheChains{
-		roots:    map[digest.Digest]*record{},
-		children: map[childKey]childSet{},
-		seed:     maphash.MakeSeed(),
+		roots:     map[digest.Digest]*record{},
+		children:  map[childKey]int32{},
+		childMore: map[childKey][]int32{},
+		seed:      maphash.MakeSeed(),
 	}
 }
 
 var _ Target = (*CacheChains)(nil)
 
 type childKey struct {
-	src  *record
+	src  int32 // seq of the source record
 	slot int32
 	sel  uint64 // hash of the selector
 	dgst uint64 // hash of the child's digest
@@ -111,34 +116,54 @@ func (c *CacheChains) allocLinks(n, m int) ([]link, [][]link) {
 	return ls, ss
 }
 
-// childSet is a small set of records; most keys have a single one.
-type childSet struct {
-	first *record
-	more  []*record
+// key returns the children index key of a link from src.
+func key(src *record, slot int, sel, dgst uint64) childKey {
+	return childKey{src: int32(src.seq), slot: int32(slot), sel: sel, dgst: dgst}
 }
 
-func (s *childSet) add(r *record) {
-	if s.first == r {
+// childEach calls fn for each record indexed under k.
+func (c *CacheChains) childEach(k childKey, fn func(*record)) {
+	if f := c.children[k]; f != 0 {
+		fn(c.records[f-1])
+	}
+	for _, seq := range c.childMore[k] {
+		fn(c.records[seq])
+	}
+}
+
+func (c *CacheChains) childHas(k childKey, r *record) bool {
+	if c.children[k] == int32(r.seq)+1 {
+		return true
+	}
+	return slices.Contains(c.childMore[k], int32(r.seq))
+}
+
+func (c *CacheChains) childAdd(k childKey, r *record) {
+	if c.childHas(k, r) {
 		return
 	}
-	for _, m := range s.more {
-		if m == r {
-			return
+	if c.children[k] == 0 {
+		c.children[k] = int32(r.seq) + 1
+		return
+	}
+	c.childMore[k] = append(c.childMore[k], int32(r.seq))
+}
+
+func (c *CacheChains) childRemove(k childKey, r *record) {
+	seq := int32(r.seq)
+	more := slices.DeleteFunc(c.childMore[k], func(x int32) bool { return x == seq })
+	if c.children[k] == seq+1 {
+		if len(more) > 0 {
+			c.children[k] = more[0] + 1
+			more = more[1:]
+		} else {
+			delete(c.children, k)
 		}
 	}
-	if s.first == nil {
-		s.first = r
-		return
-	}
-	s.more = append(s.more, r)
-}
-
-func (s childSet) each(fn func(*record)) {
-	if s.first != nil {
-		fn(s.first)
-	}
-	for _, m := range s.more {
-		fn(m)
+	if len(more) == 0 {
+		delete(c.childMore, k)
+	} else {
+		c.childMore[k] = more
 	}
 }
 
@@ -299,8 +324,7 @@ func containsLink(ls []link, l link) bool {
 func (c *CacheChains) match(dgst digest.Digest, dkey uint64, slots [][]link) *record {
 	var cands []*record
 	for _, l := range slots[0] {
-		set := c.children[childKey{l.src, 0, l.sel, dkey}]
-		set.each(func(r *record) {
+		c.childEach(key(l.src, 0, l.sel, dkey), func(r *record) {
 			if r.dgst != dgst || !containsLink(r.slotOrNil(0), l) {
 				return // a hash collision
 			}
@@ -348,23 +372,10 @@ func (r *record) slotOrNil(i int) []link {
 	return nil
 }
 
-func (s childSet) has(r *record) bool {
-	if s.first == r {
-		return true
-	}
-	for _, m := range s.more {
-		if m == r {
-			return true
-		}
-	}
-	return false
-}
-
 // indexLink records that r has a link from src in slot i with selector.
 func (c *CacheChains) indexLink(src *record, i int, sel uint64, r *record) {
-	k := childKey{src, int32(i), sel, r.dkey}
-	set := c.children[k]
-	if set.has(r) {
+	k := key(src, i, sel, r.dkey)
+	if c.childHas(k, r) {
 		return
 	}
 	// src.children may list a child more than once (linked from src in
@@ -373,28 +384,12 @@ func (c *CacheChains) indexLink(src *record, i int, sel uint64, r *record) {
 	if n := len(src.children); n == 0 || src.children[n-1] != r {
 		src.children = append(src.children, r)
 	}
-	set.add(r)
-	c.children[k] = set
+	c.childAdd(k, r)
 }
 
 // unindexLink removes what indexLink recorded.
 func (c *CacheChains) unindexLink(src *record, i int, sel uint64, r *record) {
-	k := childKey{src, int32(i), sel, r.dkey}
-	set, ok := c.children[k]
-	if !ok {
-		return
-	}
-	var kept childSet
-	set.each(func(x *record) {
-		if x != r {
-			kept.add(x)
-		}
-	})
-	if kept.first == nil {
-		delete(c.children, k)
-	} else {
-		c.children[k] = kept
-	}
+	c.childRemove(key(src, i, sel, r.dkey), r)
 }
 
 // addLink adds l to slot i of r unless it is there.
@@ -525,7 +520,7 @@ func (c *CacheChains) drop(r *record) {
 func (c *CacheChains) mergeTwins(src *record, slot int, sel uint64, ch *record) {
 	for {
 		var twin *record
-		c.children[childKey{src, int32(slot), sel, ch.dkey}].each(func(r *record) {
+		c.childEach(key(src, slot, sel, ch.dkey), func(r *record) {
 			if twin == nil && r != ch && r.dgst == ch.dgst && linkedAlike(r, ch) {
 				twin = r
 			}
