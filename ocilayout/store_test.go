@@ -442,13 +442,18 @@ func TestPruneRacingExport(t *testing.T) {
 	if _, err := pruner.Prune(pctx); err != nil {
 		t.Fatal(err)
 	}
+	// The export tags before it closes its Store, and Prune waits for the
+	// close: the tag is there as soon as Prune returns.
+	if _, err := pruner.Resolve(ctx, "two"); err != nil {
+		t.Fatalf("prune returned before the export had tagged: %v", err)
+	}
 	select {
 	case err := <-exported:
 		if err != nil {
 			t.Fatalf("export: %v", err)
 		}
-	default:
-		t.Fatal("prune returned while the export was still running")
+	case <-time.After(60 * time.Second):
+		t.Fatal("the export did not finish")
 	}
 	tags := verifyAll(t, pruner)
 	if strings.Join(tags, ",") != "one,two" {
