@@ -17,48 +17,15 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/interop/sidebyside"
 )
 
-// bkReplay adds g's ops to BuildKit's CacheChains in order, as
-// cachegen.Replay does for ours.
+// bkReplay adds g's ops to BuildKit's target in order, as cachegen.Replay
+// does for ours.
 func bkReplay(t testing.TB, tg solver.CacheExporterTarget, g *cachegen.Graph, order []int, provider content.InfoReaderProvider) {
 	t.Helper()
-	if order == nil {
-		order = g.InOrder()
-	}
-	recs := make([]solver.CacheExporterRecord, len(g.Ops))
-	for _, i := range order {
-		op := g.Ops[i]
-		var deps [][]solver.CacheLink
-		skip := false
-		for _, slot := range op.Deps {
-			var links []solver.CacheLink
-			for _, d := range slot {
-				if recs[d.Src] != nil {
-					links = append(links, solver.CacheLink{Src: recs[d.Src], Selector: d.Selector})
-				}
-			}
-			if len(links) == 0 {
-				skip = true
-				break
-			}
-			deps = append(deps, links)
-		}
-		if skip {
-			continue
-		}
-		var results []solver.CacheExportResult
-		for _, r := range op.Results {
-			results = append(results, solver.CacheExportResult{
-				CreatedAt: r.CreatedAt,
-				Result:    &solver.Remote{Descriptors: r.Layers, Provider: provider},
-			})
-		}
-		rec, _, err := tg.Add(op.Digest, deps, results)
-		if err != nil {
-			t.Fatalf("buildkit Add op %d: %v", i, err)
-		}
-		recs[i] = rec
+	if err := sidebyside.NewBKReplayer(g, provider).Replay(tg, order); err != nil {
+		t.Fatalf("buildkit replay: %v", err)
 	}
 }
 
