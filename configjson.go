@@ -34,16 +34,6 @@ import (
 // times to (*time.Time).UnmarshalJSON, which is also what encoding/json
 // calls.
 
-// decodeConfig decodes a cache config as json.Unmarshal would into a new
-// CacheConfig.
-func decodeConfig(data []byte) (*CacheConfig, error) {
-	c := new(CacheConfig)
-	if err := decodeConfigInto(data, c); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
 // decodeConfigInto decodes a cache config into c as json.Unmarshal(data, c)
 // would. Room in c.Layers and c.Records (as from make with a capacity) is
 // used before they grow.

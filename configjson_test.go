@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	_ "unsafe" // for go:linkname
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -22,18 +21,13 @@ import (
 	"github.com/buildcache/remotecache/internal/cachegen"
 )
 
-// The config codec (configjson.go) is unexported, and these tests need
-// internal/cachegen, which imports remotecache, so they cannot be an
-// internal test: they link to the codec by name.
-
-//go:linkname decodeConfig github.com/buildcache/remotecache.decodeConfig
-func decodeConfig(data []byte) (*remotecache.CacheConfig, error)
-
-//go:linkname decodeConfigInto github.com/buildcache/remotecache.decodeConfigInto
-func decodeConfigInto(data []byte, c *remotecache.CacheConfig) error
-
-//go:linkname appendConfig github.com/buildcache/remotecache.appendConfig
-func appendConfig(dst []byte, c *remotecache.CacheConfig) ([]byte, error)
+// The config codec (configjson.go) is unexported; export_internal_test.go
+// hands it to these tests.
+var (
+	decodeConfig     = remotecache.DecodeConfigForTest
+	decodeConfigInto = remotecache.DecodeConfigIntoForTest
+	appendConfig     = remotecache.AppendConfigForTest
+)
 
 // cjBase is a config to decode others into: encoding/json decodes into
 // the elements a slice has (and has room for) in place, and into an

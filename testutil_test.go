@@ -3,7 +3,6 @@ package remotecache_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -204,5 +203,3 @@ func tcData(n int, seed string) []byte {
 	}
 	return b
 }
-
-var _ = fmt.Sprintf
