@@ -96,28 +96,25 @@ type destination interface {
 // openSource opens l to read. An OCI layout is opened read-only: nothing
 // is written into it, not even a lock file.
 func openSource(ctx context.Context, l location) (source, error) {
-	switch l.scheme {
-	case schemeOCI:
-		s, err := ocilayout.Open(l.path, ocilayout.WithReadOnly())
-		if err != nil {
-			return nil, err
-		}
-		return ociStore{Store: s, name: l.tag}, nil
-	case schemeRegistry:
-		r, err := openRegistry(l)
-		if err != nil {
-			return nil, err
-		}
-		return r, nil
-	}
-	return nil, fmt.Errorf("%s: unknown kind of location", l)
+	return open(l, ocilayout.WithReadOnly())
 }
 
 // openDestination opens l to write, making an OCI layout if there is none.
 func openDestination(ctx context.Context, l location) (destination, error) {
+	return open(l)
+}
+
+// A store is both: every kind of location is.
+type store interface {
+	source
+	destination
+}
+
+// open opens l; opts apply to an OCI layout.
+func open(l location, opts ...ocilayout.Option) (store, error) {
 	switch l.scheme {
 	case schemeOCI:
-		s, err := ocilayout.Open(l.path)
+		s, err := ocilayout.Open(l.path, opts...)
 		if err != nil {
 			return nil, err
 		}
