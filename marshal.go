@@ -70,7 +70,10 @@ func (p DescriptorProvider) Info(ctx context.Context, dgst digest.Digest) (conte
 //
 // Each record keeps only its best result, and only if every blob of it is
 // available: a provider that implements content.InfoProvider is asked once
-// per distinct blob. Layer media types are given in their OCI form.
+// per distinct blob. A blob is unavailable only when its provider says
+// errdefs.ErrNotFound; any other Info error (but "not implemented") fails
+// Marshal and names the blob. Layer media types are given in their OCI
+// form.
 func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProvider, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -372,7 +375,10 @@ func (m *marshaler) collectLayers() error {
 
 // available tells whether every blob of r (ids: their blob ids) can be
 // read, asking the provider once per blob. A provider that cannot answer
-// Info is trusted.
+// Info (or answers "not implemented") is trusted. Only "not found" makes a
+// blob unavailable: any other error (a registry's 503, a timeout, a
+// refused credential) fails Marshal, naming the blob, so that a flaky
+// source never turns into a smaller cache.
 func (m *marshaler) available(r *Remote, ids []int) (bool, error) {
 	ip, ok := r.Provider.(content.InfoProvider)
 	if !ok {
@@ -384,9 +390,14 @@ func (m *marshaler) available(r *Remote, ids []int) (bool, error) {
 			if err := m.ctx.Err(); err != nil {
 				return false, err
 			}
-			b.avail = 2
-			if _, err := ip.Info(m.ctx, b.dgst); err == nil || errdefs.IsNotImplemented(err) {
+			_, err := ip.Info(m.ctx, b.dgst)
+			switch {
+			case err == nil || errdefs.IsNotImplemented(err):
 				b.avail = 1
+			case errdefs.IsNotFound(err):
+				b.avail = 2
+			default:
+				return false, errors.Wrapf(err, "checking blob %s", b.dgst)
 			}
 		}
 		if b.avail == 2 {

@@ -2,6 +2,7 @@ package remotecache_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache"
 )
@@ -179,5 +181,61 @@ func TestDescriptorProviderServesBlobs(t *testing.T) {
 	}
 	if _, err := dp.ReaderAt(context.Background(), ocispec.Descriptor{Digest: tcDigest("nope")}); !errdefs.IsNotFound(err) {
 		t.Fatalf("ReaderAt(unknown) = %v, want not found", err)
+	}
+}
+
+// tcInfoFails is a real store whose Info fails, with a cause other than
+// "not found", for the blobs in fail: a registry answering 503 past its
+// retries, a timeout, a refused credential.
+type tcInfoFails struct {
+	content.Store
+	fail map[digest.Digest]error
+}
+
+func (s tcInfoFails) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	if err := s.fail[dgst]; err != nil {
+		return content.Info{}, err
+	}
+	return s.Store.Info(ctx, dgst)
+}
+
+// Only "not found" drops a result: any other Info error fails Marshal and
+// the export, naming the blob and the cause, and nothing is written.
+func TestMarshalFailsOnInfoErrorsOtherThanNotFound(t *testing.T) {
+	store := tcStore(t)
+	a := tcBlob(t, store, []byte("a"))
+	b := tcBlob(t, store, []byte("b"))
+	cause := errors.Wrap(errdefs.ErrUnavailable, "HEAD /v2/cache/blobs: 503 Service Unavailable: UNAVAILABLE: try again")
+	src := tcInfoFails{Store: store, fail: map[digest.Digest]error{b.Digest: cause}}
+
+	c := remotecache.NewCacheChains()
+	tcAdd(t, c, tcDigest("a"), nil, tcResult(src, 1, a))
+	tcAdd(t, c, tcDigest("b"), nil, tcResult(src, 1, a, b))
+	_, _, err := c.Marshal(context.Background())
+	if err == nil {
+		t.Fatal("Marshal succeeded; want the Info error")
+	}
+	if !errdefs.IsUnavailable(err) {
+		t.Errorf("error %q is not of class unavailable", err)
+	}
+	for _, want := range []string{b.Digest.String(), "503 Service Unavailable"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+
+	dst := tcStore(t)
+	exp, err := remotecache.NewExporter(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcAdd(t, exp, tcDigest("b"), nil, tcResult(src, 1, a, b))
+	if _, err := exp.Finalize(context.Background()); !errdefs.IsUnavailable(err) {
+		t.Fatalf("Finalize = %v, want the unavailable error", err)
+	}
+	for _, d := range []ocispec.Descriptor{a, b} {
+		if _, err := dst.Info(context.Background(), d.Digest); !errdefs.IsNotFound(err) {
+			t.Errorf("blob %s in the store after a failed export (Info: %v)", d.Digest, err)
+		}
 	}
 }
