@@ -220,27 +220,23 @@ func (e *exporter) writeBlob(ctx context.Context, st *step, kind string, desc oc
 		}
 		return err
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			w.Close()
-			if m, ok := e.ingester.(content.IngestManager); ok {
-				m.Abort(context.WithoutCancel(ctx), ref)
-			}
-		}
-	}()
-	if err := e.copyBlob(ctx, st, w, desc, provider); err != nil {
-		return err
-	}
-	committed = true
-	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
-		if errdefs.IsAlreadyExists(err) {
-			return nil
-		}
+	// On any failure, copy or commit, the writer is closed and the ingest
+	// aborted, so no partial blob and no open file is left behind.
+	fail := func(err error) error {
+		w.Close()
 		if m, ok := e.ingester.(content.IngestManager); ok {
 			m.Abort(context.WithoutCancel(ctx), ref)
 		}
 		return err
+	}
+	if err := e.copyBlob(ctx, st, w, desc, provider); err != nil {
+		return fail(err)
+	}
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return nil
+		}
+		return fail(err)
 	}
 	return nil
 }

@@ -663,3 +663,63 @@ func TestFinalizeWritesManifestToTaggers(t *testing.T) {
 		}
 	}
 }
+
+// tcCommitFails hands out real writers whose Commit fails (a disk that
+// fills up at the last moment) and counts the writers closed.
+type tcCommitFails struct {
+	content.Store
+	mu             sync.Mutex
+	opened, closed int
+}
+
+func (s *tcCommitFails) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	w, err := s.Store.Writer(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.opened++
+	s.mu.Unlock()
+	return &tcCommitFailsWriter{Writer: w, s: s}, nil
+}
+
+type tcCommitFailsWriter struct {
+	content.Writer
+	s    *tcCommitFails
+	once sync.Once
+}
+
+func (w *tcCommitFailsWriter) Commit(context.Context, int64, digest.Digest, ...content.Opt) error {
+	return errors.New("no space left on device")
+}
+
+func (w *tcCommitFailsWriter) Close() error {
+	w.once.Do(func() {
+		w.s.mu.Lock()
+		w.s.closed++
+		w.s.mu.Unlock()
+	})
+	return w.Writer.Close()
+}
+
+// A failed Commit closes its writer and aborts the ingest.
+func TestFinalizeClosesWriterWhenCommitFails(t *testing.T) {
+	src := tcStore(t)
+	d := tcBlob(t, src, tcData(1<<10, "commit"))
+	dst := &tcCommitFails{Store: tcStore(t)}
+	e, _ := remotecache.NewExporter(dst)
+	tcAdd(t, e, tcDigest("r"), nil, tcResult(src, 1, d))
+	if _, err := e.Finalize(context.Background()); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Finalize = %v, want the commit error", err)
+	}
+	if dst.opened == 0 || dst.closed != dst.opened {
+		t.Fatalf("%d writers opened, %d closed", dst.opened, dst.closed)
+	}
+	sts, err := dst.ListStatuses(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != 0 {
+		t.Fatalf("ingests left behind: %+v", sts)
+	}
+}
