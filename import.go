@@ -30,6 +30,21 @@ type importOptions struct {
 // ImportOption configures Import.
 type ImportOption func(*importOptions) error
 
+// newImportOptions applies opts for the operation op, which reads from
+// provider.
+func newImportOptions(op string, provider content.Provider, opts []ImportOption) (importOptions, error) {
+	o := importOptions{maxBlobSize: DefaultMaxBlobSize}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return o, errors.Wrap(err, op)
+		}
+	}
+	if provider == nil {
+		return o, errors.Wrapf(errdefs.ErrInvalidArgument, "%s: nil provider", op)
+	}
+	return o, nil
+}
+
 // WithMaxBlobSize sets the largest manifest and cache config, in bytes, that
 // Import reads. Default: DefaultMaxBlobSize (64 MiB); n must be at least 1.
 func WithMaxBlobSize(n int64) ImportOption {
@@ -58,27 +73,19 @@ func WithMaxBlobSize(n int64) ImportOption {
 // blob or cache config one of class errdefs.ErrNotFound; each says which
 // blob, record or layer is at fault.
 func Import(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, t Target, opts ...ImportOption) error {
-	o := importOptions{maxBlobSize: DefaultMaxBlobSize}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return errors.Wrap(err, "import")
-		}
-	}
-	if provider == nil {
-		return errors.Wrap(errdefs.ErrInvalidArgument, "import: nil provider")
+	o, err := newImportOptions("import", provider, opts)
+	if err != nil {
+		return err
 	}
 	if t == nil {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "import: nil target")
 	}
 
-	mdt, err := readBlob(ctx, provider, desc, o.maxBlobSize, "manifest")
+	m, err := readManifest(ctx, provider, desc, o)
 	if err != nil {
 		return err
 	}
-	configDesc, layers, err := parseManifest(mdt)
-	if err != nil {
-		return errors.Wrapf(err, "manifest %s", desc.Digest)
-	}
+	configDesc, layers := m.Config, m.Layers
 	cdt, err := readBlob(ctx, provider, configDesc, o.maxBlobSize, "cache config")
 	if err != nil {
 		return errors.Wrapf(err, "manifest %s", desc.Digest)
@@ -139,37 +146,38 @@ type manifestBlob struct {
 	Manifests *[]ocispec.Descriptor `json:"manifests"`
 }
 
-// parseManifest finds the cache config and the layers in a manifest of any
-// form. The form is told by the blob's mediaType field and checked against
-// its shape; without a mediaType, the shape decides.
-func parseManifest(dt []byte) (ocispec.Descriptor, []ocispec.Descriptor, error) {
-	var m manifestBlob
-	if err := json.Unmarshal(dt, &m); err != nil {
-		return ocispec.Descriptor{}, nil, invalidf(err, "malformed JSON")
+// parseManifest finds the form, the cache config and the layers of a
+// manifest of any form. The form is told by the blob's mediaType field and
+// checked against its shape; without a mediaType, the shape decides. The
+// Manifest's Descriptor is left for the caller to fill in.
+func parseManifest(dt []byte) (*Manifest, error) {
+	var mb manifestBlob
+	if err := json.Unmarshal(dt, &mb); err != nil {
+		return nil, invalidf(err, "malformed JSON")
 	}
-	manifestShaped := m.Config != nil || m.Layers != nil
-	indexShaped := m.Manifests != nil
+	manifestShaped := mb.Config != nil || mb.Layers != nil
+	indexShaped := mb.Manifests != nil
 	if manifestShaped && indexShaped {
-		return ocispec.Descriptor{}, nil, errors.Wrap(errdefs.ErrInvalidArgument, "has both config or layers (of a manifest) and manifests (of an index)")
+		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "has both config or layers (of a manifest) and manifests (of an index)")
 	}
 	var isIndex bool
-	switch m.MediaType {
+	switch mb.MediaType {
 	case ocispec.MediaTypeImageManifest, images.MediaTypeDockerSchema2Manifest:
 		if indexShaped {
-			return ocispec.Descriptor{}, nil, errors.Wrapf(errdefs.ErrInvalidArgument, "media type %s, but manifests (of an index)", m.MediaType)
+			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "media type %s, but manifests (of an index)", mb.MediaType)
 		}
 	case ocispec.MediaTypeImageIndex, images.MediaTypeDockerSchema2ManifestList:
 		if manifestShaped {
-			return ocispec.Descriptor{}, nil, errors.Wrapf(errdefs.ErrInvalidArgument, "media type %s, but config or layers (of a manifest)", m.MediaType)
+			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "media type %s, but config or layers (of a manifest)", mb.MediaType)
 		}
 		isIndex = true
 	case "":
 		if !manifestShaped && !indexShaped {
-			return ocispec.Descriptor{}, nil, errors.Wrap(errdefs.ErrInvalidArgument, "unknown manifest form: no mediaType, config, layers or manifests")
+			return nil, errors.Wrap(errdefs.ErrInvalidArgument, "unknown manifest form: no mediaType, config, layers or manifests")
 		}
 		isIndex = indexShaped
 	default:
-		return ocispec.Descriptor{}, nil, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest media type %q", m.MediaType)
+		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest media type %q", mb.MediaType)
 	}
 
 	var (
@@ -178,47 +186,54 @@ func parseManifest(dt []byte) (ocispec.Descriptor, []ocispec.Descriptor, error) 
 	)
 	if isIndex {
 		configAt := -1
-		if m.Manifests != nil {
-			for i, d := range *m.Manifests {
+		if mb.Manifests != nil {
+			for i, d := range *mb.Manifests {
 				if d.MediaType != CacheConfigMediaTypeV0 {
 					continue
 				}
 				if configAt >= 0 {
-					return ocispec.Descriptor{}, nil, errors.Wrapf(errdefs.ErrInvalidArgument, "manifests %d and %d are both cache configs", configAt, i)
+					return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "manifests %d and %d are both cache configs", configAt, i)
 				}
 				configAt = i
 			}
 			if configAt >= 0 {
-				ms := *m.Manifests
+				ms := *mb.Manifests
 				config = ms[configAt]
 				layers = make([]ocispec.Descriptor, 0, len(ms)-1)
 				layers = append(append(layers, ms[:configAt]...), ms[configAt+1:]...)
 			}
 		}
 		if configAt < 0 {
-			return ocispec.Descriptor{}, nil, errors.Wrapf(errdefs.ErrNotFound, "no manifest of media type %s: missing cache config", CacheConfigMediaTypeV0)
+			return nil, errors.Wrapf(errdefs.ErrNotFound, "no manifest of media type %s: missing cache config", CacheConfigMediaTypeV0)
 		}
 	} else {
-		if m.Config == nil || (m.Config.Digest == "" && m.Config.MediaType == "") {
-			return ocispec.Descriptor{}, nil, errors.Wrap(errdefs.ErrNotFound, "no config: missing cache config")
+		if mb.Config == nil || (mb.Config.Digest == "" && mb.Config.MediaType == "") {
+			return nil, errors.Wrap(errdefs.ErrNotFound, "no config: missing cache config")
 		}
-		config = *m.Config
+		config = *mb.Config
 		if config.MediaType != CacheConfigMediaTypeV0 {
-			return ocispec.Descriptor{}, nil, errors.Wrapf(errdefs.ErrInvalidArgument, "config %s has media type %q, want %s", config.Digest, config.MediaType, CacheConfigMediaTypeV0)
+			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "config %s has media type %q, want %s", config.Digest, config.MediaType, CacheConfigMediaTypeV0)
 		}
-		if m.Layers != nil {
-			layers = *m.Layers
+		if mb.Layers != nil {
+			layers = *mb.Layers
 		}
 	}
 	for i, l := range layers {
 		if err := l.Digest.Validate(); err != nil {
-			return ocispec.Descriptor{}, nil, invalidf(err, "layer %d: digest %q", i, l.Digest)
+			return nil, invalidf(err, "layer %d: digest %q", i, l.Digest)
 		}
 		if l.Size < 0 {
-			return ocispec.Descriptor{}, nil, errors.Wrapf(errdefs.ErrInvalidArgument, "layer %d (%s): negative size %d", i, l.Digest, l.Size)
+			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "layer %d (%s): negative size %d", i, l.Digest, l.Size)
 		}
 	}
-	return config, layers, nil
+	m := &Manifest{Format: FormatImageManifest, Config: config, Layers: layers}
+	switch {
+	case mb.MediaType == images.MediaTypeDockerSchema2ManifestList:
+		m.Format = FormatManifestList
+	case isIndex:
+		m.Format = FormatOCIIndex
+	}
+	return m, nil
 }
 
 // Parse adds the records of the cache config configJSON to t, each after
@@ -258,13 +273,15 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
 	if err := decodeConfigInto(configJSON, &cfg); err != nil {
 		return invalidf(err, "malformed JSON")
 	}
-	p := parser{cfg: &cfg, provider: provider, t: t}
-	if err := p.checkLayers(); err != nil {
-		return err
+	var first error
+	st, _ := checkConfig(&cfg, func(err error) bool {
+		first = err
+		return false
+	})
+	if first != nil {
+		return first
 	}
-	if err := p.checkRecords(); err != nil {
-		return err
-	}
+	p := parser{cfg: &cfg, st: &st, provider: provider, t: t}
 	if err := p.buildChains(); err != nil {
 		return err
 	}
@@ -275,15 +292,9 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
 // {"blob":"sha256:<64 hex>"}.
 const minEntryJSON = len(`{"blob":"sha256:"}`) + 64
 
-// Visit states of records and layers.
-const (
-	unvisited uint8 = iota
-	onPath
-	visited
-)
-
 type parser struct {
 	cfg      *CacheConfig
+	st       *structure // what checkConfig found: orders and totals
 	provider DescriptorProvider
 	t        Target
 
@@ -291,95 +302,20 @@ type parser struct {
 	// its blobs is not in provider. Chains share backing arrays: each is
 	// handed out with its capacity cut to its length.
 	chains [][]ocispec.Descriptor
-
-	// Totals over all records, to allocate in bulk.
-	nslots, nlinks, nresults int
 }
 
-// checkLayers checks each layer's blob digest and parent index.
-func (p *parser) checkLayers() error {
-	n := len(p.cfg.Layers)
-	for i, l := range p.cfg.Layers {
-		if err := validateDigest(l.Blob); err != nil {
-			return invalidf(err, "layer %d: blob %q", i, l.Blob)
-		}
-		if l.ParentIndex < -1 || l.ParentIndex >= n {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "layer %d: parent index %d out of range", i, l.ParentIndex)
-		}
-	}
-	return nil
-}
-
-// checkRecords checks everything about each record but loops.
-func (p *parser) checkRecords() error {
-	nrec, nlayers := len(p.cfg.Records), len(p.cfg.Layers)
-	for i := range p.cfg.Records {
-		r := &p.cfg.Records[i]
-		if err := validateDigest(r.Digest); err != nil {
-			return invalidf(err, "record %d: digest %q", i, r.Digest)
-		}
-		for j, slot := range r.Inputs {
-			if len(slot) == 0 {
-				return errors.Wrapf(errdefs.ErrInvalidArgument, "record %d: input %d is empty", i, j)
-			}
-			for k, in := range slot {
-				if in.LinkIndex < 0 || in.LinkIndex >= nrec {
-					return errors.Wrapf(errdefs.ErrInvalidArgument, "record %d: input %d link %d: record index %d out of range", i, j, k, in.LinkIndex)
-				}
-			}
-			p.nlinks += len(slot)
-		}
-		p.nslots += len(r.Inputs)
-		for j, res := range r.Results {
-			if res.LayerIndex < 0 || res.LayerIndex >= nlayers {
-				return errors.Wrapf(errdefs.ErrInvalidArgument, "record %d: result %d: layer index %d out of range", i, j, res.LayerIndex)
-			}
-		}
-		for j, res := range r.ChainedResults {
-			for k, l := range res.LayerIndexes {
-				if l < 0 || l >= nlayers {
-					return errors.Wrapf(errdefs.ErrInvalidArgument, "record %d: chain %d: layer %d: layer index %d out of range", i, j, k, l)
-				}
-			}
-		}
-		p.nresults += len(r.Results) + len(r.ChainedResults)
-	}
-	return nil
-}
-
-// buildChains finds each layer's chain of descriptors, walking up parents
-// without recursion, and reports loops among layers.
+// buildChains finds each layer's chain of descriptors, parents first.
 func (p *parser) buildChains() error {
-	layers := p.cfg.Layers
-	p.chains = make([][]ocispec.Descriptor, len(layers))
-	state := make([]uint8, len(layers))
+	p.chains = make([][]ocispec.Descriptor, len(p.cfg.Layers))
 	// extended[i]: a child of layer i has taken the array slot after
 	// chains[i], so other children must copy.
-	extended := make([]bool, len(layers))
-	var path []int
-	for i := range layers {
-		if state[i] != unvisited {
-			continue
+	extended := make([]bool, len(p.cfg.Layers))
+	for _, l := range p.st.layerOrder {
+		chain, err := p.extendChain(int(l), extended)
+		if err != nil {
+			return err
 		}
-		path = path[:0]
-		j := i
-		for j >= 0 && state[j] == unvisited {
-			state[j] = onPath
-			path = append(path, j)
-			j = layers[j].ParentIndex
-		}
-		if j >= 0 && state[j] == onPath {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "layer %d: loop among parents at layer %d", i, j)
-		}
-		for k := len(path) - 1; k >= 0; k-- {
-			l := path[k]
-			state[l] = visited
-			chain, err := p.extendChain(l, extended)
-			if err != nil {
-				return err
-			}
-			p.chains[l] = chain
-		}
+		p.chains[l] = chain
 	}
 	return nil
 }
@@ -426,59 +362,22 @@ func (p *parser) descriptor(blob digest.Digest) (ocispec.Descriptor, bool, error
 }
 
 // addRecords adds every record after the records it links from, in the
-// order of a depth-first walk from each record in turn (as BuildKit does),
-// with an explicit stack.
+// order checkConfig found (a depth-first walk from each record in turn, as
+// BuildKit does).
 func (p *parser) addRecords() error {
-	recs := p.cfg.Records
-	added := make([]Record, len(recs)) // nil for records t did not export
-	state := make([]uint8, len(recs))
+	added := make([]Record, len(p.cfg.Records)) // nil for records t did not export
 	b := builder{
-		slots:   make([][]Link, p.nslots),
-		links:   make([]Link, p.nlinks),
-		results: make([]Result, p.nresults),
-		remotes: make([]Remote, p.nresults),
+		slots:   make([][]Link, p.st.nslots),
+		links:   make([]Link, p.st.nlinks),
+		results: make([]Result, p.st.nresults),
+		remotes: make([]Remote, p.st.nresults),
 	}
-
-	type frame struct{ rec, slot, link int }
-	var stack []frame
-	for i := range recs {
-		if state[i] != unvisited {
-			continue
+	for _, i := range p.st.recordOrder {
+		r, err := p.addRecord(int(i), added, &b)
+		if err != nil {
+			return err
 		}
-		state[i] = onPath
-		stack = append(stack[:0], frame{rec: i})
-		for len(stack) > 0 {
-			f := &stack[len(stack)-1]
-			inputs := recs[f.rec].Inputs
-			next := -1
-			for next < 0 && f.slot < len(inputs) {
-				if f.link == len(inputs[f.slot]) {
-					f.slot++
-					f.link = 0
-					continue
-				}
-				src := inputs[f.slot][f.link].LinkIndex
-				switch state[src] {
-				case onPath:
-					return errors.Wrapf(errdefs.ErrInvalidArgument, "record %d: input %d link %d: loop through record %d", f.rec, f.slot, f.link, src)
-				case unvisited:
-					next = src
-				}
-				f.link++
-			}
-			if next >= 0 {
-				state[next] = onPath
-				stack = append(stack, frame{rec: next})
-				continue
-			}
-			r, err := p.addRecord(f.rec, added, &b)
-			if err != nil {
-				return err
-			}
-			added[f.rec] = r
-			state[f.rec] = visited
-			stack = stack[:len(stack)-1]
-		}
+		added[i] = r
 	}
 	return nil
 }

@@ -2,12 +2,10 @@ package remotecache
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -25,51 +23,47 @@ type Manifest struct {
 // ReadManifest reads and checks the cache manifest at desc, in any of the
 // three forms. Options as for Import (WithMaxBlobSize).
 func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (*Manifest, error) {
-	o := importOptions{maxBlobSize: DefaultMaxBlobSize}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
+	o, err := newImportOptions("read manifest", provider, opts)
+	if err != nil {
+		return nil, err
 	}
+	return readManifest(ctx, provider, desc, o)
+}
+
+func readManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, o importOptions) (*Manifest, error) {
 	dt, err := readBlob(ctx, provider, desc, o.maxBlobSize, "manifest")
 	if err != nil {
 		return nil, err
 	}
-	config, layers, err := parseManifest(dt)
+	m, err := parseManifest(dt)
 	if err != nil {
 		return nil, errors.Wrapf(err, "manifest %s", desc.Digest)
 	}
-	var mt struct {
-		MediaType string `json:"mediaType"`
-		Manifests []any  `json:"manifests"`
-	}
-	_ = json.Unmarshal(dt, &mt) // parseManifest decoded it already
-	m := &Manifest{Descriptor: desc, Config: config, Layers: layers}
-	switch {
-	case mt.MediaType == images.MediaTypeDockerSchema2ManifestList:
-		m.Format = FormatManifestList
-	case mt.MediaType == ocispec.MediaTypeImageIndex || mt.Manifests != nil:
-		m.Format = FormatOCIIndex
-	default:
-		m.Format = FormatImageManifest
-	}
+	m.Descriptor = desc
 	return m, nil
 }
 
-// ReadConfig reads and decodes the cache config that m names.
+// ReadConfig reads and decodes the cache config that m names, with the
+// decoder Parse uses. It does not check the config's structure: see
+// CheckConfig.
 func ReadConfig(ctx context.Context, provider content.Provider, m *Manifest, opts ...ImportOption) (*CacheConfig, error) {
-	o := importOptions{maxBlobSize: DefaultMaxBlobSize}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
+	o, err := newImportOptions("read config", provider, opts)
+	if err != nil {
+		return nil, err
 	}
+	if m == nil {
+		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "read config: nil manifest")
+	}
+	return readConfig(ctx, provider, m, o)
+}
+
+func readConfig(ctx context.Context, provider content.Provider, m *Manifest, o importOptions) (*CacheConfig, error) {
 	dt, err := readBlob(ctx, provider, m.Config, o.maxBlobSize, "cache config")
 	if err != nil {
 		return nil, errors.Wrapf(err, "manifest %s", m.Descriptor.Digest)
 	}
 	var cfg CacheConfig
-	if err := json.Unmarshal(dt, &cfg); err != nil {
+	if err := decodeConfigInto(dt, &cfg); err != nil {
 		return nil, invalidf(err, "manifest %s: cache config %s: malformed JSON", m.Descriptor.Digest, m.Config.Digest)
 	}
 	return &cfg, nil
@@ -90,11 +84,17 @@ func (p Problem) String() string {
 
 // Verify reads every blob of the cache at desc (manifest, config, layers)
 // and checks each is there with the size and digest its descriptor gives,
-// and that every layer the config names is listed in the manifest. It
-// returns the problems found; the error is for failures to check at all
-// (an unreadable manifest is a Problem, not an error, when it is missing).
+// that the config has none of the structural problems that make Import
+// refuse it (CheckConfig), and that every layer the config names is
+// listed in the manifest. It returns the problems found. The error is for
+// failures to check at all: a nil provider, an invalid option, a done
+// context (a manifest that cannot be read is a Problem).
 func Verify(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) ([]Problem, error) {
-	m, err := ReadManifest(ctx, provider, desc, opts...)
+	o, err := newImportOptions("verify", provider, opts)
+	if err != nil {
+		return nil, err
+	}
+	m, err := readManifest(ctx, provider, desc, o)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
@@ -102,12 +102,17 @@ func Verify(ctx context.Context, provider content.Provider, desc ocispec.Descrip
 		return []Problem{{Descriptor: desc, Err: err}}, nil
 	}
 	var problems []Problem
-	cfg, err := ReadConfig(ctx, provider, m, opts...)
+	cfg, err := readConfig(ctx, provider, m, o)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
 		}
 		problems = append(problems, Problem{Descriptor: m.Config, Err: err})
+	}
+	if cfg != nil {
+		for _, err := range CheckConfig(cfg) {
+			problems = append(problems, Problem{Descriptor: m.Config, Err: errors.Wrap(err, "cache config")})
+		}
 	}
 	listed := map[string]bool{}
 	for _, l := range m.Layers {
