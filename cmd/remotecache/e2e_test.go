@@ -111,10 +111,21 @@ func failsWith(t *testing.T, r run, want string) {
 	}
 }
 
+// inspectJSON runs inspect --json on loc, which must exit 0.
 func inspectJSON(t *testing.T, loc string) report {
 	t.Helper()
+	return inspectJSONExit(t, loc, 0)
+}
+
+// inspectJSONExit runs inspect --json on loc, which must exit with code.
+func inspectJSONExit(t *testing.T, loc string, code int) report {
+	t.Helper()
 	var r report
-	out := ok(t, "inspect", loc, "--json").stdout
+	res := runTool(t, "inspect", loc, "--json")
+	if res.code != code {
+		t.Fatalf("inspect --json %s: exit %d, want %d\nstderr:\n%s", loc, res.code, code, res.stderr)
+	}
+	out := res.stdout
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("inspect --json: %v\n%s", err, out)
 	}
@@ -248,7 +259,8 @@ func TestInspectFlagsMissingBlobs(t *testing.T) {
 	if err := os.Remove(blobPath(src, gone)); err != nil {
 		t.Fatal(err)
 	}
-	rep = inspectJSON(t, "oci:"+src)
+	// A damaged cache is shown, then inspect exits 1.
+	rep = inspectJSONExit(t, "oci:"+src, 1)
 	if rep.Counts.Missing != 1 || rep.Blobs[0].Problem != "missing" {
 		t.Errorf("counts %+v, blob %+v", rep.Counts, rep.Blobs[0])
 	}
@@ -263,12 +275,15 @@ func TestInspectFlagsMissingBlobs(t *testing.T) {
 	if flagged == 0 {
 		t.Errorf("no result flagged for the missing blob")
 	}
-	text := ok(t, "inspect", "oci:"+src).stdout
-	if !strings.Contains(text, string(gone)+"  ") || !strings.Contains(text, "MISSING") {
+	res := runTool(t, "inspect", "oci:"+src, "--quiet")
+	failsWith(t, res, "1 problem")
+	if text := res.stdout; !strings.Contains(text, string(gone)+"  ") || !strings.Contains(text, "MISSING") {
 		t.Errorf("inspect does not flag %s:\n%s", gone, text)
 	}
-	if dot := ok(t, "inspect", "oci:"+src, "--dot").stdout; !strings.Contains(dot, "color=red") {
-		t.Errorf("inspect --dot does not flag it:\n%s", dot)
+	res = runTool(t, "inspect", "oci:"+src, "--dot", "--quiet")
+	failsWith(t, res, "1 problem")
+	if !strings.Contains(res.stdout, "color=red") {
+		t.Errorf("inspect --dot does not flag it:\n%s", res.stdout)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
 )
 
 var inspectCommand = &command{
@@ -24,9 +25,11 @@ var inspectCommand = &command{
 layers and distinct blobs it has and their total size, and its graph: each
 record with its digest, its inputs (the records it is reached from, with
 selectors) and its results (layer chains, with sizes). Blobs missing from
-the store are flagged. --json writes all of it as JSON; --dot writes the
-graph for Graphviz (records as nodes, links as edges labelled with the
-input slot and selector). Nothing is written into SRC.`,
+the store, and problems in the config that make an import refuse it (an
+index out of range, a loop), are flagged, and the exit status is then 1.
+--json writes all of it as JSON; --dot writes the graph for Graphviz
+(records as nodes, links as edges labelled with the input slot and
+selector). Nothing is written into SRC.`,
 	nargs: exactly(1),
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
 		asJSON := fs.Bool("json", false, "")
@@ -47,12 +50,20 @@ input slot and selector). Nothing is written into SRC.`,
 			case *asJSON:
 				enc := json.NewEncoder(c.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(r)
+				err = enc.Encode(r)
 			case *asDot:
-				return r.writeDot(c.stdout)
+				err = r.writeDot(c.stdout)
 			default:
-				return r.writeText(c.stdout)
+				err = r.writeText(c.stdout)
 			}
+			if err != nil {
+				return err
+			}
+			// A damaged cache is shown as far as it can be, then fails.
+			if n := r.problems(); n > 0 {
+				return errors.Errorf("%s: %s", r.Location, plural(n, "problem"))
+			}
+			return nil
 		}
 	},
 }
@@ -73,6 +84,22 @@ type report struct {
 	// Layers are the config's layers: a blob on top of a parent layer.
 	Layers  []layer  `json:"layers"`
 	Records []record `json:"records"`
+	// Problems are the config's structural problems, each with where it
+	// is ("record 3: input 0 link 0: loop through record 3"): what makes
+	// an import of the cache refuse it.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// problems counts what is wrong with the cache: structural problems of the
+// config and blobs with a problem.
+func (r *report) problems() int {
+	n := len(r.Problems)
+	for _, b := range r.Blobs {
+		if b.Problem != "" {
+			n++
+		}
+	}
+	return n
 }
 
 type counts struct {
@@ -154,6 +181,9 @@ func inspect(ctx context.Context, l location) (*report, error) {
 		Blobs:      []blob{},
 		Layers:     make([]layer, len(cfg.Layers)),
 		Records:    make([]record, len(cfg.Records)),
+	}
+	for _, err := range remotecache.CheckConfig(cfg) {
+		r.Problems = append(r.Problems, err.Error())
 	}
 
 	at := map[digest.Digest]int{} // index in r.Blobs
@@ -292,6 +322,12 @@ func (r *report) writeText(w io.Writer) error {
 		plural(r.Counts.Records, "record"), plural(r.Counts.Layers, "layer"), plural(r.Counts.Blobs, "distinct blob"), humanBytes(r.TotalBytes), r.TotalBytes)
 	if r.Counts.Missing > 0 {
 		fmt.Fprintf(&b, "  %s MISSING from the store\n", plural(r.Counts.Missing, "blob"))
+	}
+	if len(r.Problems) > 0 {
+		fmt.Fprintf(&b, "  %s in the config: an import refuses it\n", plural(len(r.Problems), "PROBLEM"))
+		for _, p := range r.Problems {
+			fmt.Fprintf(&b, "    PROBLEM: %s\n", p)
+		}
 	}
 
 	blobs := map[digest.Digest]blob{}

@@ -46,43 +46,20 @@ func TestChainOf(t *testing.T) {
 // range and a loop of parents: each is flagged, nothing panics.
 func TestInspectBadConfig(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := ocilayout.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	write := func(mediaType string, dt []byte) ocispec.Descriptor {
-		d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
-		if err := content.WriteBlob(ctx, s, d.Digest.String(), strings.NewReader(string(dt)), d); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	l0 := write(ocispec.MediaTypeImageLayerGzip, []byte("layer 0"))
-	l1 := write(ocispec.MediaTypeImageLayerGzip, []byte("layer 1"))
+	var l0, l1 ocispec.Descriptor
 	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	cfg := remotecache.CacheConfig{
-		Layers: []remotecache.CacheLayer{{Blob: l0.Digest, ParentIndex: 1}, {Blob: l1.Digest, ParentIndex: 0}},
-		Records: []remotecache.CacheRecord{
-			{Digest: digest.FromString("a"), Results: []remotecache.CacheResult{{LayerIndex: 0, CreatedAt: created}, {LayerIndex: 5, CreatedAt: created}}},
-			{Digest: digest.FromString("b"), Inputs: [][]remotecache.CacheInput{{{LinkIndex: 9, Selector: `"quoted"`}}},
-				ChainedResults: []remotecache.ChainedResult{{LayerIndexes: []int{1, 4}, CreatedAt: created}}},
-		},
-	}
-	cfgJSON, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cd := write(remotecache.CacheConfigMediaTypeV0, cfgJSON)
-	mJSON, err := json.Marshal(ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cd, Layers: []ocispec.Descriptor{l0, l1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := write(ocispec.MediaTypeImageManifest, mJSON)
-	if err := s.Tag(ctx, "latest", md); err != nil {
-		t.Fatal(err)
-	}
+	dir := writeCache(t, func(write func(string, []byte) ocispec.Descriptor) remotecache.CacheConfig {
+		l0 = write(ocispec.MediaTypeImageLayerGzip, []byte("layer 0"))
+		l1 = write(ocispec.MediaTypeImageLayerGzip, []byte("layer 1"))
+		return remotecache.CacheConfig{
+			Layers: []remotecache.CacheLayer{{Blob: l0.Digest, ParentIndex: 1}, {Blob: l1.Digest, ParentIndex: 0}},
+			Records: []remotecache.CacheRecord{
+				{Digest: digest.FromString("a"), Results: []remotecache.CacheResult{{LayerIndex: 0, CreatedAt: created}, {LayerIndex: 5, CreatedAt: created}}},
+				{Digest: digest.FromString("b"), Inputs: [][]remotecache.CacheInput{{{LinkIndex: 9, Selector: `"quoted"`}}},
+					ChainedResults: []remotecache.ChainedResult{{LayerIndexes: []int{1, 4}, CreatedAt: created}}},
+			},
+		}
+	})
 
 	loc, err := parseLocation("oci:" + dir)
 	if err != nil {
@@ -104,7 +81,92 @@ func TestInspectBadConfig(t *testing.T) {
 	if err := r.writeText(&text); err != nil || !strings.Contains(text.String(), "input 0 <- #9 (no such record)") || !strings.Contains(text.String(), "PROBLEM: layer index out of range") {
 		t.Errorf("text (%v):\n%s", err, text.String())
 	}
-	if err := r.writeDot(&dot); err != nil || !strings.Contains(dot.String(), `r9 -> r1 [label="0 \"quoted\"", tooltip="\"quoted\"", color=red]`) {
+	if err := r.writeDot(&dot); err != nil || !strings.Contains(dot.String(), `"r9" -> "r1" [label="0 \"quoted\"", tooltip="\"quoted\"", color=red]`) {
 		t.Errorf("dot (%v):\n%s", err, dot.String())
+	}
+}
+
+// writeCache writes into a new layout the cache whose config mk returns
+// (mk writes the layer blobs it names with write), tagged "latest", and
+// returns the layout's directory.
+func writeCache(t *testing.T, mk func(write func(mediaType string, dt []byte) ocispec.Descriptor) remotecache.CacheConfig) string {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := ocilayout.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var layers []ocispec.Descriptor
+	write := func(mediaType string, dt []byte) ocispec.Descriptor {
+		d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
+		if err := content.WriteBlob(ctx, s, d.Digest.String(), strings.NewReader(string(dt)), d); err != nil {
+			t.Fatal(err)
+		}
+		if mediaType != remotecache.CacheConfigMediaTypeV0 && mediaType != ocispec.MediaTypeImageManifest {
+			layers = append(layers, d)
+		}
+		return d
+	}
+	cfgJSON, err := json.Marshal(mk(write))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cd := write(remotecache.CacheConfigMediaTypeV0, cfgJSON)
+	mJSON, err := json.Marshal(ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cd, Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := write(ocispec.MediaTypeImageManifest, mJSON)
+	if err := s.Tag(ctx, "latest", md); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// A config that Import refuses (here: a record that is its own input, and
+// a negative link index) is shown as far as it can be, every problem is
+// flagged in each output, and inspect exits 1.
+func TestInspectFlagsStructuralProblems(t *testing.T) {
+	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	dir := writeCache(t, func(write func(string, []byte) ocispec.Descriptor) remotecache.CacheConfig {
+		l := write(ocispec.MediaTypeImageLayerGzip, []byte("layer"))
+		return remotecache.CacheConfig{
+			Layers: []remotecache.CacheLayer{{Blob: l.Digest, ParentIndex: -1}},
+			Records: []remotecache.CacheRecord{
+				{Digest: digest.FromString("self"), Inputs: [][]remotecache.CacheInput{{{LinkIndex: 0}}}, Results: []remotecache.CacheResult{{LayerIndex: 0, CreatedAt: created}}},
+				{Digest: digest.FromString("negative"), Inputs: [][]remotecache.CacheInput{{{LinkIndex: -1}}}},
+			},
+		}
+	})
+	loop := "record 0: input 0 link 0: loop through record 0"
+	negative := "record 1: input 0 link 0: record index -1 out of range"
+
+	text := runTool(t, "inspect", "oci:"+dir, "--quiet")
+	failsWith(t, text, "2 problems")
+	for _, want := range []string{"PROBLEM: " + negative, "PROBLEM: " + loop, "#1 " + digest.FromString("negative").String()} {
+		if !strings.Contains(text.stdout, want) {
+			t.Errorf("text does not show %q:\n%s", want, text.stdout)
+		}
+	}
+
+	rep := inspectJSONExit(t, "oci:"+dir, 1)
+	if len(rep.Problems) != 2 || !strings.Contains(rep.Problems[0], negative) || !strings.Contains(rep.Problems[1], loop) {
+		t.Errorf("JSON problems = %q", rep.Problems)
+	}
+	if rep.Counts.Records != 2 || len(rep.Records[0].Results) != 1 {
+		t.Errorf("JSON does not show the graph: %+v", rep)
+	}
+
+	dot := runTool(t, "inspect", "oci:"+dir, "--dot", "--quiet")
+	failsWith(t, dot, "2 problems")
+	for _, want := range []string{`"r-1" -> "r1"`, `"r0" -> "r0"`, "PROBLEM: " + loop} {
+		if !strings.Contains(dot.stdout, want) {
+			t.Errorf("dot does not have %q:\n%s", want, dot.stdout)
+		}
+	}
+	if strings.Contains(dot.stdout, "\tr-1") {
+		t.Errorf("dot has an unquoted node ID:\n%s", dot.stdout)
 	}
 }
