@@ -99,10 +99,30 @@ func fzCheck(t *testing.T, records int, errSpy, errCC error, spy *itSpy, cc *rem
 			t.Fatalf("Marshal wrote layer %s without a descriptor", l.Blob)
 		}
 	}
-	// What Marshal writes, Parse reads: the same records and layers.
+	// What Marshal writes, Parse reads: the same records and layers, so
+	// that marshalling again gives the same bytes and blobs.
 	again := remotecache.NewCacheChains()
 	if err := remotecache.Parse(out, descs, again); err != nil {
 		t.Fatalf("Parse of Marshal's output: %v\n%s", err, out)
+	}
+	cfg2, descs2, err := again.Marshal(context.Background())
+	if err != nil {
+		t.Fatalf("Marshal after the round trip: %v", err)
+	}
+	out2, err := json.Marshal(cfg2)
+	if err != nil {
+		t.Fatalf("encoding the round trip's config: %v", err)
+	}
+	if !bytes.Equal(out, out2) {
+		t.Fatalf("round trip changed the config:\nbefore: %s\nafter:  %s", out, out2)
+	}
+	if len(descs2) != len(descs) {
+		t.Fatalf("round trip has %d blobs, before %d", len(descs2), len(descs))
+	}
+	for d, pair := range descs {
+		if got, ok := descs2[d]; !ok || got.Descriptor.Digest != pair.Descriptor.Digest || got.Descriptor.Size != pair.Descriptor.Size {
+			t.Fatalf("round trip lost or changed blob %s", d)
+		}
 	}
 }
 
