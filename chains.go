@@ -219,7 +219,7 @@ func (c *CacheChains) newRecord(dgst digest.Digest, dkey uint64) *record {
 	return r
 }
 
-// Add implements Target. See DESIGN §4 for the rules: records are matched
+// Add implements Target. See docs/design.md §4 for the rules: records are matched
 // by digest and by their links, results are merged, and links that would
 // make a cycle are dropped.
 func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (Record, bool, error) {

@@ -32,10 +32,21 @@
 // inputs: for each input slot, the records it can be reached from ("link",
 // an index into "records"), each through an optional selector.
 //
-// The config is a pure function of the graph: the same records added in any
-// valid order give the same bytes, and for the same Add calls they are
-// BuildKit's bytes wherever BuildKit's own output is deterministic. See
-// [CacheChains.Marshal].
+// The config is a pure function of the graph: records are sorted by
+// digest and structure, never by when they were added. For the same Add
+// calls the bytes are BuildKit's wherever BuildKit's own output is
+// deterministic. See [CacheChains.Marshal].
+//
+// The same Add calls in another valid order give the same graph, and so
+// the same bytes, with one exception that follows from the Add rules (and
+// that BuildKit shares): when one Add matches two records of which one is
+// above the other, the order decides whether they merge. With A, X = (D
+// from A) and C = (E from X), adding Y = (D from C) and then N = (D from
+// [A, C]) merges X and Y into one record (3 in all); adding N first links
+// it to X only, and Y stays a record of its own (4). The determinism tests
+// cover graphs with repeated Adds, newer results and merges of records of
+// which neither is above the other, fed in three orders; docs/design.md §4
+// gives the rules and the tests that pin them.
 //
 // # The manifest
 //

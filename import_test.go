@@ -1213,7 +1213,7 @@ func itMergeCycle(t testing.TB) *remotecache.CacheChains {
 }
 
 // Merging the records that one Add matches must drop links from
-// descendants (DESIGN §4: no cycles); otherwise the graph gets a cycle
+// descendants (docs/design.md §4: no cycles); otherwise the graph gets a cycle
 // (d -> x -> d) and Marshal writes a config that Parse, like BuildKit
 // ("invalid looping record"), refuses. (Fixed in chains.go by d97bd96.)
 func TestMarshalAfterMergeWithDescendant(t *testing.T) {
@@ -1246,7 +1246,7 @@ func TestMarshalAfterMergeWithDescendantTie(t *testing.T) {
 	}
 }
 
-// A limit of DESIGN §6's round trip, shared with BuildKit, whose Add has
+// A limit of docs/design.md §6's round trip, shared with BuildKit, whose Add has
 // the same rule: Add matches records when it is called, so two records
 // with one digest can come to overlap in every slot without being merged
 // (V below, and R once N has added to it). Importing adds each record with

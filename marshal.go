@@ -65,8 +65,10 @@ func (p DescriptorProvider) Info(ctx context.Context, dgst digest.Digest) (conte
 }
 
 // Marshal turns the graph into a cache config and the descriptors of the
-// blobs it names. The config is a pure function of the graph: the same
-// records added in any valid order give the same bytes (DESIGN §4).
+// blobs it names. The config is a pure function of the graph: nothing in
+// it depends on the order in which records were added, only on what Add
+// made of them (see the package documentation for the one case where the
+// order of Add calls changes the graph, and docs/design.md §4).
 //
 // Each record keeps only its best result, and only if every blob of it is
 // available: a provider that implements content.InfoProvider is asked once

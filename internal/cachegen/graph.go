@@ -133,7 +133,7 @@ type Options struct {
 	// ExtraLinkFraction is the share of repeated ops (AgainFraction) that
 	// also get an extra link from any earlier op in one slot: it may be a
 	// descendant of the record (a cycle Add must drop), or make records
-	// merge, one above the other. With such graphs the DESIGN §4 rules give
+	// merge, one above the other. With such graphs the docs/design.md §4 rules give
 	// results that depend on the insertion order: for bug hunting, not for
 	// determinism tests. Default 0.
 	ExtraLinkFraction float64
