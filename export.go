@@ -99,7 +99,7 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		seen[l.Blob] = struct{}{}
 		pair, ok := descs[l.Blob]
 		if !ok {
-			return nil, errors.Errorf("layer %s: no descriptor", l.Blob)
+			return nil, errors.Wrapf(errdefs.ErrInternal, "layer %s: no descriptor", l.Blob)
 		}
 		layers = append(layers, pair.Descriptor)
 	}

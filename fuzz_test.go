@@ -197,6 +197,6 @@ func FuzzImport(f *testing.F) {
 		errSpy := remotecache.Import(ctx, p, desc, spy, remotecache.WithMaxBlobSize(1<<20))
 		cc := remotecache.NewCacheChains()
 		errCC := remotecache.Import(ctx, p, desc, cc, remotecache.WithMaxBlobSize(1<<20))
-		fzCheck(t, -1, errSpy, errCC, spy, cc, errdefs.ErrInvalidArgument, errdefs.ErrNotFound)
+		fzCheck(t, -1, errSpy, errCC, spy, cc, errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrFailedPrecondition)
 	})
 }

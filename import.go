@@ -5,10 +5,10 @@ import (
 	"context"
 	_ "crypto/sha256" // digests of manifests and configs; validateDigest's fast path
 	"encoding/json"
-	"fmt"
 	"io"
 	"time"
 
+	"github.com/buildcache/remotecache/internal/errclass"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
@@ -70,8 +70,10 @@ func WithMaxBlobSize(n int64) ImportOption {
 // each result's Remote serves them from provider.
 //
 // Bad input is an error of class errdefs.ErrInvalidArgument, a missing
-// blob or cache config one of class errdefs.ErrNotFound; each says which
-// blob, record or layer is at fault.
+// blob or cache config one of class errdefs.ErrNotFound, a blob whose size
+// or digest is not its descriptor's one of class
+// errdefs.ErrFailedPrecondition (as everywhere in this module); each says
+// which blob, record or layer is at fault.
 func Import(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, t Target, opts ...ImportOption) error {
 	o, err := newImportOptions("import", provider, opts)
 	if err != nil {
@@ -122,7 +124,7 @@ func readBlob(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 	}
 	defer ra.Close()
 	if n := ra.Size(); n != desc.Size {
-		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "%s %s: store has %d bytes, descriptor says %d", what, desc.Digest, n, desc.Size)
+		return nil, errors.Wrapf(errdefs.ErrFailedPrecondition, "%s %s: store has %d bytes, descriptor says %d", what, desc.Digest, n, desc.Size)
 	}
 	buf := make([]byte, desc.Size)
 	if n, err := ra.ReadAt(buf, 0); n < len(buf) {
@@ -132,7 +134,7 @@ func readBlob(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 		return nil, errors.Wrapf(err, "reading %s %s at offset %d", what, desc.Digest, n)
 	}
 	if got := desc.Digest.Algorithm().FromBytes(buf); got != desc.Digest {
-		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "%s %s: store has bytes of digest %s", what, desc.Digest, got)
+		return nil, errors.Wrapf(errdefs.ErrFailedPrecondition, "%s %s: store has bytes of digest %s", what, desc.Digest, got)
 	}
 	return buf, nil
 }
@@ -452,7 +454,7 @@ func (p *parser) addRecord(idx int, added []Record, b *builder) (Record, error) 
 		return nil, nil
 	}
 	if r == nil {
-		return nil, errors.Errorf("record %d (%s): target returned no record", idx, rec.Digest)
+		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "record %d (%s): target returned no record", idx, rec.Digest)
 	}
 	return r, nil
 }
@@ -489,5 +491,5 @@ func validateDigest(d digest.Digest) error {
 // invalidf wraps err, the cause, as an errdefs.ErrInvalidArgument with a
 // message that says where.
 func invalidf(err error, format string, args ...any) error {
-	return errors.WithMessagef(fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err), format, args...)
+	return errors.WithMessagef(errclass.With(err, errdefs.ErrInvalidArgument), format, args...)
 }

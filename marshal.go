@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 )
@@ -40,7 +41,7 @@ func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProv
 		for i, slot := range r.slots {
 			for _, l := range slot {
 				if l.src.mergedInto != nil || l.src.dropped {
-					return nil, nil, errors.Errorf("record %s: input %d: link from %s, which is no longer in the graph", r.dgst, i, l.src.dgst)
+					return nil, nil, errors.Wrapf(errdefs.ErrInternal, "record %s: input %d: link from %s, which is no longer in the graph", r.dgst, i, l.src.dgst)
 				}
 			}
 		}
