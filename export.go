@@ -33,6 +33,31 @@ type Exporter interface {
 	// ExporterResponseManifestDesc. With no layers to export it writes
 	// nothing and returns a map without that key.
 	Finalize(ctx context.Context) (map[string]string, error)
+	// Chains returns the graph the exporter collects, for callers that
+	// want to Marshal or inspect it.
+	Chains() *CacheChains
+}
+
+// blobKind is what a blob is to the exporter: it names the blob's ingest
+// ref and decides whether a write may be skipped.
+type blobKind int
+
+const (
+	kindLayer blobKind = iota
+	kindConfig
+	kindManifest
+)
+
+// refPrefix is the part of the ingest ref that tells the kind.
+func (k blobKind) refPrefix() string {
+	switch k {
+	case kindConfig:
+		return "config-"
+	case kindManifest:
+		return "manifest-"
+	default:
+		return "layer-"
+	}
 }
 
 // ManifestTagger is implemented by ingesters for which writing a manifest
@@ -112,7 +137,7 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		}
 		g.Go(func() error {
 			st := pr.start("writing layer "+desc.Digest.String(), desc.Size)
-			err := e.writeBlob(gctx, st, "layer-", desc, descs[desc.Digest])
+			err := e.writeBlob(gctx, st, kindLayer, desc, descs[desc.Digest])
 			return st.done(errors.Wrapf(err, "writing layer %s", desc.Digest))
 		})
 	}
@@ -136,7 +161,7 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 	if len(dt) > maxConfigSize {
 		st.warn(fmt.Sprintf("cache config is %d bytes; BuildKit's importer refuses configs over %d bytes", len(dt), maxConfigSize))
 	}
-	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, "config-", configDesc, bytesProvider(dt)), "writing config %s", configDesc.Digest)); err != nil {
+	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kindConfig, configDesc, bytesProvider(dt)), "writing config %s", configDesc.Digest)); err != nil {
 		return nil, err
 	}
 
@@ -150,7 +175,7 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		Size:      int64(len(mdt)),
 	}
 	st = pr.start("writing manifest "+mdesc.Digest.String(), mdesc.Size)
-	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, "manifest-", mdesc, bytesProvider(mdt)), "writing manifest %s", mdesc.Digest)); err != nil {
+	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kindManifest, mdesc, bytesProvider(mdt)), "writing manifest %s", mdesc.Digest)); err != nil {
 		return nil, err
 	}
 	descJSON, err := json.Marshal(mdesc)
@@ -195,15 +220,16 @@ func (f ManifestFormat) manifest(layers []ocispec.Descriptor, config ocispec.Des
 }
 
 // writeBlob copies desc from provider into the ingester, verifying size and
-// digest on the way. A blob the store has is skipped. On any failure the
-// ingest is aborted so no partial blob is left behind.
-func (e *exporter) writeBlob(ctx context.Context, st *step, kind string, desc ocispec.Descriptor, provider content.Provider) error {
+// digest on the way. A blob the store has is skipped, but for a manifest
+// written to a ManifestTagger: that write is what moves the tag. On any
+// failure the ingest is aborted so no partial blob is left behind.
+func (e *exporter) writeBlob(ctx context.Context, st *step, kind blobKind, desc ocispec.Descriptor, provider content.Provider) error {
 	if err := desc.Digest.Validate(); err != nil {
 		return errors.Wrapf(errdefs.ErrInvalidArgument, "digest %q: %v", desc.Digest, err)
 	}
 	ip, ok := e.ingester.(content.InfoProvider)
-	if mt, isTagger := e.ingester.(ManifestTagger); isTagger && kind == "manifest-" && mt.TagsManifests() {
-		ok = false // the write is what moves the tag
+	if kind == kindManifest && e.movesTags() {
+		ok = false
 	}
 	if ok {
 		if info, err := ip.Info(ctx, desc.Digest); err == nil && info.Size == desc.Size {
@@ -211,7 +237,7 @@ func (e *exporter) writeBlob(ctx context.Context, st *step, kind string, desc oc
 			return nil
 		}
 	}
-	ref := e.opts.ref + kind + desc.Digest.String()
+	ref := e.opts.ref + kind.refPrefix() + desc.Digest.String()
 	w, err := content.OpenWriter(ctx, e.ingester, content.WithRef(ref), content.WithDescriptor(desc))
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
@@ -331,6 +357,12 @@ type nopCloserReaderAt struct{ *bytes.Reader }
 
 func (nopCloserReaderAt) Close() error { return nil }
 
-// Chains returns the graph the exporter collects, for callers that want to
-// Marshal or inspect it.
+// Chains implements Exporter.
 func (e *exporter) Chains() *CacheChains { return e.CacheChains }
+
+// movesTags tells whether writing a manifest to the ingester moves a tag
+// (ManifestTagger).
+func (e *exporter) movesTags() bool {
+	mt, ok := e.ingester.(ManifestTagger)
+	return ok && mt.TagsManifests()
+}

@@ -118,9 +118,7 @@ func TestFinalizeWritesLayersThenConfigThenManifest(t *testing.T) {
 		t.Fatalf("config media type %s", config.MediaType)
 	}
 	// The config in the store is the one Marshal gives.
-	cfg, _ := tcMarshal(t, e.(interface {
-		Chains() *remotecache.CacheChains
-	}).Chains())
+	cfg, _ := tcMarshal(t, e.Chains())
 	want, _ := json.Marshal(cfg)
 	got, err := content.ReadBlob(context.Background(), dst, config)
 	if err != nil || string(got) != string(want) {
