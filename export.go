@@ -9,10 +9,8 @@ import (
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
-	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 	"golang.org/x/sync/errgroup"
@@ -183,40 +181,6 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		return nil, errors.Wrap(err, "encoding manifest descriptor")
 	}
 	return map[string]string{ExporterResponseManifestDesc: string(descJSON)}, nil
-}
-
-// manifest encodes the manifest of the given form.
-func (f ManifestFormat) manifest(layers []ocispec.Descriptor, config ocispec.Descriptor) ([]byte, string, error) {
-	convert := func(oci bool) []ocispec.Descriptor {
-		out := make([]ocispec.Descriptor, len(layers), len(layers)+1)
-		for i, d := range layers {
-			d.MediaType = convertLayerMediaType(d.MediaType, oci)
-			out[i] = d
-		}
-		return out
-	}
-	var (
-		v   any
-		typ string
-	)
-	switch f {
-	case FormatImageManifest:
-		typ = ocispec.MediaTypeImageManifest
-		v = ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: typ, Config: config, Layers: convert(true)}
-	case FormatOCIIndex:
-		typ = ocispec.MediaTypeImageIndex
-		v = ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: typ, Manifests: append(convert(true), config)}
-	case FormatManifestList:
-		typ = images.MediaTypeDockerSchema2ManifestList
-		v = ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: typ, Manifests: append(convert(false), config)}
-	default:
-		return nil, "", errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %d", int(f))
-	}
-	dt, err := json.Marshal(v)
-	if err != nil {
-		return nil, "", errors.Wrap(err, "encoding manifest")
-	}
-	return dt, typ, nil
 }
 
 // writeBlob copies desc from provider into the ingester, verifying size and

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	_ "crypto/sha256" // digests of manifests and configs; validateDigest's fast path
-	"encoding/json"
 	"io"
 	"time"
 
 	"github.com/buildcache/remotecache/internal/errclass"
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -137,105 +135,6 @@ func readBlob(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 		return nil, errors.Wrapf(errdefs.ErrFailedPrecondition, "%s %s: store has bytes of digest %s", what, desc.Digest, got)
 	}
 	return buf, nil
-}
-
-// manifestBlob has the fields of all three manifest forms. Pointers tell an
-// absent field from an empty one.
-type manifestBlob struct {
-	MediaType string                `json:"mediaType"`
-	Config    *ocispec.Descriptor   `json:"config"`
-	Layers    *[]ocispec.Descriptor `json:"layers"`
-	Manifests *[]ocispec.Descriptor `json:"manifests"`
-}
-
-// parseManifest finds the form, the cache config and the layers of a
-// manifest of any form. The form is told by the blob's mediaType field and
-// checked against its shape; without a mediaType, the shape decides. The
-// Manifest's Descriptor is left for the caller to fill in.
-func parseManifest(dt []byte) (*Manifest, error) {
-	var mb manifestBlob
-	if err := json.Unmarshal(dt, &mb); err != nil {
-		return nil, invalidf(err, "malformed JSON")
-	}
-	manifestShaped := mb.Config != nil || mb.Layers != nil
-	indexShaped := mb.Manifests != nil
-	if manifestShaped && indexShaped {
-		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "has both config or layers (of a manifest) and manifests (of an index)")
-	}
-	var isIndex bool
-	switch mb.MediaType {
-	case ocispec.MediaTypeImageManifest, images.MediaTypeDockerSchema2Manifest:
-		if indexShaped {
-			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "media type %s, but manifests (of an index)", mb.MediaType)
-		}
-	case ocispec.MediaTypeImageIndex, images.MediaTypeDockerSchema2ManifestList:
-		if manifestShaped {
-			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "media type %s, but config or layers (of a manifest)", mb.MediaType)
-		}
-		isIndex = true
-	case "":
-		if !manifestShaped && !indexShaped {
-			return nil, errors.Wrap(errdefs.ErrInvalidArgument, "unknown manifest form: no mediaType, config, layers or manifests")
-		}
-		isIndex = indexShaped
-	default:
-		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest media type %q", mb.MediaType)
-	}
-
-	var (
-		config ocispec.Descriptor
-		layers []ocispec.Descriptor
-	)
-	if isIndex {
-		configAt := -1
-		if mb.Manifests != nil {
-			for i, d := range *mb.Manifests {
-				if d.MediaType != CacheConfigMediaTypeV0 {
-					continue
-				}
-				if configAt >= 0 {
-					return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "manifests %d and %d are both cache configs", configAt, i)
-				}
-				configAt = i
-			}
-			if configAt >= 0 {
-				ms := *mb.Manifests
-				config = ms[configAt]
-				layers = make([]ocispec.Descriptor, 0, len(ms)-1)
-				layers = append(append(layers, ms[:configAt]...), ms[configAt+1:]...)
-			}
-		}
-		if configAt < 0 {
-			return nil, errors.Wrapf(errdefs.ErrNotFound, "no manifest of media type %s: missing cache config", CacheConfigMediaTypeV0)
-		}
-	} else {
-		if mb.Config == nil || (mb.Config.Digest == "" && mb.Config.MediaType == "") {
-			return nil, errors.Wrap(errdefs.ErrNotFound, "no config: missing cache config")
-		}
-		config = *mb.Config
-		if config.MediaType != CacheConfigMediaTypeV0 {
-			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "config %s has media type %q, want %s", config.Digest, config.MediaType, CacheConfigMediaTypeV0)
-		}
-		if mb.Layers != nil {
-			layers = *mb.Layers
-		}
-	}
-	for i, l := range layers {
-		if err := l.Digest.Validate(); err != nil {
-			return nil, invalidf(err, "layer %d: digest %q", i, l.Digest)
-		}
-		if l.Size < 0 {
-			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "layer %d (%s): negative size %d", i, l.Digest, l.Size)
-		}
-	}
-	m := &Manifest{Format: FormatImageManifest, Config: config, Layers: layers}
-	switch {
-	case mb.MediaType == images.MediaTypeDockerSchema2ManifestList:
-		m.Format = FormatManifestList
-	case isIndex:
-		m.Format = FormatOCIIndex
-	}
-	return m, nil
 }
 
 // Parse adds the records of the cache config configJSON to t, each after

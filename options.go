@@ -1,51 +1,9 @@
 package remotecache
 
 import (
-	"fmt"
-
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
 )
-
-// ManifestFormat is the form of the manifest that points at the cache.
-type ManifestFormat int
-
-const (
-	// FormatImageManifest is an OCI image manifest whose config is the cache
-	// config and whose layers are the layer blobs. The default, and the only
-	// form that ECR, GAR, Quay and Harbor accept.
-	FormatImageManifest ManifestFormat = iota
-	// FormatOCIIndex is an OCI image index listing the layers, then the
-	// cache config.
-	FormatOCIIndex
-	// FormatManifestList is a Docker manifest list like FormatOCIIndex,
-	// with layer media types in their Docker form.
-	FormatManifestList
-)
-
-// String returns the name the command line uses for f.
-func (f ManifestFormat) String() string {
-	switch f {
-	case FormatImageManifest:
-		return "image-manifest"
-	case FormatOCIIndex:
-		return "oci-index"
-	case FormatManifestList:
-		return "manifest-list"
-	default:
-		return fmt.Sprintf("ManifestFormat(%d)", int(f))
-	}
-}
-
-// ParseManifestFormat parses the name String returns.
-func ParseManifestFormat(s string) (ManifestFormat, error) {
-	for _, f := range []ManifestFormat{FormatImageManifest, FormatOCIIndex, FormatManifestList} {
-		if f.String() == s {
-			return f, nil
-		}
-	}
-	return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %q (want image-manifest, oci-index or manifest-list)", s)
-}
 
 type exportOptions struct {
 	format      ManifestFormat

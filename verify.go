@@ -11,15 +11,6 @@ import (
 	"github.com/pkg/errors"
 )
 
-// Manifest is a cache manifest read from a store: its form, the cache
-// config it names and the layer blobs it lists.
-type Manifest struct {
-	Descriptor ocispec.Descriptor
-	Format     ManifestFormat
-	Config     ocispec.Descriptor
-	Layers     []ocispec.Descriptor
-}
-
 // ReadManifest reads and checks the cache manifest at desc, in any of the
 // three forms. Options as for Import (WithMaxBlobSize).
 func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (*Manifest, error) {

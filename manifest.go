@@ -1,0 +1,194 @@
+package remotecache
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+)
+
+// ManifestFormat is the form of the manifest that points at the cache.
+type ManifestFormat int
+
+const (
+	// FormatImageManifest is an OCI image manifest whose config is the cache
+	// config and whose layers are the layer blobs. The default, and the only
+	// form that ECR, GAR, Quay and Harbor accept.
+	FormatImageManifest ManifestFormat = iota
+	// FormatOCIIndex is an OCI image index listing the layers, then the
+	// cache config.
+	FormatOCIIndex
+	// FormatManifestList is a Docker manifest list like FormatOCIIndex,
+	// with layer media types in their Docker form.
+	FormatManifestList
+)
+
+// String returns the name the command line uses for f.
+func (f ManifestFormat) String() string {
+	switch f {
+	case FormatImageManifest:
+		return "image-manifest"
+	case FormatOCIIndex:
+		return "oci-index"
+	case FormatManifestList:
+		return "manifest-list"
+	default:
+		return fmt.Sprintf("ManifestFormat(%d)", int(f))
+	}
+}
+
+// ParseManifestFormat parses the name String returns.
+func ParseManifestFormat(s string) (ManifestFormat, error) {
+	for _, f := range []ManifestFormat{FormatImageManifest, FormatOCIIndex, FormatManifestList} {
+		if f.String() == s {
+			return f, nil
+		}
+	}
+	return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %q (want image-manifest, oci-index or manifest-list)", s)
+}
+
+// Manifest is a cache manifest read from a store: its form, the cache
+// config it names and the layer blobs it lists.
+type Manifest struct {
+	Descriptor ocispec.Descriptor
+	Format     ManifestFormat
+	Config     ocispec.Descriptor
+	Layers     []ocispec.Descriptor
+}
+
+// manifestBlob has the fields of all three manifest forms. Pointers tell an
+// absent field from an empty one.
+type manifestBlob struct {
+	MediaType string                `json:"mediaType"`
+	Config    *ocispec.Descriptor   `json:"config"`
+	Layers    *[]ocispec.Descriptor `json:"layers"`
+	Manifests *[]ocispec.Descriptor `json:"manifests"`
+}
+
+// parseManifest finds the form, the cache config and the layers of a
+// manifest of any form. The form is told by the blob's mediaType field and
+// checked against its shape; without a mediaType, the shape decides. The
+// Manifest's Descriptor is left for the caller to fill in.
+func parseManifest(dt []byte) (*Manifest, error) {
+	var mb manifestBlob
+	if err := json.Unmarshal(dt, &mb); err != nil {
+		return nil, invalidf(err, "malformed JSON")
+	}
+	manifestShaped := mb.Config != nil || mb.Layers != nil
+	indexShaped := mb.Manifests != nil
+	if manifestShaped && indexShaped {
+		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "has both config or layers (of a manifest) and manifests (of an index)")
+	}
+	var isIndex bool
+	switch mb.MediaType {
+	case ocispec.MediaTypeImageManifest, images.MediaTypeDockerSchema2Manifest:
+		if indexShaped {
+			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "media type %s, but manifests (of an index)", mb.MediaType)
+		}
+	case ocispec.MediaTypeImageIndex, images.MediaTypeDockerSchema2ManifestList:
+		if manifestShaped {
+			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "media type %s, but config or layers (of a manifest)", mb.MediaType)
+		}
+		isIndex = true
+	case "":
+		if !manifestShaped && !indexShaped {
+			return nil, errors.Wrap(errdefs.ErrInvalidArgument, "unknown manifest form: no mediaType, config, layers or manifests")
+		}
+		isIndex = indexShaped
+	default:
+		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest media type %q", mb.MediaType)
+	}
+
+	var (
+		config ocispec.Descriptor
+		layers []ocispec.Descriptor
+	)
+	if isIndex {
+		configAt := -1
+		if mb.Manifests != nil {
+			for i, d := range *mb.Manifests {
+				if d.MediaType != CacheConfigMediaTypeV0 {
+					continue
+				}
+				if configAt >= 0 {
+					return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "manifests %d and %d are both cache configs", configAt, i)
+				}
+				configAt = i
+			}
+			if configAt >= 0 {
+				ms := *mb.Manifests
+				config = ms[configAt]
+				layers = make([]ocispec.Descriptor, 0, len(ms)-1)
+				layers = append(append(layers, ms[:configAt]...), ms[configAt+1:]...)
+			}
+		}
+		if configAt < 0 {
+			return nil, errors.Wrapf(errdefs.ErrNotFound, "no manifest of media type %s: missing cache config", CacheConfigMediaTypeV0)
+		}
+	} else {
+		if mb.Config == nil || (mb.Config.Digest == "" && mb.Config.MediaType == "") {
+			return nil, errors.Wrap(errdefs.ErrNotFound, "no config: missing cache config")
+		}
+		config = *mb.Config
+		if config.MediaType != CacheConfigMediaTypeV0 {
+			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "config %s has media type %q, want %s", config.Digest, config.MediaType, CacheConfigMediaTypeV0)
+		}
+		if mb.Layers != nil {
+			layers = *mb.Layers
+		}
+	}
+	for i, l := range layers {
+		if err := l.Digest.Validate(); err != nil {
+			return nil, invalidf(err, "layer %d: digest %q", i, l.Digest)
+		}
+		if l.Size < 0 {
+			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "layer %d (%s): negative size %d", i, l.Digest, l.Size)
+		}
+	}
+	m := &Manifest{Format: FormatImageManifest, Config: config, Layers: layers}
+	switch {
+	case mb.MediaType == images.MediaTypeDockerSchema2ManifestList:
+		m.Format = FormatManifestList
+	case isIndex:
+		m.Format = FormatOCIIndex
+	}
+	return m, nil
+}
+
+// manifest encodes the manifest of the given form.
+func (f ManifestFormat) manifest(layers []ocispec.Descriptor, config ocispec.Descriptor) ([]byte, string, error) {
+	convert := func(oci bool) []ocispec.Descriptor {
+		out := make([]ocispec.Descriptor, len(layers), len(layers)+1)
+		for i, d := range layers {
+			d.MediaType = convertLayerMediaType(d.MediaType, oci)
+			out[i] = d
+		}
+		return out
+	}
+	var (
+		v   any
+		typ string
+	)
+	switch f {
+	case FormatImageManifest:
+		typ = ocispec.MediaTypeImageManifest
+		v = ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: typ, Config: config, Layers: convert(true)}
+	case FormatOCIIndex:
+		typ = ocispec.MediaTypeImageIndex
+		v = ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: typ, Manifests: append(convert(true), config)}
+	case FormatManifestList:
+		typ = images.MediaTypeDockerSchema2ManifestList
+		v = ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: typ, Manifests: append(convert(false), config)}
+	default:
+		return nil, "", errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %d", int(f))
+	}
+	dt, err := json.Marshal(v)
+	if err != nil {
+		return nil, "", errors.Wrap(err, "encoding manifest")
+	}
+	return dt, typ, nil
+}
