@@ -88,12 +88,18 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, er
 		}
 	}
 	var garbage []content.Info
-	if err := s.Store.Walk(ctx, func(info content.Info) error {
-		if !keep[info.Digest] {
-			garbage = append(garbage, info)
+	// A layout that Open made and nothing was written into has no blobs/:
+	// it holds no garbage. (containerd's Walk fails on it.)
+	if _, err := os.Lstat(filepath.Join(s.dir, blobsDir)); err == nil {
+		if err := s.Store.Walk(ctx, func(info content.Info) error {
+			if !keep[info.Digest] {
+				garbage = append(garbage, info)
+			}
+			return nil
+		}); err != nil {
+			return rep, errors.Wrap(err, "prune: listing blobs")
 		}
-		return nil
-	}); err != nil {
+	} else if !os.IsNotExist(err) {
 		return rep, errors.Wrap(err, "prune: listing blobs")
 	}
 	statuses, err := s.Store.ListStatuses(ctx)

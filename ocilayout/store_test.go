@@ -509,3 +509,26 @@ func TestReadOnly(t *testing.T) {
 		t.Fatalf("read-only open of an empty dir = %v", err)
 	}
 }
+
+// A layout that Open has just made has no blobs/ yet: Prune finds nothing
+// to remove rather than failing.
+func TestPruneNewLayout(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openT(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, "blobs")); !os.IsNotExist(err) {
+		t.Fatalf("a new layout has blobs/ (%v): the test needs one without", err)
+	}
+	for _, opts := range [][]ocilayout.PruneOption{{ocilayout.WithDryRun()}, nil} {
+		rep, err := s.Prune(ctx, opts...)
+		if err != nil {
+			t.Fatalf("Prune(%d options) of a new layout: %v", len(opts), err)
+		}
+		if len(rep.Blobs) != 0 || rep.Bytes != 0 || rep.Ingests != 0 {
+			t.Fatalf("Prune of a new layout = %+v, want nothing removed", rep)
+		}
+	}
+	if tags, err := s.Tags(ctx); err != nil || len(tags) != 0 {
+		t.Fatalf("tags after prune = %v, %v", tags, err)
+	}
+}
