@@ -16,6 +16,9 @@
 //
 // Blobs are written by containerd's local content store: into ingest/,
 // verified against their size and digest, synced and renamed into blobs/.
+// A Store opened WithReadOnly does not use that store (which makes a
+// probe file in DIR when opened): it stats and opens blobs/<alg>/<hex>
+// itself, after validating the digest, and writes nothing.
 // index.json is replaced, never rewritten in place: a temp file in DIR is
 // written, synced and renamed over it, under the lock, so readers see the
 // old index or the new one, never a torn one.

@@ -117,17 +117,11 @@ func openReadOnly(dir string) (*Store, error) {
 			return nil, errors.Wrapf(err, "oci layout %s", dir)
 		}
 	}
-	cs, err := local.NewStore(dir)
-	if err != nil {
-		return nil, errors.Wrapf(err, "oci layout %s", dir)
-	}
-	return &Store{Store: cs, dir: dir, readOnly: true}, nil
+	return &Store{Store: readOnly{blobs{dir}}, dir: dir, readOnly: true}, nil
 }
 
 // errReadOnly is returned by writes to a Store opened WithReadOnly.
-func (s *Store) errReadOnly(what string) error {
-	return errors.Wrapf(errdefs.ErrFailedPrecondition, "oci layout %s: %s: opened read-only", s.dir, what)
-}
+func (s *Store) errReadOnly(what string) error { return errReadOnly(s.dir, what) }
 
 // initLayout writes oci-layout and an empty index.json where missing, and
 // checks the ones there.

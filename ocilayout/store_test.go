@@ -532,3 +532,158 @@ func TestPruneNewLayout(t *testing.T) {
 		t.Fatalf("tags after prune = %v, %v", tags, err)
 	}
 }
+
+// entry is what a snapshot keeps of a directory entry.
+type entry struct {
+	size  int64
+	mode  os.FileMode
+	mtime string
+}
+
+// snapshot records every entry under dir, dir itself included.
+func snapshot(t *testing.T, dir string) map[string]entry {
+	t.Helper()
+	snap := map[string]entry{}
+	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		snap[rel] = entry{size: fi.Size(), mode: fi.Mode(), mtime: fi.ModTime().Format(time.RFC3339Nano)}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+// A read-only open, reads of every tag and blob and Close change nothing
+// in the directory: no entry made, removed, resized or touched, the
+// directory itself included (a probe file made and removed again shows in
+// its mtime).
+func TestReadOnlyWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	desc, err := exportAndTag(ctx, dir, 1, 0, "latest", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blobs []digest.Digest
+	openT(t, dir).Walk(ctx, func(info content.Info) error {
+		blobs = append(blobs, info.Digest)
+		return nil
+	})
+	// Let the clock move past the export's last mtime tick, or a probe
+	// file made and removed within that tick would leave no trace.
+	time.Sleep(20 * time.Millisecond)
+	before := snapshot(t, dir)
+
+	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags, err := s.Tags(ctx); err != nil || strings.Join(tags, ",") != "latest,other" {
+		t.Fatalf("Tags = %v, %v", tags, err)
+	}
+	if got, err := s.Resolve(ctx, "latest"); err != nil || got.Digest != desc.Digest {
+		t.Fatalf("Resolve = %v, %v", got, err)
+	}
+	for _, d := range blobs {
+		info, err := s.Info(ctx, d)
+		if err != nil || info.Digest != d || info.Size <= 0 {
+			t.Fatalf("Info(%s) = %+v, %v", d, info, err)
+		}
+		dt, err := content.ReadBlob(ctx, s, ocispec.Descriptor{Digest: d, Size: info.Size})
+		if err != nil || digest.FromBytes(dt) != d {
+			t.Fatalf("ReadBlob(%s): %d bytes, %v", d, len(dt), err)
+		}
+	}
+	if problems, err := remotecache.Verify(ctx, s, desc); err != nil || len(problems) != 0 {
+		t.Fatalf("Verify = %v, %v", problems, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot(t, dir)
+	for name, b := range before {
+		if a, ok := after[name]; !ok {
+			t.Errorf("%s: removed", name)
+		} else if a != b {
+			t.Errorf("%s: %+v -> %+v", name, b, a)
+		}
+	}
+	for name := range after {
+		if _, ok := before[name]; !ok {
+			t.Errorf("%s: made", name)
+		}
+	}
+}
+
+// A read-only Store answers not found for a blob the layout lacks, and
+// refuses a digest that is no digest before it reaches the file system.
+func TestReadOnlyBlobs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	desc, err := exportAndTag(ctx, dir, 1, 0, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	missing := digest.FromString("not in the layout")
+	if _, err := s.Info(ctx, missing); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), missing.String()) {
+		t.Errorf("Info(missing) = %v, want not found naming it", err)
+	}
+	if _, err := s.ReaderAt(ctx, ocispec.Descriptor{Digest: missing}); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), missing.String()) {
+		t.Errorf("ReaderAt(missing) = %v, want not found naming it", err)
+	}
+	for _, bad := range []digest.Digest{"sha256:../../index.json", "sha256:" + digest.Digest(strings.Repeat("A", 64)), "md5:d41d8cd98f00b204e9800998ecf8427e", ""} {
+		if _, err := s.Info(ctx, bad); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("Info(%q) = %v, want invalid argument", bad, err)
+		}
+		if _, err := s.ReaderAt(ctx, ocispec.Descriptor{Digest: bad}); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("ReaderAt(%q) = %v, want invalid argument", bad, err)
+		}
+	}
+	// Something that is not a file where a blob should be is damage, not
+	// a missing blob.
+	dir2 := filepath.Join(dir, "blobs", "sha256", missing.Encoded())
+	if err := os.Mkdir(dir2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Info(ctx, missing); err == nil || errdefs.IsNotFound(err) {
+		t.Errorf("Info(a directory) = %v, want an error other than not found", err)
+	}
+	if _, err := s.ReaderAt(ctx, ocispec.Descriptor{Digest: missing}); err == nil || errdefs.IsNotFound(err) {
+		t.Errorf("ReaderAt(a directory) = %v, want an error other than not found", err)
+	}
+	info, err := s.Info(ctx, desc.Digest)
+	if err != nil || info.Size != desc.Size {
+		t.Fatalf("Info(manifest) = %+v, %v", info, err)
+	}
+	ra, err := s.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	if ra.Size() != desc.Size {
+		t.Fatalf("ReaderAt(manifest).Size() = %d, want %d", ra.Size(), desc.Size)
+	}
+	var n int
+	if err := s.Walk(ctx, func(content.Info) error { n++; return nil }); err != nil || n != 14 {
+		t.Fatalf("Walk: %d blobs, %v; want 14", n, err)
+	}
+	for name, err := range map[string]error{
+		"update": func() error { _, err := s.Update(ctx, info); return err }(),
+		"status": func() error { _, err := s.ListStatuses(ctx); return err }(),
+		"abort":  s.Abort(ctx, "x"),
+	} {
+		if !errdefs.IsFailedPrecondition(err) {
+			t.Errorf("%s on a read-only store = %v", name, err)
+		}
+	}
+}
