@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -35,10 +34,16 @@ type PruneReport struct {
 // Prune removes every blob that no entry of index.json reaches (through
 // manifests, indexes, configs and layers) and the leftovers of unfinished
 // writes. It first waits, bounded by ctx, until no other Store is open on
-// the directory in any process, so no export in progress can lose a blob
-// it has written but not yet tagged; exports that open the layout while
-// Prune runs wait for it.
-func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, error) {
+// the directory in any process, so no export in progress through another
+// Store can lose a blob it has written but not yet tagged; Stores that
+// open the layout while Prune runs wait for it. Exports through s itself
+// are not waited for. Whether Prune runs, fails or gives up waiting, s
+// holds off the Prunes of other Stores until it is closed.
+//
+// One Prune runs on a directory at a time. A Prune in progress through
+// another Store waits for s to close, so waiting for it would deadlock
+// both: Prune fails at once with errdefs.ErrUnavailable instead.
+func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport, err error) {
 	var o pruneOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -46,14 +51,18 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, er
 	if s.readOnly {
 		return PruneReport{}, s.errReadOnly("prune")
 	}
-	if err := flock(ctx, s.lock, syscall.LOCK_EX); err != nil {
+	share, err := s.exclusive(ctx)
+	defer func() {
+		if serr := share(); serr != nil && err == nil {
+			err = errors.Wrap(serr, "prune")
+		}
+	}()
+	if err != nil {
 		return PruneReport{}, errors.Wrap(err, "prune: waiting for exports in progress")
 	}
-	defer flock(context.Background(), s.lock, syscall.LOCK_SH)
 
-	var rep PruneReport
 	var idx *ocispec.Index
-	err := withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
+	err = withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
 		var err error
 		idx, err = s.readIndex()
 		return err

@@ -25,6 +25,7 @@ const (
 	indexFile     = "index.json"
 	indexLockFile = "index.json.lock"
 	storeLockFile = ".remotecache.lock"
+	pruneLockFile = ".remotecache.prune.lock"
 	blobsDir      = "blobs"
 
 	// AnnotationRefName is the annotation that names a tag in index.json.

@@ -687,3 +687,95 @@ func TestReadOnlyBlobs(t *testing.T) {
 		}
 	}
 }
+
+// writeUntagged writes a blob through s and tags nothing: an export in
+// progress, between its blob writes and its Tag.
+func writeUntagged(t *testing.T, s *ocilayout.Store, what string) ocispec.Descriptor {
+	t.Helper()
+	dt := []byte(what)
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
+	if err := content.WriteBlob(context.Background(), s, what, bytes.NewReader(dt), desc); err != nil {
+		t.Fatal(err)
+	}
+	return desc
+}
+
+// A Prune that gives up waiting leaves its Store holding off every other
+// Store's Prune. (On Linux a failed LOCK_EX|LOCK_NB upgrade of a held
+// LOCK_SH drops the LOCK_SH: a Store whose Prune had timed out held no
+// lock, and another Store's Prune removed its untagged blobs.)
+func TestPruneTimeoutKeepsLock(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := openT(t, dir)
+	inProgress := writeUntagged(t, a, "written through a, not yet tagged")
+	b := openT(t, dir)
+
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := a.Prune(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a.Prune while b is open = %v, want deadline exceeded", err)
+	}
+	short, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if rep, err := b.Prune(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("b.Prune while a is open, after a's Prune timed out = %+v, %v; want deadline exceeded", rep, err)
+	}
+	if _, err := b.Info(ctx, inProgress.Digest); err != nil {
+		t.Fatalf("a's untagged blob after b's Prune: %v", err)
+	}
+	// Once a is closed, b's Prune runs, and a's blob (never tagged) goes.
+	a.Close()
+	rep, err := b.Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Blobs) != 1 || rep.Blobs[0].Digest != inProgress.Digest {
+		t.Fatalf("b.Prune after a closed removed %v, want %s", rep.Blobs, inProgress.Digest)
+	}
+	// And b still holds off Prunes after a Prune that ran.
+	c := openT(t, dir)
+	inProgress = writeUntagged(t, b, "written through b, not yet tagged")
+	short, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Prune(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("c.Prune while b is open = %v, want deadline exceeded", err)
+	}
+	if _, err := c.Info(ctx, inProgress.Digest); err != nil {
+		t.Fatalf("b's untagged blob after c's Prune: %v", err)
+	}
+}
+
+// Two Stores that prune at once would each wait for the other to close.
+// One of them is refused at once with errdefs.ErrUnavailable; the other
+// runs as soon as the refused one's Store is closed.
+func TestConcurrentPrunes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	stores := []*ocilayout.Store{openT(t, dir), openT(t, dir)}
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, 2)
+	for i, s := range stores {
+		go func() {
+			_, err := s.Prune(ctx)
+			results <- result{i, err}
+		}()
+	}
+	var first result
+	select {
+	case first = <-results:
+	case <-time.After(10 * time.Second):
+		t.Fatal("neither Prune returned: they wait for each other")
+	}
+	if !errdefs.IsUnavailable(first.err) {
+		t.Fatalf("the first Prune to return = %v, want unavailable", first.err)
+	}
+	stores[first.i].Close()
+	if second := <-results; second.err != nil {
+		t.Fatalf("the other Prune, once the refused one's Store closed: %v", second.err)
+	}
+}
