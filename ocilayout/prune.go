@@ -13,6 +13,10 @@ import (
 	"github.com/pkg/errors"
 )
 
+// testHookPruneLocked, if set, is called by Prune while it holds the
+// exclusive lock (tests hold Prune there).
+var testHookPruneLocked func()
+
 // PruneOption configures Prune.
 type PruneOption func(*pruneOptions)
 
@@ -59,6 +63,9 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport
 	}()
 	if err != nil {
 		return PruneReport{}, errors.Wrap(err, "prune: waiting for exports in progress")
+	}
+	if testHookPruneLocked != nil {
+		testHookPruneLocked()
 	}
 
 	var idx *ocispec.Index

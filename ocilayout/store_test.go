@@ -779,3 +779,75 @@ func TestConcurrentPrunes(t *testing.T) {
 		t.Fatalf("the other Prune, once the refused one's Store closed: %v", second.err)
 	}
 }
+
+// holdPrune runs a Prune through s and holds it, with the exclusive lock
+// taken, until the returned func is called; that func waits for the
+// Prune to return.
+func holdPrune(t *testing.T, s *ocilayout.Store) (release func()) {
+	t.Helper()
+	locked, unblock := make(chan struct{}), make(chan struct{})
+	restore := ocilayout.SetPruneLockedHook(func() {
+		close(locked)
+		<-unblock
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Prune(context.Background())
+		done <- err
+	}()
+	select {
+	case <-locked:
+	case err := <-done:
+		t.Fatalf("Prune returned before taking the lock: %v", err)
+	}
+	var once bool
+	release = func() {
+		if once {
+			return
+		}
+		once = true
+		close(unblock)
+		if err := <-done; err != nil {
+			t.Errorf("held Prune: %v", err)
+		}
+		restore()
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// OpenContext waits for a Prune in progress only as long as its context
+// allows.
+func TestOpenContextWhilePruning(t *testing.T) {
+	dir := t.TempDir()
+	release := holdPrune(t, openT(t, dir))
+
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	opened := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		s, err := ocilayout.OpenContext(short, dir)
+		if err == nil {
+			s.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("OpenContext while a Prune holds the lock = %v, want deadline exceeded", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("OpenContext took %v past a 100ms deadline", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OpenContext with a 100ms deadline still waiting after 5s")
+	}
+	release()
+	s, err := ocilayout.OpenContext(context.Background(), dir)
+	if err != nil {
+		t.Fatalf("OpenContext after the Prune: %v", err)
+	}
+	s.Close()
+}
