@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,12 +50,130 @@ func helperProcess(role string) error {
 		// tag it both under its own name and under a shared one.
 		_, err := exportAndTag(ctx, dir, n, 0, "proc-"+strconv.Itoa(n), "shared")
 		return err
+	case "tagger":
+		// Export a cache, then move tags between it and the one tagged
+		// "first".
+		desc, err := exportAndTag(ctx, dir, n, 0, "w"+strconv.Itoa(n), "shared")
+		if err != nil {
+			return err
+		}
+		s, err := ocilayout.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		first, err := s.Resolve(ctx, "first")
+		if err != nil {
+			return err
+		}
+		for i := range 24 {
+			name := []string{"w" + strconv.Itoa(n), "shared", "r" + strconv.Itoa(i%4)}[i%3]
+			if err := s.Tag(ctx, name, []ocispec.Descriptor{first, desc}[i%2]); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "index-reader":
+		return readIndexLoop(dir)
 	case "slow-export":
 		// Export slowly, to be killed on the way.
 		_, err := exportAndTag(ctx, dir, n, 20*time.Millisecond, "slow")
 		return err
 	}
 	return fmt.Errorf("unknown role %q", role)
+}
+
+// readIndexLoop parses dir's index.json over and over until stdin is
+// closed, and checks every tag it names is whole: every blob its manifest
+// reaches is in blobs/ with the size its descriptor gives. It reads the
+// files itself, not through ocilayout, and says on stdout how many reads
+// it made and how many distinct versions of index.json it saw.
+func readIndexLoop(dir string) error {
+	stop := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		close(stop)
+	}()
+	blob := func(d ocispec.Descriptor) (string, error) {
+		if err := d.Digest.Validate(); err != nil {
+			return "", err
+		}
+		p := filepath.Join(dir, "blobs", d.Digest.Algorithm().String(), d.Digest.Encoded())
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		if fi.Size() != d.Size {
+			return "", fmt.Errorf("blob %s: %d bytes, descriptor says %d", d.Digest, fi.Size(), d.Size)
+		}
+		return p, nil
+	}
+	var check func(d ocispec.Descriptor) error
+	check = func(d ocispec.Descriptor) error {
+		p, err := blob(d)
+		if err != nil {
+			return err
+		}
+		if d.MediaType != ocispec.MediaTypeImageManifest && d.MediaType != ocispec.MediaTypeImageIndex {
+			return nil
+		}
+		dt, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if digest.FromBytes(dt) != d.Digest {
+			return fmt.Errorf("manifest %s: content has digest %s", d.Digest, digest.FromBytes(dt))
+		}
+		var m struct {
+			Config    *ocispec.Descriptor  `json:"config"`
+			Layers    []ocispec.Descriptor `json:"layers"`
+			Manifests []ocispec.Descriptor `json:"manifests"`
+		}
+		if err := json.Unmarshal(dt, &m); err != nil {
+			return fmt.Errorf("manifest %s: %v", d.Digest, err)
+		}
+		children := append(m.Layers, m.Manifests...)
+		if m.Config != nil {
+			children = append(children, *m.Config)
+		}
+		if len(children) == 0 {
+			return fmt.Errorf("manifest %s names no blobs", d.Digest)
+		}
+		for _, c := range children {
+			if err := check(c); err != nil {
+				return fmt.Errorf("manifest %s: %v", d.Digest, err)
+			}
+		}
+		return nil
+	}
+	versions := map[digest.Digest]bool{}
+	reads := 0
+	for {
+		select {
+		case <-stop:
+			fmt.Printf("reads=%d versions=%d\n", reads, len(versions))
+			return nil
+		default:
+		}
+		dt, err := os.ReadFile(filepath.Join(dir, "index.json"))
+		if err != nil {
+			return fmt.Errorf("read %d: %v", reads, err)
+		}
+		reads++
+		var idx ocispec.Index
+		if err := json.Unmarshal(dt, &idx); err != nil || idx.SchemaVersion != 2 {
+			return fmt.Errorf("read %d: index.json is not an index (%v): %q", reads, err, dt)
+		}
+		if versions[digest.FromBytes(dt)] {
+			continue // checked already
+		}
+		versions[digest.FromBytes(dt)] = true
+		for _, d := range idx.Manifests {
+			if err := check(d); err != nil {
+				return fmt.Errorf("read %d: tag %s: %v", reads, d.Annotations[ocispec.AnnotationRefName], err)
+			}
+		}
+	}
 }
 
 // blobData is deterministic content for blob i of cache n; blobs below 4
@@ -326,6 +445,78 @@ func TestConcurrentProcesses(t *testing.T) {
 	if len(tmps) != 0 {
 		t.Fatalf("temp files left: %v", tmps)
 	}
+}
+
+// Readers in other processes parse index.json over and over while eight
+// processes export and tag: none ever sees a torn index.json or a tag
+// whose manifest reaches a blob not (yet) in the layout.
+func TestIndexNeverTorn(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := exportAndTag(context.Background(), dir, 99, 0, "first"); err != nil {
+		t.Fatal(err)
+	}
+	start := func(role string, n int) (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "OCILAYOUT_TEST_ROLE="+role, "OCILAYOUT_TEST_DIR="+dir, "OCILAYOUT_TEST_N="+strconv.Itoa(n))
+		out := &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		return cmd, out
+	}
+	const readers, writers = 2, 8
+	type reader struct {
+		cmd   *exec.Cmd
+		out   *bytes.Buffer
+		stdin io.WriteCloser
+	}
+	var rs []reader
+	for i := range readers {
+		cmd, out := start("index-reader", i)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, reader{cmd, out, stdin})
+	}
+	defer func() {
+		for _, r := range rs {
+			r.stdin.Close()
+			r.cmd.Wait()
+		}
+	}()
+	var ws []*exec.Cmd
+	var wouts []*bytes.Buffer
+	for i := range writers {
+		cmd, out := start("tagger", i)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ws, wouts = append(ws, cmd), append(wouts, out)
+	}
+	for i, cmd := range ws {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("writer %d: %v\n%s", i, err, wouts[i])
+		}
+	}
+	for i, r := range rs {
+		r.stdin.Close()
+		if err := r.cmd.Wait(); err != nil {
+			t.Fatalf("reader %d: %v\n%s", i, err, r.out)
+		}
+		var reads, versions int
+		if _, err := fmt.Sscanf(r.out.String(), "reads=%d versions=%d", &reads, &versions); err != nil {
+			t.Fatalf("reader %d said %q", i, r.out)
+		}
+		t.Logf("reader %d: %d reads, %d versions of index.json", i, reads, versions)
+		// The readers must have watched the index change, or they
+		// proved nothing.
+		if versions < 10 {
+			t.Errorf("reader %d saw %d versions of index.json in %d reads; want the writes to overlap the reads", i, versions, reads)
+		}
+	}
+	verifyAll(t, openT(t, dir))
 }
 
 // A process killed mid-export leaves a directory that opens, whose old
