@@ -35,6 +35,12 @@
 // progress through another Store (in any process) to close that Store,
 // and an export never loses a blob it is about to tag.
 //
+// Only exports through this package take that lock. BuildKit's
+// `--export-cache type=local` exporter, and other OCI layout tools, do
+// not: Prune does not wait for them, and while one of them writes into
+// the directory a Prune can remove blobs it has written and not yet
+// tagged.
+//
 // Prune converts its own Store's shared lock to the exclusive one, as it
 // must: flock(2) locks belong to open files, and two open files of one
 // process conflict as those of two processes do, so its Store's own shared

@@ -44,6 +44,13 @@ type PruneReport struct {
 // are not waited for. Whether Prune runs, fails or gives up waiting, s
 // holds off the Prunes of other Stores until it is closed.
 //
+// Prune waits only for exports through this package's Stores. BuildKit's
+// type=local cache exporter, and other OCI layout tools, take no lock
+// that Prune waits for: a Prune while one of them writes into the
+// directory can remove the blobs it has written and not yet named in
+// index.json. Prune a directory that only this package writes into, or
+// when nothing else does.
+//
 // One Prune runs on a directory at a time. A Prune in progress through
 // another Store waits for s to close, so waiting for it would deadlock
 // both: Prune fails at once with errdefs.ErrUnavailable instead.
