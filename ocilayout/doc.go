@@ -13,9 +13,15 @@
 //	DIR/ingest/<hash>/       writes in progress (containerd's local store)
 //	DIR/.remotecache.lock    held shared by every open Store, exclusive by
 //	                         Prune
+//	DIR/.remotecache.prune.lock
+//	                         held exclusive by Prune while it runs
 //
 // Blobs are written by containerd's local content store: into ingest/,
 // verified against their size and digest, synced and renamed into blobs/.
+// A Store opened WithReadOnly does not use that store (which makes a
+// probe file in DIR when opened): it stats and opens blobs/<alg>/<hex>
+// itself, after validating the digest, and writes nothing.
+//
 // index.json is replaced, never rewritten in place: a temp file in DIR is
 // written, synced and renamed over it, under the lock, so readers see the
 // old index or the new one, never a torn one.
@@ -26,6 +32,28 @@
 // writer of index.json waits for the lock (bounded by its context) instead
 // of failing. Every open Store holds a shared lock on .remotecache.lock
 // until Close; Prune takes it exclusively, so it waits for every export in
-// progress (in any process) to close its Store, and an export never loses a
-// blob it is about to tag.
+// progress through another Store (in any process) to close that Store,
+// and an export never loses a blob it is about to tag.
+//
+// Only exports through this package take that lock. BuildKit's
+// `--export-cache type=local` exporter, and other OCI layout tools, do
+// not: Prune does not wait for them, and while one of them writes into
+// the directory a Prune can remove blobs it has written and not yet
+// tagged.
+//
+// Prune converts its own Store's shared lock to the exclusive one, as it
+// must: flock(2) locks belong to open files, and two open files of one
+// process conflict as those of two processes do, so its Store's own shared
+// lock would keep a separate exclusive one waiting forever. Linux drops
+// the shared lock before it converts, so while Prune waits (and if it
+// gives up) its Store holds no lock on .remotecache.lock. Another Prune
+// would then find nothing holding it off and remove that Store's untagged
+// blobs. So before it converts, Prune takes .remotecache.prune.lock
+// exclusively, and releases it only after its shared lock is back: only
+// the holder of .remotecache.prune.lock ever takes .remotecache.lock
+// exclusively, so no other Prune can run while the shared lock is down,
+// and taking it back never waits. A second Prune finds
+// .remotecache.prune.lock taken and fails at once: the Prune holding it
+// waits for the second Prune's Store to close, so waiting in turn would
+// deadlock both.
 package ocilayout

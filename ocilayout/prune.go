@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -13,6 +12,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 )
+
+// testHookPruneLocked, if set, is called by Prune while it holds the
+// exclusive lock (tests hold Prune there).
+var testHookPruneLocked func()
 
 // PruneOption configures Prune.
 type PruneOption func(*pruneOptions)
@@ -35,10 +38,23 @@ type PruneReport struct {
 // Prune removes every blob that no entry of index.json reaches (through
 // manifests, indexes, configs and layers) and the leftovers of unfinished
 // writes. It first waits, bounded by ctx, until no other Store is open on
-// the directory in any process, so no export in progress can lose a blob
-// it has written but not yet tagged; exports that open the layout while
-// Prune runs wait for it.
-func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, error) {
+// the directory in any process, so no export in progress through another
+// Store can lose a blob it has written but not yet tagged; Stores that
+// open the layout while Prune runs wait for it. Exports through s itself
+// are not waited for. Whether Prune runs, fails or gives up waiting, s
+// holds off the Prunes of other Stores until it is closed.
+//
+// Prune waits only for exports through this package's Stores. BuildKit's
+// type=local cache exporter, and other OCI layout tools, take no lock
+// that Prune waits for: a Prune while one of them writes into the
+// directory can remove the blobs it has written and not yet named in
+// index.json. Prune a directory that only this package writes into, or
+// when nothing else does.
+//
+// One Prune runs on a directory at a time. A Prune in progress through
+// another Store waits for s to close, so waiting for it would deadlock
+// both: Prune fails at once with errdefs.ErrUnavailable instead.
+func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport, err error) {
 	var o pruneOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -46,14 +62,21 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, er
 	if s.readOnly {
 		return PruneReport{}, s.errReadOnly("prune")
 	}
-	if err := flock(ctx, s.lock, syscall.LOCK_EX); err != nil {
+	share, err := s.exclusive(ctx)
+	defer func() {
+		if serr := share(); serr != nil && err == nil {
+			err = errors.Wrap(serr, "prune")
+		}
+	}()
+	if err != nil {
 		return PruneReport{}, errors.Wrap(err, "prune: waiting for exports in progress")
 	}
-	defer flock(context.Background(), s.lock, syscall.LOCK_SH)
+	if testHookPruneLocked != nil {
+		testHookPruneLocked()
+	}
 
-	var rep PruneReport
 	var idx *ocispec.Index
-	err := withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
+	err = withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
 		var err error
 		idx, err = s.readIndex()
 		return err
@@ -88,12 +111,18 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, er
 		}
 	}
 	var garbage []content.Info
-	if err := s.Store.Walk(ctx, func(info content.Info) error {
-		if !keep[info.Digest] {
-			garbage = append(garbage, info)
+	// A layout that Open made and nothing was written into has no blobs/:
+	// it holds no garbage. (containerd's Walk fails on it.)
+	if _, err := os.Lstat(filepath.Join(s.dir, blobsDir)); err == nil {
+		if err := s.Store.Walk(ctx, func(info content.Info) error {
+			if !keep[info.Digest] {
+				garbage = append(garbage, info)
+			}
+			return nil
+		}); err != nil {
+			return rep, errors.Wrap(err, "prune: listing blobs")
 		}
-		return nil
-	}); err != nil {
+	} else if !os.IsNotExist(err) {
 		return rep, errors.Wrap(err, "prune: listing blobs")
 	}
 	statuses, err := s.Store.ListStatuses(ctx)

@@ -25,6 +25,8 @@ const (
 	indexFile     = "index.json"
 	indexLockFile = "index.json.lock"
 	storeLockFile = ".remotecache.lock"
+	pruneLockFile = ".remotecache.prune.lock"
+	blobsDir      = "blobs"
 
 	// AnnotationRefName is the annotation that names a tag in index.json.
 	AnnotationRefName = ocispec.AnnotationRefName
@@ -69,8 +71,18 @@ func WithReadOnly() Option {
 }
 
 // Open opens the OCI layout at dir, making it (and dir) if absent. It fails
-// if dir holds something that is not an OCI layout.
+// if dir holds something that is not an OCI layout. It is OpenContext
+// with a context that never ends: it waits as long as a Prune runs.
 func Open(dir string, opts ...Option) (*Store, error) {
+	return OpenContext(context.Background(), dir, opts...)
+}
+
+// OpenContext opens the OCI layout at dir, making it (and dir) if absent.
+// It fails if dir holds something that is not an OCI layout. It waits
+// while a Prune runs on the directory and for the index.json lock when it
+// has to write index.json, for as long as ctx allows; a read-only open
+// never waits.
+func OpenContext(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	var o options
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -83,7 +95,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
 	}
-	if err := initLayout(dir); err != nil {
+	if err := initLayout(ctx, dir); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
 	}
 	cs, err := local.NewStore(dir)
@@ -95,9 +107,9 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
 	}
 	// A shared lock is only refused while a Prune runs; wait for it.
-	if err := flock(context.Background(), f, syscall.LOCK_SH); err != nil {
+	if err := flock(ctx, f, syscall.LOCK_SH); err != nil {
 		f.Close()
-		return nil, err
+		return nil, errors.Wrapf(err, "oci layout %s: waiting for a prune to finish", dir)
 	}
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
@@ -116,21 +128,15 @@ func openReadOnly(dir string) (*Store, error) {
 			return nil, errors.Wrapf(err, "oci layout %s", dir)
 		}
 	}
-	cs, err := local.NewStore(dir)
-	if err != nil {
-		return nil, errors.Wrapf(err, "oci layout %s", dir)
-	}
-	return &Store{Store: cs, dir: dir, readOnly: true}, nil
+	return &Store{Store: readOnly{blobs{dir}}, dir: dir, readOnly: true}, nil
 }
 
 // errReadOnly is returned by writes to a Store opened WithReadOnly.
-func (s *Store) errReadOnly(what string) error {
-	return errors.Wrapf(errdefs.ErrFailedPrecondition, "oci layout %s: %s: opened read-only", s.dir, what)
-}
+func (s *Store) errReadOnly(what string) error { return errReadOnly(s.dir, what) }
 
 // initLayout writes oci-layout and an empty index.json where missing, and
 // checks the ones there.
-func initLayout(dir string) error {
+func initLayout(ctx context.Context, dir string) error {
 	layoutPath := filepath.Join(dir, ocispec.ImageLayoutFile)
 	dt, err := os.ReadFile(layoutPath)
 	switch {
@@ -151,7 +157,7 @@ func initLayout(dir string) error {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(dir, indexFile)); os.IsNotExist(err) {
-		return withFileLock(context.Background(), filepath.Join(dir, indexLockFile), func() error {
+		return withFileLock(ctx, filepath.Join(dir, indexLockFile), func() error {
 			if _, err := os.Stat(filepath.Join(dir, indexFile)); err == nil {
 				return nil
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,12 +50,130 @@ func helperProcess(role string) error {
 		// tag it both under its own name and under a shared one.
 		_, err := exportAndTag(ctx, dir, n, 0, "proc-"+strconv.Itoa(n), "shared")
 		return err
+	case "tagger":
+		// Export a cache, then move tags between it and the one tagged
+		// "first".
+		desc, err := exportAndTag(ctx, dir, n, 0, "w"+strconv.Itoa(n), "shared")
+		if err != nil {
+			return err
+		}
+		s, err := ocilayout.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		first, err := s.Resolve(ctx, "first")
+		if err != nil {
+			return err
+		}
+		for i := range 24 {
+			name := []string{"w" + strconv.Itoa(n), "shared", "r" + strconv.Itoa(i%4)}[i%3]
+			if err := s.Tag(ctx, name, []ocispec.Descriptor{first, desc}[i%2]); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "index-reader":
+		return readIndexLoop(dir)
 	case "slow-export":
 		// Export slowly, to be killed on the way.
 		_, err := exportAndTag(ctx, dir, n, 20*time.Millisecond, "slow")
 		return err
 	}
 	return fmt.Errorf("unknown role %q", role)
+}
+
+// readIndexLoop parses dir's index.json over and over until stdin is
+// closed, and checks every tag it names is whole: every blob its manifest
+// reaches is in blobs/ with the size its descriptor gives. It reads the
+// files itself, not through ocilayout, and says on stdout how many reads
+// it made and how many distinct versions of index.json it saw.
+func readIndexLoop(dir string) error {
+	stop := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		close(stop)
+	}()
+	blob := func(d ocispec.Descriptor) (string, error) {
+		if err := d.Digest.Validate(); err != nil {
+			return "", err
+		}
+		p := filepath.Join(dir, "blobs", d.Digest.Algorithm().String(), d.Digest.Encoded())
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		if fi.Size() != d.Size {
+			return "", fmt.Errorf("blob %s: %d bytes, descriptor says %d", d.Digest, fi.Size(), d.Size)
+		}
+		return p, nil
+	}
+	var check func(d ocispec.Descriptor) error
+	check = func(d ocispec.Descriptor) error {
+		p, err := blob(d)
+		if err != nil {
+			return err
+		}
+		if d.MediaType != ocispec.MediaTypeImageManifest && d.MediaType != ocispec.MediaTypeImageIndex {
+			return nil
+		}
+		dt, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if digest.FromBytes(dt) != d.Digest {
+			return fmt.Errorf("manifest %s: content has digest %s", d.Digest, digest.FromBytes(dt))
+		}
+		var m struct {
+			Config    *ocispec.Descriptor  `json:"config"`
+			Layers    []ocispec.Descriptor `json:"layers"`
+			Manifests []ocispec.Descriptor `json:"manifests"`
+		}
+		if err := json.Unmarshal(dt, &m); err != nil {
+			return fmt.Errorf("manifest %s: %v", d.Digest, err)
+		}
+		children := append(m.Layers, m.Manifests...)
+		if m.Config != nil {
+			children = append(children, *m.Config)
+		}
+		if len(children) == 0 {
+			return fmt.Errorf("manifest %s names no blobs", d.Digest)
+		}
+		for _, c := range children {
+			if err := check(c); err != nil {
+				return fmt.Errorf("manifest %s: %v", d.Digest, err)
+			}
+		}
+		return nil
+	}
+	versions := map[digest.Digest]bool{}
+	reads := 0
+	for {
+		select {
+		case <-stop:
+			fmt.Printf("reads=%d versions=%d\n", reads, len(versions))
+			return nil
+		default:
+		}
+		dt, err := os.ReadFile(filepath.Join(dir, "index.json"))
+		if err != nil {
+			return fmt.Errorf("read %d: %v", reads, err)
+		}
+		reads++
+		var idx ocispec.Index
+		if err := json.Unmarshal(dt, &idx); err != nil || idx.SchemaVersion != 2 {
+			return fmt.Errorf("read %d: index.json is not an index (%v): %q", reads, err, dt)
+		}
+		if versions[digest.FromBytes(dt)] {
+			continue // checked already
+		}
+		versions[digest.FromBytes(dt)] = true
+		for _, d := range idx.Manifests {
+			if err := check(d); err != nil {
+				return fmt.Errorf("read %d: tag %s: %v", reads, d.Annotations[ocispec.AnnotationRefName], err)
+			}
+		}
+	}
 }
 
 // blobData is deterministic content for blob i of cache n; blobs below 4
@@ -328,6 +447,78 @@ func TestConcurrentProcesses(t *testing.T) {
 	}
 }
 
+// Readers in other processes parse index.json over and over while eight
+// processes export and tag: none ever sees a torn index.json or a tag
+// whose manifest reaches a blob not (yet) in the layout.
+func TestIndexNeverTorn(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := exportAndTag(context.Background(), dir, 99, 0, "first"); err != nil {
+		t.Fatal(err)
+	}
+	start := func(role string, n int) (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "OCILAYOUT_TEST_ROLE="+role, "OCILAYOUT_TEST_DIR="+dir, "OCILAYOUT_TEST_N="+strconv.Itoa(n))
+		out := &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		return cmd, out
+	}
+	const readers, writers = 2, 8
+	type reader struct {
+		cmd   *exec.Cmd
+		out   *bytes.Buffer
+		stdin io.WriteCloser
+	}
+	var rs []reader
+	for i := range readers {
+		cmd, out := start("index-reader", i)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, reader{cmd, out, stdin})
+	}
+	defer func() {
+		for _, r := range rs {
+			r.stdin.Close()
+			r.cmd.Wait()
+		}
+	}()
+	var ws []*exec.Cmd
+	var wouts []*bytes.Buffer
+	for i := range writers {
+		cmd, out := start("tagger", i)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ws, wouts = append(ws, cmd), append(wouts, out)
+	}
+	for i, cmd := range ws {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("writer %d: %v\n%s", i, err, wouts[i])
+		}
+	}
+	for i, r := range rs {
+		r.stdin.Close()
+		if err := r.cmd.Wait(); err != nil {
+			t.Fatalf("reader %d: %v\n%s", i, err, r.out)
+		}
+		var reads, versions int
+		if _, err := fmt.Sscanf(r.out.String(), "reads=%d versions=%d", &reads, &versions); err != nil {
+			t.Fatalf("reader %d said %q", i, r.out)
+		}
+		t.Logf("reader %d: %d reads, %d versions of index.json", i, reads, versions)
+		// The readers must have watched the index change, or they
+		// proved nothing.
+		if versions < 10 {
+			t.Errorf("reader %d saw %d versions of index.json in %d reads; want the writes to overlap the reads", i, versions, reads)
+		}
+	}
+	verifyAll(t, openT(t, dir))
+}
+
 // A process killed mid-export leaves a directory that opens, whose old
 // tags resolve, and into which a new export completes.
 func TestKilledExport(t *testing.T) {
@@ -508,4 +699,346 @@ func TestReadOnly(t *testing.T) {
 	if _, err := ocilayout.Open(t.TempDir(), ocilayout.WithReadOnly()); !errdefs.IsNotFound(err) {
 		t.Fatalf("read-only open of an empty dir = %v", err)
 	}
+}
+
+// A layout that Open has just made has no blobs/ yet: Prune finds nothing
+// to remove rather than failing.
+func TestPruneNewLayout(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openT(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, "blobs")); !os.IsNotExist(err) {
+		t.Fatalf("a new layout has blobs/ (%v): the test needs one without", err)
+	}
+	for _, opts := range [][]ocilayout.PruneOption{{ocilayout.WithDryRun()}, nil} {
+		rep, err := s.Prune(ctx, opts...)
+		if err != nil {
+			t.Fatalf("Prune(%d options) of a new layout: %v", len(opts), err)
+		}
+		if len(rep.Blobs) != 0 || rep.Bytes != 0 || rep.Ingests != 0 {
+			t.Fatalf("Prune of a new layout = %+v, want nothing removed", rep)
+		}
+	}
+	if tags, err := s.Tags(ctx); err != nil || len(tags) != 0 {
+		t.Fatalf("tags after prune = %v, %v", tags, err)
+	}
+}
+
+// entry is what a snapshot keeps of a directory entry.
+type entry struct {
+	size  int64
+	mode  os.FileMode
+	mtime string
+}
+
+// snapshot records every entry under dir, dir itself included.
+func snapshot(t *testing.T, dir string) map[string]entry {
+	t.Helper()
+	snap := map[string]entry{}
+	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		snap[rel] = entry{size: fi.Size(), mode: fi.Mode(), mtime: fi.ModTime().Format(time.RFC3339Nano)}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+// A read-only open, reads of every tag and blob and Close change nothing
+// in the directory: no entry made, removed, resized or touched, the
+// directory itself included (a probe file made and removed again shows in
+// its mtime).
+func TestReadOnlyWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	desc, err := exportAndTag(ctx, dir, 1, 0, "latest", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blobs []digest.Digest
+	openT(t, dir).Walk(ctx, func(info content.Info) error {
+		blobs = append(blobs, info.Digest)
+		return nil
+	})
+	// Let the clock move past the export's last mtime tick, or a probe
+	// file made and removed within that tick would leave no trace.
+	time.Sleep(20 * time.Millisecond)
+	before := snapshot(t, dir)
+
+	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags, err := s.Tags(ctx); err != nil || strings.Join(tags, ",") != "latest,other" {
+		t.Fatalf("Tags = %v, %v", tags, err)
+	}
+	if got, err := s.Resolve(ctx, "latest"); err != nil || got.Digest != desc.Digest {
+		t.Fatalf("Resolve = %v, %v", got, err)
+	}
+	for _, d := range blobs {
+		info, err := s.Info(ctx, d)
+		if err != nil || info.Digest != d || info.Size <= 0 {
+			t.Fatalf("Info(%s) = %+v, %v", d, info, err)
+		}
+		dt, err := content.ReadBlob(ctx, s, ocispec.Descriptor{Digest: d, Size: info.Size})
+		if err != nil || digest.FromBytes(dt) != d {
+			t.Fatalf("ReadBlob(%s): %d bytes, %v", d, len(dt), err)
+		}
+	}
+	if problems, err := remotecache.Verify(ctx, s, desc); err != nil || len(problems) != 0 {
+		t.Fatalf("Verify = %v, %v", problems, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot(t, dir)
+	for name, b := range before {
+		if a, ok := after[name]; !ok {
+			t.Errorf("%s: removed", name)
+		} else if a != b {
+			t.Errorf("%s: %+v -> %+v", name, b, a)
+		}
+	}
+	for name := range after {
+		if _, ok := before[name]; !ok {
+			t.Errorf("%s: made", name)
+		}
+	}
+}
+
+// A read-only Store answers not found for a blob the layout lacks, and
+// refuses a digest that is no digest before it reaches the file system.
+func TestReadOnlyBlobs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	desc, err := exportAndTag(ctx, dir, 1, 0, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	missing := digest.FromString("not in the layout")
+	if _, err := s.Info(ctx, missing); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), missing.String()) {
+		t.Errorf("Info(missing) = %v, want not found naming it", err)
+	}
+	if _, err := s.ReaderAt(ctx, ocispec.Descriptor{Digest: missing}); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), missing.String()) {
+		t.Errorf("ReaderAt(missing) = %v, want not found naming it", err)
+	}
+	for _, bad := range []digest.Digest{"sha256:../../index.json", "sha256:" + digest.Digest(strings.Repeat("A", 64)), "md5:d41d8cd98f00b204e9800998ecf8427e", ""} {
+		if _, err := s.Info(ctx, bad); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("Info(%q) = %v, want invalid argument", bad, err)
+		}
+		if _, err := s.ReaderAt(ctx, ocispec.Descriptor{Digest: bad}); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("ReaderAt(%q) = %v, want invalid argument", bad, err)
+		}
+	}
+	// Something that is not a file where a blob should be is damage, not
+	// a missing blob.
+	dir2 := filepath.Join(dir, "blobs", "sha256", missing.Encoded())
+	if err := os.Mkdir(dir2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Info(ctx, missing); err == nil || errdefs.IsNotFound(err) {
+		t.Errorf("Info(a directory) = %v, want an error other than not found", err)
+	}
+	if _, err := s.ReaderAt(ctx, ocispec.Descriptor{Digest: missing}); err == nil || errdefs.IsNotFound(err) {
+		t.Errorf("ReaderAt(a directory) = %v, want an error other than not found", err)
+	}
+	info, err := s.Info(ctx, desc.Digest)
+	if err != nil || info.Size != desc.Size {
+		t.Fatalf("Info(manifest) = %+v, %v", info, err)
+	}
+	ra, err := s.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	if ra.Size() != desc.Size {
+		t.Fatalf("ReaderAt(manifest).Size() = %d, want %d", ra.Size(), desc.Size)
+	}
+	var n int
+	if err := s.Walk(ctx, func(content.Info) error { n++; return nil }); err != nil || n != 14 {
+		t.Fatalf("Walk: %d blobs, %v; want 14", n, err)
+	}
+	for name, err := range map[string]error{
+		"update": func() error { _, err := s.Update(ctx, info); return err }(),
+		"status": func() error { _, err := s.ListStatuses(ctx); return err }(),
+		"abort":  s.Abort(ctx, "x"),
+	} {
+		if !errdefs.IsFailedPrecondition(err) {
+			t.Errorf("%s on a read-only store = %v", name, err)
+		}
+	}
+}
+
+// writeUntagged writes a blob through s and tags nothing: an export in
+// progress, between its blob writes and its Tag.
+func writeUntagged(t *testing.T, s *ocilayout.Store, what string) ocispec.Descriptor {
+	t.Helper()
+	dt := []byte(what)
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
+	if err := content.WriteBlob(context.Background(), s, what, bytes.NewReader(dt), desc); err != nil {
+		t.Fatal(err)
+	}
+	return desc
+}
+
+// A Prune that gives up waiting leaves its Store holding off every other
+// Store's Prune. (On Linux a failed LOCK_EX|LOCK_NB upgrade of a held
+// LOCK_SH drops the LOCK_SH: a Store whose Prune had timed out held no
+// lock, and another Store's Prune removed its untagged blobs.)
+func TestPruneTimeoutKeepsLock(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := openT(t, dir)
+	inProgress := writeUntagged(t, a, "written through a, not yet tagged")
+	b := openT(t, dir)
+
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := a.Prune(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a.Prune while b is open = %v, want deadline exceeded", err)
+	}
+	short, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if rep, err := b.Prune(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("b.Prune while a is open, after a's Prune timed out = %+v, %v; want deadline exceeded", rep, err)
+	}
+	if _, err := b.Info(ctx, inProgress.Digest); err != nil {
+		t.Fatalf("a's untagged blob after b's Prune: %v", err)
+	}
+	// Once a is closed, b's Prune runs, and a's blob (never tagged) goes.
+	a.Close()
+	rep, err := b.Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Blobs) != 1 || rep.Blobs[0].Digest != inProgress.Digest {
+		t.Fatalf("b.Prune after a closed removed %v, want %s", rep.Blobs, inProgress.Digest)
+	}
+	// And b still holds off Prunes after a Prune that ran.
+	c := openT(t, dir)
+	inProgress = writeUntagged(t, b, "written through b, not yet tagged")
+	short, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Prune(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("c.Prune while b is open = %v, want deadline exceeded", err)
+	}
+	if _, err := c.Info(ctx, inProgress.Digest); err != nil {
+		t.Fatalf("b's untagged blob after c's Prune: %v", err)
+	}
+}
+
+// Two Stores that prune at once would each wait for the other to close.
+// One of them is refused at once with errdefs.ErrUnavailable; the other
+// runs as soon as the refused one's Store is closed.
+func TestConcurrentPrunes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	stores := []*ocilayout.Store{openT(t, dir), openT(t, dir)}
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, 2)
+	for i, s := range stores {
+		go func() {
+			_, err := s.Prune(ctx)
+			results <- result{i, err}
+		}()
+	}
+	var first result
+	select {
+	case first = <-results:
+	case <-time.After(10 * time.Second):
+		t.Fatal("neither Prune returned: they wait for each other")
+	}
+	if !errdefs.IsUnavailable(first.err) {
+		t.Fatalf("the first Prune to return = %v, want unavailable", first.err)
+	}
+	stores[first.i].Close()
+	if second := <-results; second.err != nil {
+		t.Fatalf("the other Prune, once the refused one's Store closed: %v", second.err)
+	}
+}
+
+// holdPrune runs a Prune through s and holds it, with the exclusive lock
+// taken, until the returned func is called; that func waits for the
+// Prune to return.
+func holdPrune(t *testing.T, s *ocilayout.Store) (release func()) {
+	t.Helper()
+	locked, unblock := make(chan struct{}), make(chan struct{})
+	restore := ocilayout.SetPruneLockedHook(func() {
+		close(locked)
+		<-unblock
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Prune(context.Background())
+		done <- err
+	}()
+	select {
+	case <-locked:
+	case err := <-done:
+		t.Fatalf("Prune returned before taking the lock: %v", err)
+	}
+	var once bool
+	release = func() {
+		if once {
+			return
+		}
+		once = true
+		close(unblock)
+		if err := <-done; err != nil {
+			t.Errorf("held Prune: %v", err)
+		}
+		restore()
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// OpenContext waits for a Prune in progress only as long as its context
+// allows.
+func TestOpenContextWhilePruning(t *testing.T) {
+	dir := t.TempDir()
+	release := holdPrune(t, openT(t, dir))
+
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	opened := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		s, err := ocilayout.OpenContext(short, dir)
+		if err == nil {
+			s.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("OpenContext while a Prune holds the lock = %v, want deadline exceeded", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("OpenContext took %v past a 100ms deadline", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OpenContext with a 100ms deadline still waiting after 5s")
+	}
+	release()
+	s, err := ocilayout.OpenContext(context.Background(), dir)
+	if err != nil {
+		t.Fatalf("OpenContext after the Prune: %v", err)
+	}
+	s.Close()
 }

@@ -96,12 +96,13 @@ type destination interface {
 // openSource opens l to read. An OCI layout is opened read-only: nothing
 // is written into it, not even a lock file.
 func openSource(ctx context.Context, l location) (source, error) {
-	return open(l, ocilayout.WithReadOnly())
+	return open(ctx, l, ocilayout.WithReadOnly())
 }
 
 // openDestination opens l to write, making an OCI layout if there is none.
+// It waits for a prune of the layout in progress as long as ctx allows.
 func openDestination(ctx context.Context, l location) (destination, error) {
-	return open(l)
+	return open(ctx, l)
 }
 
 // A store is both: every kind of location is.
@@ -111,10 +112,10 @@ type store interface {
 }
 
 // open opens l; opts apply to an OCI layout.
-func open(l location, opts ...ocilayout.Option) (store, error) {
+func open(ctx context.Context, l location, opts ...ocilayout.Option) (store, error) {
 	switch l.scheme {
 	case schemeOCI:
-		s, err := ocilayout.Open(l.path, opts...)
+		s, err := ocilayout.OpenContext(ctx, l.path, opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,8 @@
+package ocilayout
+
+// SetPruneLockedHook makes every Prune call f while it holds the
+// exclusive lock, until restore is called.
+func SetPruneLockedHook(f func()) (restore func()) {
+	testHookPruneLocked = f
+	return func() { testHookPruneLocked = nil }
+}
