@@ -132,11 +132,9 @@ func inspectJSONExit(t *testing.T, loc string, code int) report {
 	return r
 }
 
-// snapshot lists every file under dir with its size and modification
-// time, and every directory. A directory's own modification time is left
-// out: containerd's content store, under ocilayout.WithReadOnly too, makes
-// and removes a directory in the layout to probe for fs-verity, which
-// leaves nothing behind but a new mtime on the layout directory.
+// snapshot lists every entry under dir, dir itself included, with its
+// mode and modification time, and for files their size: a read-only open
+// must not even make and remove a probe file.
 func snapshot(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
@@ -149,7 +147,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 			return err
 		}
 		if d.IsDir() {
-			files[path] = fmt.Sprint(info.Mode())
+			files[path] = fmt.Sprint(info.Mode(), info.ModTime().UnixNano())
 		} else {
 			files[path] = fmt.Sprint(info.Size(), info.ModTime().UnixNano(), info.Mode())
 		}

@@ -44,7 +44,7 @@ func (c *cli) prune(ctx context.Context, dir string, dryRun bool) error {
 	if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); err != nil {
 		return errors.Wrapf(err, "%s: not an OCI image layout", dir)
 	}
-	s, err := ocilayout.Open(dir)
+	s, err := ocilayout.OpenContext(ctx, dir)
 	if err != nil {
 		return err
 	}
