@@ -200,3 +200,27 @@ func FuzzImport(f *testing.F) {
 		fzCheck(t, -1, errSpy, errCC, spy, cc, errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrFailedPrecondition)
 	})
 }
+
+// FuzzImportConfigOnly imports a config-only cache: the config is the blob
+// Import reads, and its layers' annotations become the descriptors.
+func FuzzImportConfigOnly(f *testing.F) {
+	fzSetup(f)
+	golden, err := os.ReadFile(filepath.Join("testdata", "golden", "config-only.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(golden)
+	l0 := digest.FromString("layer0")
+	f.Add([]byte(`{"layers":[{"blob":"` + string(l0) + `","parent":-1,"annotations":{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","diffID":"` + string(l0) + `","size":6,"createdAt":"2026-01-02T03:04:05.5Z"}}],"records":[{"digest":"` + string(l0) + `","layers":[{"layer":0,"createdAt":"2026-01-02T03:04:05Z"}]}]}`))
+	f.Fuzz(func(t *testing.T, config []byte) {
+		fzSetup(t)
+		desc := ocispec.Descriptor{MediaType: remotecache.CacheConfigMediaTypeV0, Digest: digest.FromBytes(config), Size: int64(len(config))}
+		p := fzOverlay{top: itMem{desc.Digest: config}, base: fzBlobs}
+		ctx := context.Background()
+		spy := &itSpy{}
+		errSpy := remotecache.Import(ctx, p, desc, spy, remotecache.WithMaxBlobSize(1<<20))
+		cc := remotecache.NewCacheChains()
+		errCC := remotecache.Import(ctx, p, desc, cc, remotecache.WithMaxBlobSize(1<<20))
+		fzCheck(t, -1, errSpy, errCC, spy, cc, errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrFailedPrecondition)
+	})
+}

@@ -81,9 +81,16 @@ func Import(ctx context.Context, provider content.Provider, desc ocispec.Descrip
 		return errors.Wrap(errdefs.ErrInvalidArgument, "import: nil target")
 	}
 
-	m, err := readManifest(ctx, provider, desc, o)
+	m, cfg, err := readCache(ctx, provider, desc, o)
 	if err != nil {
 		return err
+	}
+	if m.Format == FormatConfigOnly {
+		dp, _, err := configDescriptors(cfg, provider)
+		if err != nil {
+			return errors.Wrapf(err, "cache config %s", desc.Digest)
+		}
+		return errors.Wrapf(parseConfig(cfg, dp, t), "cache config %s", desc.Digest)
 	}
 	configDesc, layers := m.Config, m.Layers
 	cdt, err := readBlob(ctx, provider, configDesc, o.maxBlobSize, "cache config")
@@ -174,15 +181,23 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
 	if err := decodeConfigInto(configJSON, &cfg); err != nil {
 		return invalidf(err, "malformed JSON")
 	}
+	return parseConfig(&cfg, provider, t)
+}
+
+// parseConfig is Parse of a decoded config.
+func parseConfig(cfg *CacheConfig, provider DescriptorProvider, t Target) error {
+	if t == nil {
+		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil target")
+	}
 	var first error
-	st, _ := checkConfig(&cfg, func(err error) bool {
+	st, _ := checkConfig(cfg, func(err error) bool {
 		first = err
 		return false
 	})
 	if first != nil {
 		return first
 	}
-	p := parser{cfg: &cfg, st: &st, provider: provider, t: t}
+	p := parser{cfg: cfg, st: &st, provider: provider, t: t}
 	if err := p.buildChains(); err != nil {
 		return err
 	}

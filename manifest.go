@@ -25,7 +25,21 @@ const (
 	// FormatManifestList is a Docker manifest list like FormatOCIIndex,
 	// with layer media types in their Docker form.
 	FormatManifestList
+	// FormatConfigOnly writes no manifest: the cache config is the last
+	// blob written, and each of its layers carries LayerAnnotations
+	// (media type, diffID, size, createdAt) so that the layer descriptors
+	// can be rebuilt from the config alone. It is the form of BuildKit's
+	// object store caches (type=s3, type=azblob, type=gha), whose stores
+	// keep no descriptor beside a blob. Every layer must have a diffID
+	// (the containerd.io/uncompressed annotation).
+	FormatConfigOnly
 )
+
+// formats lists every ManifestFormat.
+var formats = []ManifestFormat{FormatImageManifest, FormatOCIIndex, FormatManifestList, FormatConfigOnly}
+
+// valid tells whether f is one of the formats.
+func (f ManifestFormat) valid() bool { return f >= FormatImageManifest && f <= FormatConfigOnly }
 
 // String returns the name the command line uses for f.
 func (f ManifestFormat) String() string {
@@ -36,6 +50,8 @@ func (f ManifestFormat) String() string {
 		return "oci-index"
 	case FormatManifestList:
 		return "manifest-list"
+	case FormatConfigOnly:
+		return "config-only"
 	default:
 		return fmt.Sprintf("ManifestFormat(%d)", int(f))
 	}
@@ -43,12 +59,12 @@ func (f ManifestFormat) String() string {
 
 // ParseManifestFormat parses the name String returns.
 func ParseManifestFormat(s string) (ManifestFormat, error) {
-	for _, f := range []ManifestFormat{FormatImageManifest, FormatOCIIndex, FormatManifestList} {
+	for _, f := range formats {
 		if f.String() == s {
 			return f, nil
 		}
 	}
-	return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %q (want image-manifest, oci-index or manifest-list)", s)
+	return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %q (want image-manifest, oci-index, manifest-list or config-only)", s)
 }
 
 // Manifest is a cache manifest read from a store: its form, the cache
@@ -67,6 +83,22 @@ type manifestBlob struct {
 	Config    *ocispec.Descriptor   `json:"config"`
 	Layers    *[]ocispec.Descriptor `json:"layers"`
 	Manifests *[]ocispec.Descriptor `json:"manifests"`
+}
+
+// looksLikeConfig tells whether dt is a cache config rather than a
+// manifest: an object with no mediaType, config or manifests field, but
+// records. (A manifest never has records; a config never has a mediaType.)
+func looksLikeConfig(dt []byte) bool {
+	var probe struct {
+		MediaType *string         `json:"mediaType"`
+		Config    json.RawMessage `json:"config"`
+		Manifests json.RawMessage `json:"manifests"`
+		Records   json.RawMessage `json:"records"`
+	}
+	if json.Unmarshal(dt, &probe) != nil {
+		return false
+	}
+	return probe.MediaType == nil && probe.Config == nil && probe.Manifests == nil && probe.Records != nil
 }
 
 // parseManifest finds the form, the cache config and the layers of a

@@ -22,16 +22,41 @@ func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.D
 }
 
 func readManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, o importOptions) (*Manifest, error) {
-	dt, err := readBlob(ctx, provider, desc, o.maxBlobSize, "manifest")
+	m, _, err := readCache(ctx, provider, desc, o)
+	return m, err
+}
+
+// readCache reads the blob desc names and tells its form. For the
+// config-only form, desc is the cache config: it is decoded, and the
+// Manifest's Layers are rebuilt from its layer annotations.
+func readCache(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, o importOptions) (*Manifest, *CacheConfig, error) {
+	what := "manifest"
+	if desc.MediaType == CacheConfigMediaTypeV0 {
+		what = "cache config"
+	}
+	dt, err := readBlob(ctx, provider, desc, o.maxBlobSize, what)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if desc.MediaType == CacheConfigMediaTypeV0 || looksLikeConfig(dt) {
+		var cfg CacheConfig
+		if err := decodeConfigInto(dt, &cfg); err != nil {
+			return nil, nil, invalidf(err, "cache config %s: malformed JSON", desc.Digest)
+		}
+		_, layers, err := configDescriptors(&cfg, provider)
+		if err != nil {
+			return nil, nil, errors.Wrapf(err, "cache config %s", desc.Digest)
+		}
+		config := desc
+		config.MediaType = CacheConfigMediaTypeV0
+		return &Manifest{Descriptor: desc, Format: FormatConfigOnly, Config: config, Layers: layers}, &cfg, nil
 	}
 	m, err := parseManifest(dt)
 	if err != nil {
-		return nil, errors.Wrapf(err, "manifest %s", desc.Digest)
+		return nil, nil, errors.Wrapf(err, "manifest %s", desc.Digest)
 	}
 	m.Descriptor = desc
-	return m, nil
+	return m, nil, nil
 }
 
 // ReadConfig reads and decodes the cache config that m names, with the
@@ -51,6 +76,9 @@ func ReadConfig(ctx context.Context, provider content.Provider, m *Manifest, opt
 func readConfig(ctx context.Context, provider content.Provider, m *Manifest, o importOptions) (*CacheConfig, error) {
 	dt, err := readBlob(ctx, provider, m.Config, o.maxBlobSize, "cache config")
 	if err != nil {
+		if m.Format == FormatConfigOnly {
+			return nil, err
+		}
 		return nil, errors.Wrapf(err, "manifest %s", m.Descriptor.Digest)
 	}
 	var cfg CacheConfig
