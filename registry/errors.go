@@ -129,13 +129,22 @@ func (e *Error) setBody(body []byte) {
 	}, s)
 }
 
-// responseError makes an Error of resp, reading a little of its body.
+// responseError makes an Error of resp, reading a little of its body. The
+// method and address are those of resp.Request, which retryAfterTransport
+// sets when the transport did not.
 func responseError(resp *http.Response) *Error {
 	var body []byte
 	if resp.Body != nil {
 		body, _ = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	}
-	return newError(resp.Request.Method, resp.Request.URL.String(), resp.StatusCode, resp.Status, body)
+	var method, u string
+	if req := resp.Request; req != nil {
+		method = req.Method
+		if req.URL != nil {
+			u = req.URL.String()
+		}
+	}
+	return newError(method, u, resp.StatusCode, resp.Status, body)
 }
 
 // classify turns the errors of containerd's resolver into ours: an
