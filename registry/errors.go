@@ -30,7 +30,9 @@ type Error struct {
 	// Error").
 	StatusCode int
 	Status     string
-	// Errors are the errors the response body lists, if it does.
+	// Errors are the errors the response body lists, if it does: all of
+	// them, though Error names each distinct code and message once (a
+	// registry lists one MANIFEST_BLOB_UNKNOWN per blob a manifest names).
 	Errors []ErrorDetail
 	// Body is the start of a response body that is not such a list.
 	Body string
@@ -47,20 +49,24 @@ type ErrorDetail struct {
 const maxBodyText = 256
 
 // Error returns, for example, "PUT http://127.0.0.1:5000/v2/cache/blobs/
-// uploads/…: 500 Internal Server Error: UNKNOWN: disk on fire".
+// uploads/…: 500 Internal Server Error: UNKNOWN: disk on fire". Errors of
+// the body with the same code and message are given once.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Method + " " + e.URL + ": " + e.Status)
-	for i, d := range e.Errors {
-		if i == 0 {
-			b.WriteString(": ")
-		} else {
-			b.WriteString("; ")
+	sep := ": "
+	seen := make(map[[2]string]bool, len(e.Errors))
+	for _, d := range e.Errors {
+		k := [2]string{d.Code, d.Message}
+		if seen[k] {
+			continue
 		}
-		b.WriteString(d.Code)
+		seen[k] = true
+		b.WriteString(sep + d.Code)
 		if d.Message != "" {
 			b.WriteString(": " + d.Message)
 		}
+		sep = "; "
 	}
 	if len(e.Errors) == 0 && e.Body != "" {
 		b.WriteString(": " + e.Body)

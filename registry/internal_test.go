@@ -330,6 +330,21 @@ func TestErrorText(t *testing.T) {
 		t.Errorf("body kept whole: %d bytes", len(e.Body))
 	}
 
+	// A registry lists one error per blob a manifest names: each distinct
+	// code and message is said once; Errors keeps them all.
+	e = newError("PUT", "http://h/v2/c/manifests/v1", 400, "400 Bad Request", []byte(`{"errors":[`+
+		`{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:a"},`+
+		`{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:b"},`+
+		`{"code":"MANIFEST_INVALID","message":"manifest invalid"},`+
+		`{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:c"},`+
+		`{"code":"MANIFEST_BLOB_UNKNOWN","message":"other words"}]}`))
+	if got, want := e.Error(), "PUT http://h/v2/c/manifests/v1: 400 Bad Request: MANIFEST_BLOB_UNKNOWN: blob unknown to registry; MANIFEST_INVALID: manifest invalid; MANIFEST_BLOB_UNKNOWN: other words"; got != want {
+		t.Errorf("repeated errors:\n got %s\nwant %s", got, want)
+	}
+	if len(e.Errors) != 5 {
+		t.Errorf("Errors keeps %d of 5", len(e.Errors))
+	}
+
 	auth := classify(pkgerrors.Wrap(docker.ErrInvalidAuthorization, "push access denied"))
 	if !errdefs.IsUnauthorized(auth) || !errors.Is(auth, docker.ErrInvalidAuthorization) || auth.Error() != "push access denied: authorization failed" {
 		t.Errorf("refused authorization: %v", auth)
