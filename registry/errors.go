@@ -10,9 +10,11 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 )
 
@@ -36,6 +38,9 @@ type Error struct {
 	Errors []ErrorDetail
 	// Body is the start of a response body that is not such a list.
 	Body string
+	// Hint, if not empty, says what may mend the error; the message ends
+	// with it.
+	Hint string
 }
 
 // ErrorDetail is one error of a registry's error response.
@@ -71,7 +76,45 @@ func (e *Error) Error() string {
 	if len(e.Errors) == 0 && e.Body != "" {
 		b.WriteString(": " + e.Body)
 	}
+	if e.Hint != "" {
+		b.WriteString(" (" + e.Hint + ")")
+	}
 	return b.String()
+}
+
+// indexRefusedHint is the Hint of a registry's refusal of an index or a
+// manifest list.
+const indexRefusedHint = "the registry may not accept an index of blobs; use the image-manifest form: remotecache.FormatImageManifest, --format image-manifest"
+
+// hintIndexRefused gives err, the failure of a push of a manifest of
+// media type mediaType, the hint to use the image-manifest form when the
+// registry refused an index or manifest list as invalid: the reference
+// registry by default (validation.manifests.indexes.platforms: all), ECR,
+// GAR and Quay refuse an index whose entries are blobs, not manifests,
+// with MANIFEST_BLOB_UNKNOWN, MANIFEST_INVALID or a bare 400.
+func hintIndexRefused(err error, mediaType string) error {
+	if mediaType != ocispec.MediaTypeImageIndex && mediaType != images.MediaTypeDockerSchema2ManifestList {
+		return err
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Method != http.MethodPut || !strings.Contains(e.URL, "/manifests/") {
+		return err
+	}
+	refused := false
+	switch e.StatusCode {
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		refused = true
+	}
+	for _, d := range e.Errors {
+		switch d.Code {
+		case "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "UNSUPPORTED":
+			refused = true
+		}
+	}
+	if refused {
+		e.Hint = indexRefusedHint
+	}
+	return err
 }
 
 // Unwrap returns the errdefs class of the status.
