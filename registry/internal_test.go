@@ -330,6 +330,21 @@ func TestErrorText(t *testing.T) {
 		t.Errorf("body kept whole: %d bytes", len(e.Body))
 	}
 
+	// A registry lists one error per blob a manifest names: each distinct
+	// code and message is said once; Errors keeps them all.
+	e = newError("PUT", "http://h/v2/c/manifests/v1", 400, "400 Bad Request", []byte(`{"errors":[`+
+		`{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:a"},`+
+		`{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:b"},`+
+		`{"code":"MANIFEST_INVALID","message":"manifest invalid"},`+
+		`{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:c"},`+
+		`{"code":"MANIFEST_BLOB_UNKNOWN","message":"other words"}]}`))
+	if got, want := e.Error(), "PUT http://h/v2/c/manifests/v1: 400 Bad Request: MANIFEST_BLOB_UNKNOWN: blob unknown to registry; MANIFEST_INVALID: manifest invalid; MANIFEST_BLOB_UNKNOWN: other words"; got != want {
+		t.Errorf("repeated errors:\n got %s\nwant %s", got, want)
+	}
+	if len(e.Errors) != 5 {
+		t.Errorf("Errors keeps %d of 5", len(e.Errors))
+	}
+
 	auth := classify(pkgerrors.Wrap(docker.ErrInvalidAuthorization, "push access denied"))
 	if !errdefs.IsUnauthorized(auth) || !errors.Is(auth, docker.ErrInvalidAuthorization) || auth.Error() != "push access denied: authorization failed" {
 		t.Errorf("refused authorization: %v", auth)
@@ -378,4 +393,38 @@ func TestSpool(t *testing.T) {
 		t.Fatalf("small spool: %q", got)
 	}
 	small.Close()
+}
+
+func TestHintIndexRefused(t *testing.T) {
+	const (
+		index    = "application/vnd.oci.image.index.v1+json"
+		list     = "application/vnd.docker.distribution.manifest.list.v2+json"
+		manifest = "application/vnd.oci.image.manifest.v1+json"
+	)
+	blobUnknown := []byte(`{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}`)
+	for _, tc := range []struct {
+		name      string
+		mediaType string
+		method    string
+		url       string
+		code      int
+		body      []byte
+		hint      bool
+	}{
+		{"index, blob unknown", index, "PUT", "http://h/v2/c/manifests/v1", 400, blobUnknown, true},
+		{"manifest list, blob unknown", list, "PUT", "http://h/v2/c/manifests/v1", 400, blobUnknown, true},
+		{"index, bare 400", index, "PUT", "http://h/v2/c/manifests/v1", 400, nil, true},
+		{"index, 415", index, "PUT", "http://h/v2/c/manifests/v1", 415, nil, true},
+		{"index, MANIFEST_INVALID as 404", index, "PUT", "http://h/v2/c/manifests/v1", 404, []byte(`{"errors":[{"code":"MANIFEST_INVALID"}]}`), true},
+		{"image manifest", manifest, "PUT", "http://h/v2/c/manifests/v1", 400, blobUnknown, false},
+		{"index, unauthenticated", index, "PUT", "http://h/v2/c/manifests/v1", 401, nil, false},
+		{"index, denied", index, "PUT", "http://h/v2/c/manifests/v1", 403, []byte(`{"errors":[{"code":"DENIED"}]}`), false},
+		{"index, unavailable", index, "PUT", "http://h/v2/c/manifests/v1", 503, nil, false},
+		{"index, a blob upload", index, "PUT", "http://h/v2/c/blobs/uploads/u", 400, nil, false},
+	} {
+		err := hintIndexRefused(pkgerrors.Wrap(newError(tc.method, tc.url, tc.code, "", tc.body), "pushing"), tc.mediaType)
+		if got := strings.Contains(err.Error(), "--format image-manifest"); got != tc.hint {
+			t.Errorf("%s: %v: hint %v, want %v", tc.name, err, got, tc.hint)
+		}
+	}
 }

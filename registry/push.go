@@ -76,7 +76,7 @@ func (r *Remote) Writer(ctx context.Context, opts ...content.WriterOpt) (content
 	case uploadRetryable(err):
 		w.err = err // Commit tries again with the spooled bytes
 	default:
-		return nil, r.wrap(ctx, err, "pushing %s to %s", desc.Digest, r.ref)
+		return nil, r.wrap(ctx, hintIndexRefused(err, desc.MediaType), "pushing %s to %s", desc.Digest, r.ref)
 	}
 	return w, nil
 }
@@ -145,7 +145,7 @@ func (w *writer) feed(p []byte, start int64) error {
 	if uploadRetryable(err) {
 		return nil
 	}
-	return errors.Wrapf(w.err, "pushing %s to %s", w.desc.Digest, w.r.ref)
+	return errors.Wrapf(hintIndexRefused(w.err, w.desc.MediaType), "pushing %s to %s", w.desc.Digest, w.r.ref)
 }
 
 // replay sends the first n spooled bytes to the live upload.
@@ -202,7 +202,7 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 	if err == nil || errdefs.IsAlreadyExists(err) {
 		return nil
 	}
-	return w.r.wrap(ctx, attempts(err, w.attempts), "pushing %s to %s", w.desc.Digest, w.r.ref)
+	return w.r.wrap(ctx, attempts(hintIndexRefused(err, w.desc.MediaType), w.attempts), "pushing %s to %s", w.desc.Digest, w.r.ref)
 }
 
 // attempt uploads the spooled bytes as a new upload.

@@ -72,6 +72,13 @@ func serve(t testing.TB, h http.Handler) string {
 // asks for basic auth (htpasswd) of one of them.
 func startRegistry(t testing.TB, users map[string]string) *server {
 	t.Helper()
+	return startRegistryWith(t, users, nil)
+}
+
+// startRegistryWith starts a registry as startRegistry does, with its
+// configuration changed by configure (if not nil) before it starts.
+func startRegistryWith(t testing.TB, users map[string]string, configure func(*configuration.Configuration)) *server {
+	t.Helper()
 	cfg := &configuration.Configuration{}
 	cfg.Storage = configuration.Storage{
 		"inmemory":    configuration.Parameters{},
@@ -98,6 +105,9 @@ func startRegistry(t testing.TB, users map[string]string) *server {
 			t.Fatal(err)
 		}
 		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "regtest", "path": path}}
+	}
+	if configure != nil {
+		configure(cfg)
 	}
 	app := handlers.NewApp(context.Background(), cfg)
 	t.Cleanup(func() { app.Shutdown() })
