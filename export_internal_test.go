@@ -6,7 +6,6 @@ package remotecache
 var (
 	DecodeConfigForTest     = decodeConfig
 	DecodeConfigIntoForTest = decodeConfigInto
-	AppendConfigForTest     = appendConfig
 )
 
 // decodeConfig decodes a cache config as json.Unmarshal would into a new
