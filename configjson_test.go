@@ -2,7 +2,6 @@ package remotecache_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -10,15 +9,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/buildcache/remotecache"
-	"github.com/buildcache/remotecache/internal/cachegen"
 )
 
 // The config decoder (configjson.go) is unexported;
@@ -484,75 +480,4 @@ func FuzzConfigJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cjCheck(t, data)
 	})
-}
-
-// A config from a generated graph of 100k records, made once.
-var cjBig struct {
-	once    sync.Once
-	json    []byte
-	records int
-}
-
-func cjBigConfig(b *testing.B) ([]byte, int) {
-	cjBig.once.Do(func() {
-		g := cachegen.New(1, 100000)
-		cc := remotecache.NewCacheChains()
-		if err := cachegen.Replay(cc, g, nil, nil); err != nil {
-			b.Fatal(err)
-		}
-		cfg, _, err := cc.Marshal(context.Background())
-		if err != nil {
-			b.Fatal(err)
-		}
-		cjBig.json, err = json.Marshal(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cjBig.records = len(cfg.Records)
-		b.Logf("config: %d bytes, %d layers, %d records", len(cjBig.json), len(cfg.Layers), len(cfg.Records))
-	})
-	if cjBig.json == nil {
-		b.Fatal("no config")
-	}
-	return cjBig.json, cjBig.records
-}
-
-// cjCPUTime returns the user and system CPU time of the process, GC
-// included: steadier than elapsed time on a loaded machine.
-func cjCPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func BenchmarkDecodeConfig(b *testing.B) {
-	dt, records := cjBigConfig(b)
-	for _, bc := range []struct {
-		name   string
-		decode func([]byte) error
-	}{
-		{"encoding_json", func(dt []byte) error {
-			var c remotecache.CacheConfig
-			return json.Unmarshal(dt, &c)
-		}},
-		{"configjson", func(dt []byte) error {
-			_, err := decodeConfig(dt)
-			return err
-		}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.SetBytes(int64(len(dt)))
-			b.ReportAllocs()
-			cpu0 := cjCPUTime()
-			for b.Loop() {
-				if err := bc.decode(dt); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(records), "ns/record")
-			b.ReportMetric(float64(cjCPUTime()-cpu0)/float64(b.N)/float64(records), "cpu-ns/record")
-		})
-	}
 }

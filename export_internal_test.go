@@ -8,6 +8,10 @@ var (
 	DecodeConfigIntoForTest = decodeConfigInto
 )
 
+// MinEntryJSONForTest is Parse's bound on the length of a layer or record,
+// for benchmarks that size slices as Parse does.
+const MinEntryJSONForTest = minEntryJSON
+
 // decodeConfig decodes a cache config as json.Unmarshal would into a new
 // CacheConfig.
 func decodeConfig(data []byte) (*CacheConfig, error) {
