@@ -156,7 +156,7 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		return nil, err
 	}
 
-	dt, err := appendConfig(nil, config)
+	dt, err := json.Marshal(config)
 	if err != nil {
 		return nil, errors.Wrap(err, "encoding cache config")
 	}
