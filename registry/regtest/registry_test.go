@@ -568,3 +568,67 @@ func TestRateLimited(t *testing.T) {
 	}
 	t.Logf("failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
+
+// TestUploadUnavailable runs against a registry whose upload POSTs all
+// answer 503, with a Retry-After too long to wait for and with none: the
+// export fails with the registry's message after a bounded number of
+// POSTs. Remote.Writer must not fail such an upload with an error of
+// class unavailable, which content.OpenWriter (the exporter opens its
+// writers with it) takes for a locked ref and retries without end.
+func TestUploadUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		retryAfter string
+		posts      int // POSTs for the graph's one blob
+		later      bool
+	}{
+		// Not retried: the registry asks for more than a minute.
+		{name: "Retry-After: 3600", retryAfter: "3600", posts: 1, later: true},
+		// Each attempt is two POSTs: containerd's resolver sends a
+		// request that got a 503 once more itself.
+		{name: "no Retry-After", posts: 2 * registry.DefaultAttempts},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startRegistry(t, nil)
+			fp := startFaultProxy(t, srv.Host, func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
+				if r.Method != http.MethodPost {
+					return false
+				}
+				if tc.retryAfter != "" {
+					w.Header().Set("Retry-After", tc.retryAfter)
+				}
+				writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "uploads are paused for maintenance")
+				return true
+			}, nil)
+			g := cachegen.NewWithOptions(9, 3, cachegen.Options{BlobSize: 1 << 10, MaxBlobs: 1})
+			if len(g.Blobs) != 1 {
+				t.Fatalf("graph has %d blobs, want 1", len(g.Blobs))
+			}
+			// A guard, not a measure: a hang shows as a context that ran out.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			_, err := export(ctx, newRemote(t, fp.Host+"/cache:latest"), g, remotecache.FormatImageManifest)
+			posts := 0
+			for _, n := range fp.Attempts("POST ") {
+				posts += n
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("export still running after 60 s and %d POSTs: %v", posts, err)
+			}
+			if err == nil || !strings.Contains(err.Error(), "uploads are paused for maintenance") || !strings.Contains(err.Error(), "503") {
+				t.Fatalf("export: %v, want the registry's 503 and message", err)
+			}
+			if !errdefs.IsUnavailable(err) {
+				t.Errorf("export: %v, want an error of class unavailable", err)
+			}
+			var later *registry.RetryLaterError
+			if errors.As(err, &later) != tc.later {
+				t.Errorf("export: %v: RetryLaterError %v, want %v", err, !tc.later, tc.later)
+			}
+			if posts != tc.posts {
+				t.Errorf("%d POSTs, want %d", posts, tc.posts)
+			}
+			t.Logf("%d POSTs: %v", posts, err)
+		})
+	}
+}
