@@ -959,7 +959,7 @@ func TestConcurrentPrunes(t *testing.T) {
 	var first result
 	select {
 	case first = <-results:
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second): // a guard, beyond ctx's 30s
 		t.Fatal("neither Prune returned: they wait for each other")
 	}
 	if !errdefs.IsUnavailable(first.err) {
@@ -1016,7 +1016,6 @@ func TestOpenContextWhilePruning(t *testing.T) {
 	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	opened := make(chan error, 1)
-	start := time.Now()
 	go func() {
 		s, err := ocilayout.OpenContext(short, dir)
 		if err == nil {
@@ -1024,16 +1023,16 @@ func TestOpenContextWhilePruning(t *testing.T) {
 		}
 		opened <- err
 	}()
+	// The Prune holds the lock until release: an OpenContext that returns
+	// before that with the deadline's error gave up when its context
+	// said so. The timer is a guard against a hang, not a measure.
 	select {
 	case err := <-opened:
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("OpenContext while a Prune holds the lock = %v, want deadline exceeded", err)
 		}
-		if d := time.Since(start); d > 2*time.Second {
-			t.Fatalf("OpenContext took %v past a 100ms deadline", d)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("OpenContext with a 100ms deadline still waiting after 5s")
+	case <-time.After(60 * time.Second):
+		t.Fatal("OpenContext with a 100ms deadline still waiting after 60s")
 	}
 	release()
 	s, err := ocilayout.OpenContext(context.Background(), dir)

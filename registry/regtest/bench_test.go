@@ -131,7 +131,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 			return benchSample{}, err
 		}
 		runtime.GC()
-		before, reqs := srv.uploaded.Load(), benchRequests(srv)
+		before, reqs := srv.uploaded.Load(), srv.Counts()
 		var res map[string]string
 		cpu0, start := benchCPU(), time.Now()
 		// With -cpuprofile, samples carry the labels side and phase:
@@ -139,7 +139,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		pprof.Do(ctx, pprof.Labels("side", side, "phase", phase), func(context.Context) {
 			res, err = fin()
 		})
-		s := benchSample{wall: time.Since(start), cpu: benchCPU() - cpu0, uploaded: srv.uploaded.Load() - before, requests: benchRequestsSince(srv, reqs)}
+		s := benchSample{wall: time.Since(start), cpu: benchCPU() - cpu0, uploaded: srv.uploaded.Load() - before, requests: srv.CountsSince(reqs)}
 		if err != nil {
 			return s, err
 		}
@@ -272,26 +272,6 @@ func benchBKReplay(t solver.CacheExporterTarget, g *cachegen.Graph, order []int,
 		recs[i] = rec
 	}
 	return nil
-}
-
-func benchRequests(s *server) map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.requests))
-	for k, v := range s.requests {
-		m[k] = v
-	}
-	return m
-}
-
-func benchRequestsSince(s *server, before map[string]int) map[string]int {
-	now := benchRequests(s)
-	for k, v := range before {
-		if now[k] -= v; now[k] == 0 {
-			delete(now, k)
-		}
-	}
-	return now
 }
 
 // benchFormatRequests writes request counts as "HEAD blob 200, …", sorted.
