@@ -24,7 +24,7 @@ import (
 // does for ours.
 func bkReplay(t testing.TB, tg solver.CacheExporterTarget, g *cachegen.Graph, order []int, provider content.InfoReaderProvider) {
 	t.Helper()
-	if err := sidebyside.NewBKReplayer(g, provider).Replay(tg, order); err != nil {
+	if _, err := sidebyside.NewBKReplayer(g, provider).Replay(tg, order); err != nil {
 		t.Fatalf("buildkit replay: %v", err)
 	}
 }
