@@ -20,6 +20,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	remotecache "github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/clitest"
 	"github.com/buildcache/remotecache/registry"
 )
 
@@ -155,26 +156,15 @@ func pushIndependent(t *testing.T, ref string, n int) {
 func TestCLICopyFromFlakySource(t *testing.T) {
 	bin := buildCLI(t)
 	srv := deletingRegistry(t)
-	cliOK(t, bin, "copy", "--quiet", "oci:"+cliFixture(t), "registry:"+srv.Host+"/cache/src:v1")
+	clitest.OK(t, bin, "copy", "--quiet", "oci:"+clitest.Fixture(t), "registry:"+srv.Host+"/cache/src:v1")
 
 	// oneLineError checks that a failed run printed one line on stderr,
 	// naming every string in want.
-	oneLineError := func(t *testing.T, r cliRun, want ...string) {
+	oneLineError := func(t *testing.T, r clitest.Result, want ...string) {
 		t.Helper()
-		if r.code != 1 {
-			t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-		}
-		line := strings.TrimSuffix(r.stderr, "\n")
-		if strings.Contains(line, "\n") || !strings.HasPrefix(line, "remotecache: ") {
-			t.Errorf("stderr is not one line \"remotecache: …\":\n%s", r.stderr)
-		}
-		for _, w := range want {
-			if !strings.Contains(line, w) {
-				t.Errorf("stderr does not say %q:\n%s", w, r.stderr)
-			}
-		}
-		if r.stdout != "" {
-			t.Errorf("stdout %q, want nothing", r.stdout)
+		clitest.FailsWith(t, r, want...)
+		if r.Stdout != "" {
+			t.Errorf("stdout %q, want nothing", r.Stdout)
 		}
 	}
 
@@ -183,16 +173,16 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		failing := map[digest.Digest]bool{cliFixtureLeafA: true, cliFixtureLeafB: true}
 		fp := startFaultProxy(t, srv.Host, unavailableHeads(&heads, func(d digest.Digest) bool { return failing[d] }), nil)
 		dst := filepath.Join(t.TempDir(), "out")
-		r := cliExec(t, bin, "copy", "--quiet", "registry:"+fp.Host+"/cache/src:v1", "oci:"+dst)
+		r := clitest.Run(t, bin, "copy", "--quiet", "registry:"+fp.Host+"/cache/src:v1", "oci:"+dst)
 		oneLineError(t, r, "503 Service Unavailable")
-		if !strings.Contains(r.stderr, cliFixtureLeafA) && !strings.Contains(r.stderr, cliFixtureLeafB) {
-			t.Errorf("stderr names neither blob whose check fails (%s, %s):\n%s", cliFixtureLeafA, cliFixtureLeafB, r.stderr)
+		if !strings.Contains(r.Stderr, cliFixtureLeafA) && !strings.Contains(r.Stderr, cliFixtureLeafB) {
+			t.Errorf("stderr names neither blob whose check fails (%s, %s):\n%s", cliFixtureLeafA, cliFixtureLeafB, r.Stderr)
 		}
 		if tags := layoutTags(t, dst); len(tags) != 0 {
 			t.Errorf("the destination has tags %q after a failed copy", tags)
 		}
 		_, per := heads.counts()
-		t.Logf("exit 1: %s; HEADs per blob: %v", strings.TrimSpace(r.stderr), per)
+		t.Logf("exit 1: %s; HEADs per blob: %v", strings.TrimSpace(r.Stderr), per)
 	})
 
 	t.Run("every blob unavailable", func(t *testing.T) {
@@ -204,18 +194,18 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		fp := startFaultProxy(t, srv.Host, unavailableHeads(&heads, func(digest.Digest) bool { return true }), nil)
 		dst := filepath.Join(t.TempDir(), "out")
 		start := time.Now()
-		r := cliExec(t, bin, "copy", "--quiet", "registry:"+fp.Host+"/cache/independent:v1", "oci:"+dst)
+		r := clitest.Run(t, bin, "copy", "--quiet", "registry:"+fp.Host+"/cache/independent:v1", "oci:"+dst)
 		elapsed := time.Since(start)
 		total, per := heads.counts()
 		oneLineError(t, r, "503 Service Unavailable")
 		named := 0
 		for d := range per {
-			if strings.Contains(r.stderr, string(d)) {
+			if strings.Contains(r.Stderr, string(d)) {
 				named++
 			}
 		}
 		if named != 1 {
-			t.Errorf("stderr names %d of the blobs checked, want 1:\n%s", named, r.stderr)
+			t.Errorf("stderr names %d of the blobs checked, want 1:\n%s", named, r.Stderr)
 		}
 		// The first blob whose check fails ends the copy: at most one
 		// blob's attempts for each blob in flight, not every blob's.
@@ -226,14 +216,14 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		if tags := layoutTags(t, dst); len(tags) != 0 {
 			t.Errorf("the destination has tags %q after a failed copy", tags)
 		}
-		t.Logf("exit 1 after %v and %d HEAD requests (%v): %s", elapsed.Round(time.Millisecond), total, per, strings.TrimSpace(r.stderr))
+		t.Logf("exit 1 after %v and %d HEAD requests (%v): %s", elapsed.Round(time.Millisecond), total, per, strings.TrimSpace(r.Stderr))
 	})
 
 	t.Run("blob deleted", func(t *testing.T) {
 		// A repository of its own, whose blob is gone for good: the
 		// registry answers 404, and only the result that needs the blob
 		// is dropped.
-		cliOK(t, bin, "copy", "--quiet", "oci:"+cliFixture(t), "registry:"+srv.Host+"/cache/deleted:v1")
+		clitest.OK(t, bin, "copy", "--quiet", "oci:"+clitest.Fixture(t), "registry:"+srv.Host+"/cache/deleted:v1")
 		req, err := http.NewRequest(http.MethodDelete, "http://"+srv.Host+"/v2/cache/deleted/blobs/"+cliFixtureLeafA, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -247,17 +237,17 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 			t.Fatalf("DELETE blob %s: %s", cliFixtureLeafA, resp.Status)
 		}
 		dst := filepath.Join(t.TempDir(), "out")
-		r := cliOK(t, bin, "copy", "--quiet", "registry:"+srv.Host+"/cache/deleted:v1", "oci:"+dst)
+		r := clitest.OK(t, bin, "copy", "--quiet", "registry:"+srv.Host+"/cache/deleted:v1", "oci:"+dst)
 		rep := cliInspectJSON(t, bin, "oci:"+dst)
-		if rep.Counts.Records != cliFixtureRecords || rep.Counts.Blobs != cliFixtureBlobs-1 || rep.Counts.Missing != 0 {
-			t.Errorf("copy: counts %+v, want %d records, %d blobs (all but the deleted one), none missing", rep.Counts, cliFixtureRecords, cliFixtureBlobs-1)
+		if rep.Counts.Records != clitest.FixtureRecords || rep.Counts.Blobs != clitest.FixtureBlobs-1 || rep.Counts.Missing != 0 {
+			t.Errorf("copy: counts %+v, want %d records, %d blobs (all but the deleted one), none missing", rep.Counts, clitest.FixtureRecords, clitest.FixtureBlobs-1)
 		}
 		for _, b := range rep.Blobs {
 			if b.Digest == cliFixtureLeafA {
 				t.Errorf("the copy lists the deleted blob %s", b.Digest)
 			}
 		}
-		t.Logf("exit 0: %s", strings.TrimSpace(r.stdout))
+		t.Logf("exit 0: %s", strings.TrimSpace(r.Stdout))
 	})
 }
 
