@@ -19,17 +19,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
-
-// tcManifestDesc decodes the manifest descriptor from Finalize's response.
-func tcManifestDesc(t testing.TB, res map[string]string) ocispec.Descriptor {
-	t.Helper()
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		t.Fatalf("response %v: %v", res, err)
-	}
-	return desc
-}
 
 // tcManifestBlobs reads the manifest at desc and returns the descriptors it
 // lists (layers, then config) and the media types of the layers.
@@ -85,7 +76,7 @@ func TestFinalizeWritesLayersThenConfigThenManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mdesc := tcManifestDesc(t, res)
+	mdesc := cachetest.ManifestDesc(t, res)
 	if mdesc.MediaType != ocispec.MediaTypeImageManifest {
 		t.Fatalf("default manifest media type %s", mdesc.MediaType)
 	}
@@ -169,7 +160,7 @@ func TestFinalizeMediaTypesPerFormat(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mdesc := tcManifestDesc(t, res)
+			mdesc := cachetest.ManifestDesc(t, res)
 			if mdesc.MediaType != tc.manifest {
 				t.Fatalf("manifest media type %s, want %s", mdesc.MediaType, tc.manifest)
 			}
@@ -457,7 +448,7 @@ func TestFinalizeWarnsOnLargeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, config := tcManifestBlobs(t, dst, tcManifestDesc(t, res))
+	_, config := tcManifestBlobs(t, dst, cachetest.ManifestDesc(t, res))
 	if config.Size <= 1<<20 {
 		t.Fatalf("config is %d bytes; the test needs more than 1 MiB", config.Size)
 	}
@@ -479,7 +470,7 @@ func TestFinalizeProgressIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mdesc := tcManifestDesc(t, res)
+	mdesc := cachetest.ManifestDesc(t, res)
 	_, config := tcManifestBlobs(t, dst, mdesc)
 	want := []string{"writing config " + config.Digest.String(), "writing manifest " + mdesc.Digest.String()}
 	for _, b := range blobs {
@@ -651,7 +642,7 @@ func TestFinalizeWritesManifestToTaggers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mdesc := tcManifestDesc(t, res)
+	mdesc := cachetest.ManifestDesc(t, res)
 	if len(spy.attempts) != 1 || spy.attempts[mdesc.Digest] != 1 || spy.writers != 0 {
 		t.Fatalf("writer calls %v (%d opened), want one, for the manifest %s", spy.attempts, spy.writers, mdesc.Digest)
 	}

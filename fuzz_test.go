@@ -17,6 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // Seed corpora are in testdata/fuzz/FuzzParse and testdata/fuzz/FuzzImport;
@@ -83,14 +84,8 @@ func fzCheck(t *testing.T, records int, errSpy, errCC error, spy *itSpy, cc *rem
 	if records >= 0 && len(spy.calls) != records {
 		t.Fatalf("%d records added, config has %d", len(spy.calls), records)
 	}
-	cfg, descs, err := cc.Marshal(context.Background())
-	if err != nil {
-		t.Fatalf("Marshal after a successful Parse: %v", err)
-	}
-	out, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatalf("encoding Marshal's config: %v", err)
-	}
+	// Marshal after a successful Parse.
+	cfg, descs, out := cachetest.Marshal(t, cc)
 	if len(cfg.Records) > len(spy.calls) {
 		t.Fatalf("Marshal wrote %d records from %d Add calls", len(cfg.Records), len(spy.calls))
 	}
@@ -105,14 +100,7 @@ func fzCheck(t *testing.T, records int, errSpy, errCC error, spy *itSpy, cc *rem
 	if err := remotecache.Parse(out, descs, again); err != nil {
 		t.Fatalf("Parse of Marshal's output: %v\n%s", err, out)
 	}
-	cfg2, descs2, err := again.Marshal(context.Background())
-	if err != nil {
-		t.Fatalf("Marshal after the round trip: %v", err)
-	}
-	out2, err := json.Marshal(cfg2)
-	if err != nil {
-		t.Fatalf("encoding the round trip's config: %v", err)
-	}
+	_, descs2, out2 := cachetest.Marshal(t, again)
 	if !bytes.Equal(out, out2) {
 		t.Fatalf("round trip changed the config:\nbefore: %s\nafter:  %s", out, out2)
 	}

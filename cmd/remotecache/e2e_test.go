@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/clitest"
 	"github.com/buildcache/remotecache/ocilayout"
 	"github.com/containerd/containerd/v2/core/content"
@@ -117,7 +118,7 @@ func sameFiles(t *testing.T, before, after map[string]string) {
 }
 
 func TestCopyEachFormat(t *testing.T) {
-	src := clitest.Fixture(t)
+	src := cachetest.Fixture(t)
 	before := snapshot(t, src)
 	for _, format := range []string{"image-manifest", "oci-index", "manifest-list"} {
 		t.Run(format, func(t *testing.T) {
@@ -135,7 +136,7 @@ func TestCopyEachFormat(t *testing.T) {
 			if rep.Format != format {
 				t.Errorf("format %q, want %q", rep.Format, format)
 			}
-			want := counts{Records: clitest.FixtureRecords, Layers: clitest.FixtureLayers, Blobs: clitest.FixtureBlobs}
+			want := counts{Records: cachetest.FixtureRecords, Layers: cachetest.FixtureLayers, Blobs: cachetest.FixtureBlobs}
 			if rep.Counts != want {
 				t.Errorf("counts %+v, want %+v", rep.Counts, want)
 			}
@@ -146,8 +147,8 @@ func TestCopyEachFormat(t *testing.T) {
 			if rep.TotalBytes != sum+rep.Manifest.Size+rep.Config.Size {
 				t.Errorf("total %d bytes, want %d", rep.TotalBytes, sum+rep.Manifest.Size+rep.Config.Size)
 			}
-			if format == "image-manifest" && rep.Manifest.Digest != clitest.FixtureManifest {
-				t.Errorf("manifest %s, want BuildKit's %s", rep.Manifest.Digest, clitest.FixtureManifest)
+			if format == "image-manifest" && rep.Manifest.Digest != cachetest.FixtureManifest {
+				t.Errorf("manifest %s, want BuildKit's %s", rep.Manifest.Digest, cachetest.FixtureManifest)
 			}
 
 			text := ok(t, "inspect", loc).Stdout
@@ -157,7 +158,7 @@ func TestCopyEachFormat(t *testing.T) {
 				}
 			}
 			dot := ok(t, "inspect", "--dot", loc).Stdout
-			if !strings.HasPrefix(dot, "digraph cache {") || strings.Count(dot, " -> ") < clitest.FixtureRecords-3 {
+			if !strings.HasPrefix(dot, "digraph cache {") || strings.Count(dot, " -> ") < cachetest.FixtureRecords-3 {
 				t.Errorf("inspect --dot:\n%s", dot)
 			}
 
@@ -168,8 +169,8 @@ func TestCopyEachFormat(t *testing.T) {
 			// Back to an image manifest: BuildKit's bytes again.
 			back := "oci:" + filepath.Join(t.TempDir(), "back")
 			ok(t, "copy", "--quiet", loc, back)
-			if got := inspectJSON(t, back).Manifest.Digest; got != clitest.FixtureManifest {
-				t.Errorf("copied back: manifest %s, want %s", got, clitest.FixtureManifest)
+			if got := inspectJSON(t, back).Manifest.Digest; got != cachetest.FixtureManifest {
+				t.Errorf("copied back: manifest %s, want %s", got, cachetest.FixtureManifest)
 			}
 		})
 	}
@@ -177,7 +178,7 @@ func TestCopyEachFormat(t *testing.T) {
 }
 
 func TestCopyQuietAndFlagsFirst(t *testing.T) {
-	src := clitest.Fixture(t)
+	src := cachetest.Fixture(t)
 	dst := "oci:" + filepath.Join(t.TempDir(), "cache")
 	r := ok(t, "copy", "--quiet", "--concurrency", "1", "--format=oci-index", "oci:"+src, dst)
 	if r.Stderr != "" {
@@ -194,7 +195,7 @@ func TestCopyQuietAndFlagsFirst(t *testing.T) {
 }
 
 func TestInspectFlagsMissingBlobs(t *testing.T) {
-	src := clitest.Fixture(t)
+	src := cachetest.Fixture(t)
 	rep := inspectJSON(t, "oci:"+src)
 	gone := rep.Blobs[0].Digest
 	if err := os.Remove(blobPath(src, gone)); err != nil {
@@ -233,7 +234,7 @@ func blobPath(dir string, d digest.Digest) string {
 }
 
 func TestVerifyCorrupt(t *testing.T) {
-	src := clitest.Fixture(t)
+	src := cachetest.Fixture(t)
 	dst := filepath.Join(t.TempDir(), "cache")
 	loc := "oci:" + dst
 	ok(t, "copy", "--quiet", "oci:"+src, loc)
@@ -317,14 +318,14 @@ func exportSmall(t *testing.T) string {
 }
 
 func TestMerge(t *testing.T) {
-	src, small := clitest.Fixture(t), exportSmall(t)
+	src, small := cachetest.Fixture(t), exportSmall(t)
 	dst := "oci:" + filepath.Join(t.TempDir(), "merged") + ":all"
 	r := ok(t, "merge", "oci:"+src, "oci:"+small, dst, "--format", "oci-index")
 	if !strings.Contains(r.Stderr, "importing oci:"+src+":latest: done") || !strings.Contains(r.Stderr, "importing oci:"+small+":latest: done") {
 		t.Errorf("progress does not show both imports:\n%s", r.Stderr)
 	}
 	rep := inspectJSON(t, dst)
-	if want := (counts{Records: clitest.FixtureRecords + 2, Layers: clitest.FixtureLayers + 2, Blobs: clitest.FixtureBlobs + 2}); rep.Counts != want || rep.Format != "oci-index" {
+	if want := (counts{Records: cachetest.FixtureRecords + 2, Layers: cachetest.FixtureLayers + 2, Blobs: cachetest.FixtureBlobs + 2}); rep.Counts != want || rep.Format != "oci-index" {
 		t.Errorf("merged: %s %+v, want %+v", rep.Format, rep.Counts, want)
 	}
 	selector := false
@@ -343,13 +344,13 @@ func TestMerge(t *testing.T) {
 	// A cache merged with itself is itself.
 	self := "oci:" + filepath.Join(t.TempDir(), "self")
 	ok(t, "merge", "--quiet", "oci:"+src, "oci:"+src, self)
-	if got := inspectJSON(t, self); got.Manifest.Digest != clitest.FixtureManifest {
+	if got := inspectJSON(t, self); got.Manifest.Digest != cachetest.FixtureManifest {
 		t.Errorf("fixture merged with itself: %s %+v", got.Manifest.Digest, got.Counts)
 	}
 }
 
 func TestPrune(t *testing.T) {
-	src := clitest.Fixture(t)
+	src := cachetest.Fixture(t)
 	dir := filepath.Join(t.TempDir(), "cache")
 	ok(t, "copy", "--quiet", "oci:"+src, "oci:"+dir, "--format", "oci-index")
 	old := inspectJSON(t, "oci:"+dir).Manifest
@@ -429,7 +430,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFailures(t *testing.T) {
-	src := clitest.Fixture(t)
+	src := cachetest.Fixture(t)
 	tmp := t.TempDir()
 	nowhere := filepath.Join(tmp, "nowhere")
 	for _, tc := range []struct {
@@ -450,7 +451,7 @@ func TestFailures(t *testing.T) {
 	}
 	// A cache whose layer blobs are all gone: no record has a result
 	// left, so there is nothing to export.
-	empty := clitest.Fixture(t)
+	empty := cachetest.Fixture(t)
 	for _, b := range inspectJSON(t, "oci:"+empty).Blobs {
 		if err := os.Remove(blobPath(empty, b.Digest)); err != nil {
 			t.Fatal(err)

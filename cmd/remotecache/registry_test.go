@@ -14,6 +14,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/clitest"
 )
 
@@ -113,18 +114,18 @@ func (reg *memRegistry) stats() (blobs, uploads, manifests int) {
 
 func TestRegistry(t *testing.T) {
 	host, reg := startRegistry(t)
-	src, small := clitest.Fixture(t), exportSmall(t)
+	src, small := cachetest.Fixture(t), exportSmall(t)
 	v1 := "registry:" + host + "/team/cache:v1"
 
 	r := ok(t, "copy", "oci:"+src, v1)
-	if want := v1 + " " + clitest.FixtureManifest + " image-manifest\n"; r.Stdout != want {
+	if want := v1 + " " + cachetest.FixtureManifest + " image-manifest\n"; r.Stdout != want {
 		t.Errorf("copy to the registry printed %q, want %q", r.Stdout, want)
 	}
-	if blobs, _, manifests := reg.stats(); manifests != 1 || blobs != clitest.FixtureBlobs+2 {
+	if blobs, _, manifests := reg.stats(); manifests != 1 || blobs != cachetest.FixtureBlobs+2 {
 		t.Errorf("registry has %d blobs, %d manifests pushed", blobs, manifests)
 	}
 	rep := inspectJSON(t, v1)
-	if rep.Manifest.Digest != clitest.FixtureManifest || rep.Counts != (counts{Records: clitest.FixtureRecords, Layers: clitest.FixtureLayers, Blobs: clitest.FixtureBlobs}) {
+	if rep.Manifest.Digest != cachetest.FixtureManifest || rep.Counts != (counts{Records: cachetest.FixtureRecords, Layers: cachetest.FixtureLayers, Blobs: cachetest.FixtureBlobs}) {
 		t.Errorf("inspect %s: %s %+v", v1, rep.Manifest.Digest, rep.Counts)
 	}
 	ok(t, "verify", v1)
@@ -144,13 +145,13 @@ func TestRegistry(t *testing.T) {
 	ok(t, "verify", dst)
 	idx := "registry:" + host + "/other:idx"
 	ok(t, "copy", "--quiet", dst, idx, "--format", "oci-index")
-	if got := inspectJSON(t, idx); got.Format != "oci-index" || got.Counts.Records != clitest.FixtureRecords {
+	if got := inspectJSON(t, idx); got.Format != "oci-index" || got.Counts.Records != cachetest.FixtureRecords {
 		t.Errorf("inspect %s: %s %+v", idx, got.Format, got.Counts)
 	}
 
 	merged := "registry:" + host + "/merged"
 	ok(t, "merge", "--quiet", v1, "oci:"+small, merged)
-	if got := inspectJSON(t, merged).Counts; got.Records != clitest.FixtureRecords+2 || got.Blobs != clitest.FixtureBlobs+2 {
+	if got := inspectJSON(t, merged).Counts; got.Records != cachetest.FixtureRecords+2 || got.Blobs != cachetest.FixtureBlobs+2 {
 		t.Errorf("merged: %+v", got)
 	}
 

@@ -1,50 +1,26 @@
 // Package clitest builds the remotecache command and runs it as a user
 // would, for the end-to-end tests of cmd/remotecache and of
-// registry/regtest, and gives them the BuildKit cache in testdata to run
-// it on. It is for tests only.
+// registry/regtest (which run it on cachetest.Fixture). It is for tests
+// only.
 package clitest
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
-
-// The BuildKit cache in testdata (testdata/buildkit-local-cache, which a
-// real buildkitd wrote with type=local).
-const (
-	// FixtureManifest is the digest of its manifest, which an
-	// image-manifest copy of it reproduces byte for byte.
-	FixtureManifest = "sha256:5bbdd4698405bbfd20d0e147af898c13cf647d33b7e74b156c91f3cd560556bd"
-	// FixtureRecords, FixtureLayers and FixtureBlobs are how many
-	// records, layers and distinct blobs its config has.
-	FixtureRecords, FixtureLayers, FixtureBlobs = 11, 8, 8
-)
-
-var root = sync.OnceValues(func() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/buildcache/remotecache").Output()
-	if err != nil {
-		return "", fmt.Errorf("clitest: finding the root module: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
-})
-
-// Root returns the directory of the root module,
-// github.com/buildcache/remotecache, as the go command of the calling
-// module sees it (replaced by the local tree in the test modules).
-func Root() (string, error) { return root() }
 
 // Build builds the remotecache command into dir and returns the path of
 // the binary. It is built in the root module, whose go.mod is the one a
 // user builds with, whichever module the test is in.
 func Build(dir string) (string, error) {
-	r, err := Root()
+	r, err := cachetest.Root()
 	if err != nil {
 		return "", err
 	}
@@ -55,21 +31,6 @@ func Build(dir string) (string, error) {
 		return "", fmt.Errorf("go build github.com/buildcache/remotecache/cmd/remotecache: %w\n%s", err, out)
 	}
 	return bin, nil
-}
-
-// Fixture copies the BuildKit cache in testdata into a new directory of
-// t and returns its path, so that no test ever writes into testdata.
-func Fixture(t testing.TB) string {
-	t.Helper()
-	r, err := Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "fixture")
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join(r, "testdata", "buildkit-local-cache"))); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // Result is what one run of the command did.

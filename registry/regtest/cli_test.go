@@ -3,7 +3,6 @@ package regtest
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/clitest"
 )
 
@@ -59,58 +59,18 @@ func cliInspectJSON(t *testing.T, bin, loc string) cliReport {
 	return r
 }
 
-// layoutBlob reads a blob of an OCI layout directory.
-func layoutBlob(t *testing.T, dir string, d digest.Digest) []byte {
-	t.Helper()
-	dt, err := os.ReadFile(filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := digest.FromBytes(dt); got != d {
-		t.Fatalf("blob %s of %s has the bytes of %s", d, dir, got)
-	}
-	return dt
-}
-
-// layoutTagged returns the manifest descriptor an OCI layout's index.json
-// gives the tag, and the manifest's config descriptor.
-func layoutTagged(t *testing.T, dir, tag string) (manifest, config ocispec.Descriptor) {
-	t.Helper()
-	dt, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(dt, &idx); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range idx.Manifests {
-		if m.Annotations[ocispec.AnnotationRefName] == tag {
-			manifest = m
-		}
-	}
-	if manifest.Digest == "" {
-		t.Fatalf("%s: no tag %q in index.json:\n%s", dir, tag, dt)
-	}
-	var mf ocispec.Manifest
-	if err := json.Unmarshal(layoutBlob(t, dir, manifest.Digest), &mf); err != nil {
-		t.Fatal(err)
-	}
-	return manifest, mf.Config
-}
-
 // TestCLI copies the BuildKit fixture into the registry in each manifest
 // form with the built binary, inspects and verifies it there, copies it
 // back into a layout and compares, copies it again (nothing is uploaded),
 // and checks the failure of a tag that does not exist.
 func TestCLI(t *testing.T) {
 	bin := buildCLI(t)
-	src := clitest.Fixture(t)
-	fixtureManifest, fixtureConfig := layoutTagged(t, src, "latest")
-	if fixtureManifest.Digest != clitest.FixtureManifest {
-		t.Fatalf("fixture manifest %s, want %s", fixtureManifest.Digest, clitest.FixtureManifest)
+	src := cachetest.Fixture(t)
+	fixtureManifest, fixtureConfig := cachetest.LayoutTagged(t, src, "latest")
+	if fixtureManifest.Digest != cachetest.FixtureManifest {
+		t.Fatalf("fixture manifest %s, want %s", fixtureManifest.Digest, cachetest.FixtureManifest)
 	}
-	wantConfig := layoutBlob(t, src, fixtureConfig.Digest)
+	wantConfig := cachetest.LayoutBlob(t, src, fixtureConfig.Digest)
 	srv := startRegistry(t, nil)
 
 	for _, format := range []string{"image-manifest", "oci-index", "manifest-list"} {
@@ -123,8 +83,8 @@ func TestCLI(t *testing.T) {
 			if !strings.HasPrefix(r.Stdout, loc+" sha256:") || !strings.HasSuffix(r.Stdout, " "+format+"\n") {
 				t.Errorf("copy printed %q", r.Stdout)
 			}
-			if format == "image-manifest" && r.Stdout != loc+" "+clitest.FixtureManifest+" "+format+"\n" {
-				t.Errorf("copy printed %q, want BuildKit's manifest %s", r.Stdout, clitest.FixtureManifest)
+			if format == "image-manifest" && r.Stdout != loc+" "+cachetest.FixtureManifest+" "+format+"\n" {
+				t.Errorf("copy printed %q, want BuildKit's manifest %s", r.Stdout, cachetest.FixtureManifest)
 			}
 			if !strings.Contains(r.Stderr, "writing layer sha256:") || !strings.Contains(r.Stderr, "tagging "+loc+": done") {
 				t.Errorf("no progress lines on stderr:\n%s", r.Stderr)
@@ -136,14 +96,14 @@ func TestCLI(t *testing.T) {
 			if rep.Format != format {
 				t.Errorf("inspect: format %q, want %q", rep.Format, format)
 			}
-			if rep.Counts.Records != clitest.FixtureRecords || rep.Counts.Layers != clitest.FixtureLayers || rep.Counts.Blobs != clitest.FixtureBlobs || rep.Counts.Missing != 0 {
-				t.Errorf("inspect: counts %+v, want %d records, %d layers, %d blobs, none missing", rep.Counts, clitest.FixtureRecords, clitest.FixtureLayers, clitest.FixtureBlobs)
+			if rep.Counts.Records != cachetest.FixtureRecords || rep.Counts.Layers != cachetest.FixtureLayers || rep.Counts.Blobs != cachetest.FixtureBlobs || rep.Counts.Missing != 0 {
+				t.Errorf("inspect: counts %+v, want %d records, %d layers, %d blobs, none missing", rep.Counts, cachetest.FixtureRecords, cachetest.FixtureLayers, cachetest.FixtureBlobs)
 			}
 			if rep.Config.Digest != fixtureConfig.Digest {
 				t.Errorf("inspect: config %s, want the fixture's %s", rep.Config.Digest, fixtureConfig.Digest)
 			}
-			if format == "image-manifest" && rep.Manifest.Digest != clitest.FixtureManifest {
-				t.Errorf("inspect: manifest %s, want BuildKit's %s", rep.Manifest.Digest, clitest.FixtureManifest)
+			if format == "image-manifest" && rep.Manifest.Digest != cachetest.FixtureManifest {
+				t.Errorf("inspect: manifest %s, want BuildKit's %s", rep.Manifest.Digest, cachetest.FixtureManifest)
 			}
 			var blobBytes int64
 			for _, b := range rep.Blobs {
@@ -173,11 +133,11 @@ func TestCLI(t *testing.T) {
 			// bytes again.
 			out := filepath.Join(t.TempDir(), "out")
 			clitest.OK(t, bin, "copy", "--quiet", loc, "oci:"+out)
-			gotManifest, gotConfig := layoutTagged(t, out, "latest")
-			if gotManifest.Digest != clitest.FixtureManifest {
-				t.Errorf("copied back: manifest %s, want the fixture's %s", gotManifest.Digest, clitest.FixtureManifest)
+			gotManifest, gotConfig := cachetest.LayoutTagged(t, out, "latest")
+			if gotManifest.Digest != cachetest.FixtureManifest {
+				t.Errorf("copied back: manifest %s, want the fixture's %s", gotManifest.Digest, cachetest.FixtureManifest)
 			}
-			if got := layoutBlob(t, out, gotConfig.Digest); !bytes.Equal(got, wantConfig) {
+			if got := cachetest.LayoutBlob(t, out, gotConfig.Digest); !bytes.Equal(got, wantConfig) {
 				t.Errorf("copied back: config differs from the fixture's:\n got %s\nwant %s", got, wantConfig)
 			}
 			clitest.OK(t, bin, "verify", "--quiet", "oci:"+out)

@@ -3,7 +3,6 @@ package regtest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	remotecache "github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/clitest"
 	"github.com/buildcache/remotecache/registry"
 )
@@ -91,19 +91,11 @@ func unavailableHeads(c *headCounter, fails func(digest.Digest) bool) func(http.
 // has no index.json.
 func layoutTags(t *testing.T, dir string) []string {
 	t.Helper()
-	dt, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); os.IsNotExist(err) {
 		return nil
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(dt, &idx); err != nil {
-		t.Fatal(err)
-	}
 	var tags []string
-	for _, m := range idx.Manifests {
+	for _, m := range cachetest.LayoutIndex(t, dir).Manifests {
 		if tag, ok := m.Annotations[ocispec.AnnotationRefName]; ok {
 			tags = append(tags, tag)
 		}
@@ -156,7 +148,7 @@ func pushIndependent(t *testing.T, ref string, n int) {
 func TestCLICopyFromFlakySource(t *testing.T) {
 	bin := buildCLI(t)
 	srv := deletingRegistry(t)
-	clitest.OK(t, bin, "copy", "--quiet", "oci:"+clitest.Fixture(t), "registry:"+srv.Host+"/cache/src:v1")
+	clitest.OK(t, bin, "copy", "--quiet", "oci:"+cachetest.Fixture(t), "registry:"+srv.Host+"/cache/src:v1")
 
 	// oneLineError checks that a failed run printed one line on stderr,
 	// naming every string in want.
@@ -223,7 +215,7 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		// A repository of its own, whose blob is gone for good: the
 		// registry answers 404, and only the result that needs the blob
 		// is dropped.
-		clitest.OK(t, bin, "copy", "--quiet", "oci:"+clitest.Fixture(t), "registry:"+srv.Host+"/cache/deleted:v1")
+		clitest.OK(t, bin, "copy", "--quiet", "oci:"+cachetest.Fixture(t), "registry:"+srv.Host+"/cache/deleted:v1")
 		req, err := http.NewRequest(http.MethodDelete, "http://"+srv.Host+"/v2/cache/deleted/blobs/"+cliFixtureLeafA, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -239,8 +231,8 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "out")
 		r := clitest.OK(t, bin, "copy", "--quiet", "registry:"+srv.Host+"/cache/deleted:v1", "oci:"+dst)
 		rep := cliInspectJSON(t, bin, "oci:"+dst)
-		if rep.Counts.Records != clitest.FixtureRecords || rep.Counts.Blobs != clitest.FixtureBlobs-1 || rep.Counts.Missing != 0 {
-			t.Errorf("copy: counts %+v, want %d records, %d blobs (all but the deleted one), none missing", rep.Counts, clitest.FixtureRecords, clitest.FixtureBlobs-1)
+		if rep.Counts.Records != cachetest.FixtureRecords || rep.Counts.Blobs != cachetest.FixtureBlobs-1 || rep.Counts.Missing != 0 {
+			t.Errorf("copy: counts %+v, want %d records, %d blobs (all but the deleted one), none missing", rep.Counts, cachetest.FixtureRecords, cachetest.FixtureBlobs-1)
 		}
 		for _, b := range rep.Blobs {
 			if b.Digest == cliFixtureLeafA {

@@ -17,6 +17,7 @@ import (
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/clitest"
 	"github.com/buildcache/remotecache/registry"
 )
@@ -108,7 +109,7 @@ func TestIndexRefused(t *testing.T) {
 // registry's error once, the hint; then in the form the hint names.
 func TestCLIIndexRefused(t *testing.T) {
 	bin := buildCLI(t)
-	src := clitest.Fixture(t)
+	src := cachetest.Fixture(t)
 	srv := validatingRegistry(t)
 	loc := "registry:" + srv.Host + "/cache:v1"
 	for _, format := range []string{"oci-index", "manifest-list"} {
@@ -121,7 +122,7 @@ func TestCLIIndexRefused(t *testing.T) {
 			t.Logf("exit 1: %s", strings.TrimSpace(r.Stderr))
 		})
 	}
-	if r := clitest.OK(t, bin, "copy", "--quiet", "oci:"+src, loc, "--format", "image-manifest"); r.Stdout != loc+" "+clitest.FixtureManifest+" image-manifest\n" {
+	if r := clitest.OK(t, bin, "copy", "--quiet", "oci:"+src, loc, "--format", "image-manifest"); r.Stdout != loc+" "+cachetest.FixtureManifest+" image-manifest\n" {
 		t.Errorf("copy --format image-manifest printed %q", r.Stdout)
 	}
 }

@@ -26,6 +26,7 @@ import (
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/registry"
 )
 
@@ -75,20 +76,6 @@ func export(ctx context.Context, ing content.Ingester, g *cachegen.Graph, f remo
 	return res, err
 }
 
-// configOf returns the JSON of the cache config of a graph.
-func configOf(ctx context.Context, t *testing.T, cc *remotecache.CacheChains) []byte {
-	t.Helper()
-	cfg, _, err := cc.Marshal(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dt
-}
-
 // wantConfig returns the JSON of the cache config of g, and the bytes an
 // export of it uploads: its distinct layer blobs and the config.
 func wantConfig(ctx context.Context, t *testing.T, g *cachegen.Graph) ([]byte, int64) {
@@ -97,7 +84,7 @@ func wantConfig(ctx context.Context, t *testing.T, g *cachegen.Graph) ([]byte, i
 	if err := cachegen.Replay(cc, g, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	dt := configOf(ctx, t, cc)
+	dt := cachetest.ConfigJSON(t, cc)
 	var cfg remotecache.CacheConfig
 	if err := json.Unmarshal(dt, &cfg); err != nil {
 		t.Fatal(err)
@@ -125,7 +112,7 @@ func importConfig(ctx context.Context, t *testing.T, r *registry.Remote) []byte 
 	if err := remotecache.Import(ctx, r, desc, cc); err != nil {
 		t.Fatal(err)
 	}
-	return configOf(ctx, t, cc)
+	return cachetest.ConfigJSON(t, cc)
 }
 
 func newRemote(t *testing.T, ref string, opts ...registry.Option) *registry.Remote {
