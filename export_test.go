@@ -185,17 +185,11 @@ func TestFinalizeMediaTypesPerFormat(t *testing.T) {
 type tcSlowProvider struct {
 	content.Store
 	pause time.Duration
-	mu    sync.Mutex
-	opens map[digest.Digest]int
+	opens cachetest.Counter
 }
 
 func (p *tcSlowProvider) ReaderAt(ctx context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
-	p.mu.Lock()
-	if p.opens == nil {
-		p.opens = map[digest.Digest]int{}
-	}
-	p.opens[d.Digest]++
-	p.mu.Unlock()
+	p.opens.Add(d.Digest)
 	ra, err := p.Store.ReaderAt(ctx, d)
 	if err != nil {
 		return nil, err
@@ -243,7 +237,7 @@ func TestFinalizeConcurrencyAndOnceEach(t *testing.T) {
 				if n := dst.perDigest[b.Digest]; n != 1 {
 					t.Errorf("blob %s written %d times", b.Digest, n)
 				}
-				if n := src.opens[b.Digest]; n != 1 {
+				if n := src.opens.Get(b.Digest); n != 1 {
 					t.Errorf("blob %s read %d times", b.Digest, n)
 				}
 			}
@@ -293,15 +287,23 @@ func TestFinalizeSkipsBlobsInStore(t *testing.T) {
 	}
 }
 
-// tcCorruptProvider returns bytes of the right length but the wrong content.
-type tcCorruptProvider struct{ content.Store }
+// tcReaderProvider serves a real store's blobs through wrap.
+type tcReaderProvider struct {
+	content.Store
+	wrap func(content.ReaderAt) content.ReaderAt
+}
 
-func (p tcCorruptProvider) ReaderAt(ctx context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
+func (p tcReaderProvider) ReaderAt(ctx context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
 	ra, err := p.Store.ReaderAt(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	return tcCorruptReader{ra}, nil
+	return p.wrap(ra), nil
+}
+
+// tcCorrupt serves s's blobs with the right length but the wrong content.
+func tcCorrupt(s content.Store) content.Provider {
+	return tcReaderProvider{s, func(ra content.ReaderAt) content.ReaderAt { return tcCorruptReader{ra} }}
 }
 
 type tcCorruptReader struct{ content.ReaderAt }
@@ -314,15 +316,9 @@ func (r tcCorruptReader) ReadAt(b []byte, off int64) (int, error) {
 	return n, err
 }
 
-// tcShortProvider claims fewer bytes than the descriptor.
-type tcShortProvider struct{ content.Store }
-
-func (p tcShortProvider) ReaderAt(ctx context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
-	ra, err := p.Store.ReaderAt(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	return tcShortReader{ra}, nil
+// tcShort serves s's blobs claiming one byte fewer than the descriptor.
+func tcShort(s content.Store) content.Provider {
+	return tcReaderProvider{s, func(ra content.ReaderAt) content.ReaderAt { return tcShortReader{ra} }}
 }
 
 type tcShortReader struct{ content.ReaderAt }
@@ -331,8 +327,8 @@ func (r tcShortReader) Size() int64 { return r.ReaderAt.Size() - 1 }
 
 func TestFinalizeRejectsWrongBytes(t *testing.T) {
 	for name, wrap := range map[string]func(content.Store) content.Provider{
-		"corrupt": func(s content.Store) content.Provider { return tcCorruptProvider{s} },
-		"short":   func(s content.Store) content.Provider { return tcShortProvider{s} },
+		"corrupt": tcCorrupt,
+		"short":   tcShort,
 	} {
 		t.Run(name, func(t *testing.T) {
 			src := tcStore(t)
@@ -603,7 +599,7 @@ func TestFinalizeVerifiesWhenTheWriterDoesNot(t *testing.T) {
 	src, dst := tcStore(t), tcStore(t)
 	d := tcBlob(t, src, tcData(1<<20, "lax"))
 	e, _ := remotecache.NewExporter(tcLaxIngester{dst})
-	tcAdd(t, e, tcDigest("r"), nil, tcResult(tcCorruptProvider{src}, 1, d))
+	tcAdd(t, e, tcDigest("r"), nil, tcResult(tcCorrupt(src), 1, d))
 	if _, err := e.Finalize(context.Background()); err == nil || !strings.Contains(err.Error(), "do not match digest") {
 		t.Fatalf("err = %v, want the exporter's own digest check to fail", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
-	"github.com/buildcache/remotecache/ocilayout"
 )
 
 // BuildKit's `--import-cache type=local,src=DIR,tag=T` path: the client
@@ -19,11 +18,7 @@ import (
 func TestBuildKitReadsOurLayout(t *testing.T) {
 	ctx := context.Background()
 	for _, f := range forms {
-		dir := t.TempDir()
-		s, err := ocilayout.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		dir, s := cachetest.NewLayout(t)
 		g := cachegen.NewWithOptions(7, 60, cachegen.Options{BlobSize: 256})
 		desc := cachetest.Export(t, s, g, nil, nil, remotecache.WithManifestFormat(f.ours))
 		if err := s.Tag(ctx, "buildcache", desc); err != nil {
@@ -47,12 +42,7 @@ func TestBuildKitReadsOurLayout(t *testing.T) {
 // resolves with ours.
 func TestWeReadBuildKitLayoutTags(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := ocilayout.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	dir, s := cachetest.NewLayout(t)
 	g := cachegen.NewWithOptions(8, 30, cachegen.Options{BlobSize: 128})
 	desc := cachetest.Export(t, s, g, nil, nil)
 	if err := ociindex.NewStoreIndex(dir).Put(desc, ociindex.Tag("bk-tag")); err != nil {

@@ -24,6 +24,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/ocilayout"
 )
 
@@ -724,31 +725,6 @@ func TestPruneNewLayout(t *testing.T) {
 	}
 }
 
-// entry is what a snapshot keeps of a directory entry.
-type entry struct {
-	size  int64
-	mode  os.FileMode
-	mtime string
-}
-
-// snapshot records every entry under dir, dir itself included.
-func snapshot(t *testing.T, dir string) map[string]entry {
-	t.Helper()
-	snap := map[string]entry{}
-	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		snap[rel] = entry{size: fi.Size(), mode: fi.Mode(), mtime: fi.ModTime().Format(time.RFC3339Nano)}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snap
-}
-
 // A read-only open, reads of every tag and blob and Close change nothing
 // in the directory: no entry made, removed, resized or touched, the
 // directory itself included (a probe file made and removed again shows in
@@ -768,7 +744,7 @@ func TestReadOnlyWritesNothing(t *testing.T) {
 	// Let the clock move past the export's last mtime tick, or a probe
 	// file made and removed within that tick would leave no trace.
 	time.Sleep(20 * time.Millisecond)
-	before := snapshot(t, dir)
+	before := cachetest.Snapshot(t, dir)
 
 	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
 	if err != nil {
@@ -796,19 +772,7 @@ func TestReadOnlyWritesNothing(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	after := snapshot(t, dir)
-	for name, b := range before {
-		if a, ok := after[name]; !ok {
-			t.Errorf("%s: removed", name)
-		} else if a != b {
-			t.Errorf("%s: %+v -> %+v", name, b, a)
-		}
-	}
-	for name := range after {
-		if _, ok := before[name]; !ok {
-			t.Errorf("%s: made", name)
-		}
-	}
+	cachetest.Unchanged(t, before, cachetest.Snapshot(t, dir))
 }
 
 // A read-only Store answers not found for a blob the layout lacks, and

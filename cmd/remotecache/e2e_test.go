@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,50 +75,9 @@ func inspectJSONExit(t *testing.T, loc string, code int) report {
 	return r
 }
 
-// snapshot lists every entry under dir, dir itself included, with its
-// mode and modification time, and for files their size: a read-only open
-// must not even make and remove a probe file.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	files := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			files[path] = fmt.Sprint(info.Mode(), info.ModTime().UnixNano())
-		} else {
-			files[path] = fmt.Sprint(info.Size(), info.ModTime().UnixNano(), info.Mode())
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
-func sameFiles(t *testing.T, before, after map[string]string) {
-	t.Helper()
-	for p, v := range after {
-		if before[p] != v {
-			t.Errorf("%s was written", p)
-		}
-	}
-	for p := range before {
-		if _, ok := after[p]; !ok {
-			t.Errorf("%s was removed", p)
-		}
-	}
-}
-
 func TestCopyEachFormat(t *testing.T) {
 	src := cachetest.Fixture(t)
-	before := snapshot(t, src)
+	before := cachetest.Snapshot(t, src)
 	for _, format := range []string{"image-manifest", "oci-index", "manifest-list"} {
 		t.Run(format, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "cache")
@@ -174,7 +132,7 @@ func TestCopyEachFormat(t *testing.T) {
 			}
 		})
 	}
-	sameFiles(t, before, snapshot(t, src))
+	cachetest.Unchanged(t, before, cachetest.Snapshot(t, src))
 }
 
 func TestCopyQuietAndFlagsFirst(t *testing.T) {
@@ -307,11 +265,7 @@ func exportSmall(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(resp[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Tag(ctx, "latest", desc); err != nil {
+	if err := s.Tag(ctx, "latest", cachetest.ManifestDesc(t, resp)); err != nil {
 		t.Fatal(err)
 	}
 	return dir

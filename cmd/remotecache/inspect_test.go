@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/clitest"
-	"github.com/buildcache/remotecache/ocilayout"
 	"github.com/containerd/containerd/v2/core/content"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -93,11 +93,7 @@ func TestInspectBadConfig(t *testing.T) {
 func writeCache(t *testing.T, mk func(write func(mediaType string, dt []byte) ocispec.Descriptor) remotecache.CacheConfig) string {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := ocilayout.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, s := cachetest.NewLayout(t)
 	defer s.Close()
 	var layers []ocispec.Descriptor
 	write := func(mediaType string, dt []byte) ocispec.Descriptor {

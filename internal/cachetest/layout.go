@@ -8,11 +8,27 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/buildcache/remotecache/ocilayout"
 )
 
-// The helpers of this file read an OCI image layout directory with
-// nothing but the file system and encoding/json, so that what they find
-// does not depend on the code under test.
+// But for NewLayout, the helpers of this file read an OCI image layout
+// directory with nothing but the file system and encoding/json, so that
+// what they find does not depend on the code under test.
+
+// NewLayout opens a new OCI layout store in a temporary directory of t and
+// returns the directory and the store, which is closed when the test ends
+// (closing it sooner is fine).
+func NewLayout(t testing.TB) (string, *ocilayout.Store) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := ocilayout.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return dir, s
+}
 
 // LayoutIndex returns the index.json of the layout in dir.
 func LayoutIndex(t testing.TB, dir string) ocispec.Index {

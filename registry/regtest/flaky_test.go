@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,32 +34,6 @@ const (
 // cliDefaultConcurrency is the default of copy --concurrency.
 const cliDefaultConcurrency = 4
 
-// headCounter counts, per blob, the HEAD requests a fault proxy saw.
-type headCounter struct {
-	mu sync.Mutex
-	n  map[digest.Digest]int
-}
-
-func (c *headCounter) add(d digest.Digest) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[digest.Digest]int{}
-	}
-	c.n[d]++
-}
-
-func (c *headCounter) counts() (total int, per map[digest.Digest]int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	per = map[digest.Digest]int{}
-	for d, n := range c.n {
-		per[d] = n
-		total += n
-	}
-	return total, per
-}
-
 // headBlob returns the digest of a HEAD request for a blob, or "".
 func headBlob(r *http.Request) digest.Digest {
 	i := strings.Index(r.URL.Path, "/blobs/")
@@ -72,13 +45,13 @@ func headBlob(r *http.Request) digest.Digest {
 
 // unavailableHeads is a fault that answers 503 to every HEAD of a blob
 // that fails says fails, counting them.
-func unavailableHeads(c *headCounter, fails func(digest.Digest) bool) func(http.ResponseWriter, *http.Request, string, int) bool {
+func unavailableHeads(c *cachetest.Counter, fails func(digest.Digest) bool) func(http.ResponseWriter, *http.Request, string, int) bool {
 	return func(w http.ResponseWriter, r *http.Request, _ string, _ int) bool {
 		d := headBlob(r)
 		if d == "" {
 			return false
 		}
-		c.add(d)
+		c.Add(d)
 		if !fails(d) {
 			return false
 		}
@@ -161,7 +134,7 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 	}
 
 	t.Run("some blobs unavailable", func(t *testing.T) {
-		var heads headCounter
+		var heads cachetest.Counter
 		failing := map[digest.Digest]bool{cliFixtureLeafA: true, cliFixtureLeafB: true}
 		fp := startFaultProxy(t, srv.Host, unavailableHeads(&heads, func(d digest.Digest) bool { return failing[d] }), nil)
 		dst := filepath.Join(t.TempDir(), "out")
@@ -173,7 +146,7 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		if tags := layoutTags(t, dst); len(tags) != 0 {
 			t.Errorf("the destination has tags %q after a failed copy", tags)
 		}
-		_, per := heads.counts()
+		_, per := heads.All()
 		t.Logf("exit 1: %s; HEADs per blob: %v", strings.TrimSpace(r.Stderr), per)
 	})
 
@@ -182,13 +155,13 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		// says nothing of the others, so a copy that took a failed check
 		// for a missing blob would ask again for each blob.
 		pushIndependent(t, srv.Host+"/cache/independent:v1", independentBlobs)
-		var heads headCounter
+		var heads cachetest.Counter
 		fp := startFaultProxy(t, srv.Host, unavailableHeads(&heads, func(digest.Digest) bool { return true }), nil)
 		dst := filepath.Join(t.TempDir(), "out")
 		start := time.Now()
 		r := clitest.Run(t, bin, "copy", "--quiet", "registry:"+fp.Host+"/cache/independent:v1", "oci:"+dst)
 		elapsed := time.Since(start)
-		total, per := heads.counts()
+		total, per := heads.All()
 		oneLineError(t, r, "503 Service Unavailable")
 		named := 0
 		for d := range per {
@@ -259,7 +232,7 @@ func TestInfoClasses(t *testing.T) {
 	}
 	there, failing := blobs[0].Digest, blobs[1].Digest
 	absent := digest.FromString("not in the registry")
-	var heads headCounter
+	var heads cachetest.Counter
 	fp := startFaultProxy(t, srv.Host, unavailableHeads(&heads, func(d digest.Digest) bool { return d == failing }), nil)
 	r := newRemote(t, fp.Host+"/cache:v1", registry.WithRetries(3), registry.WithBackoff(time.Millisecond, time.Millisecond))
 
@@ -276,7 +249,7 @@ func TestInfoClasses(t *testing.T) {
 	if err != nil && (!strings.Contains(err.Error(), "503 Service Unavailable") || !strings.Contains(err.Error(), string(failing))) {
 		t.Errorf("Info error %q does not give the blob and the 503", err)
 	}
-	_, per := heads.counts()
+	_, per := heads.All()
 	if per[absent] != 1 || per[failing] != 3 {
 		t.Errorf("HEADs: %d for the absent blob, want 1 (404 is not retried); %d for the failing one, want 3 (the attempts)", per[absent], per[failing])
 	}
