@@ -65,6 +65,18 @@ func fzSetup(t testing.TB) {
 	})
 }
 
+// fzImport imports desc from p, with blobs up to 1 MiB, into a spy and
+// into a CacheChains, and checks what it did (fzCheck).
+func fzImport(t *testing.T, p content.Provider, desc ocispec.Descriptor) {
+	t.Helper()
+	ctx := context.Background()
+	spy := &itSpy{}
+	errSpy := remotecache.Import(ctx, p, desc, spy, remotecache.WithMaxBlobSize(1<<20))
+	cc := remotecache.NewCacheChains()
+	errCC := remotecache.Import(ctx, p, desc, cc, remotecache.WithMaxBlobSize(1<<20))
+	fzCheck(t, -1, errSpy, errCC, spy, cc, errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrFailedPrecondition)
+}
+
 // fzCheck checks what Parse or Import did with one input: the same result
 // into a spy and into CacheChains; errors of a known class; on success,
 // every record added (after its inputs), and a graph that marshals.
@@ -178,14 +190,7 @@ func FuzzImport(f *testing.F) {
 		manifest = bytes.ReplaceAll(manifest, []byte(fzConfigDigest), []byte(cd))
 		manifest = bytes.ReplaceAll(manifest, []byte(fzConfigSize), strconv.AppendInt(nil, int64(len(config)), 10))
 		desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(manifest), Size: int64(len(manifest))}
-		p := fzOverlay{top: itMem{desc.Digest: manifest, cd: config}, base: fzBlobs}
-
-		ctx := context.Background()
-		spy := &itSpy{}
-		errSpy := remotecache.Import(ctx, p, desc, spy, remotecache.WithMaxBlobSize(1<<20))
-		cc := remotecache.NewCacheChains()
-		errCC := remotecache.Import(ctx, p, desc, cc, remotecache.WithMaxBlobSize(1<<20))
-		fzCheck(t, -1, errSpy, errCC, spy, cc, errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrFailedPrecondition)
+		fzImport(t, fzOverlay{top: itMem{desc.Digest: manifest, cd: config}, base: fzBlobs}, desc)
 	})
 }
 
@@ -203,12 +208,6 @@ func FuzzImportConfigOnly(f *testing.F) {
 	f.Fuzz(func(t *testing.T, config []byte) {
 		fzSetup(t)
 		desc := ocispec.Descriptor{MediaType: remotecache.CacheConfigMediaTypeV0, Digest: digest.FromBytes(config), Size: int64(len(config))}
-		p := fzOverlay{top: itMem{desc.Digest: config}, base: fzBlobs}
-		ctx := context.Background()
-		spy := &itSpy{}
-		errSpy := remotecache.Import(ctx, p, desc, spy, remotecache.WithMaxBlobSize(1<<20))
-		cc := remotecache.NewCacheChains()
-		errCC := remotecache.Import(ctx, p, desc, cc, remotecache.WithMaxBlobSize(1<<20))
-		fzCheck(t, -1, errSpy, errCC, spy, cc, errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrFailedPrecondition)
+		fzImport(t, fzOverlay{top: itMem{desc.Digest: config}, base: fzBlobs}, desc)
 	})
 }

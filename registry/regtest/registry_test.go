@@ -290,107 +290,52 @@ func TestBasicAuth(t *testing.T) {
 // checks that the registry ends up with the whole cache.
 func TestFaults(t *testing.T) {
 	ctx := context.Background()
+	// A fault is how the proxy answers one attempt itself.
+	type fault func(fp *faultProxy, w http.ResponseWriter, r *http.Request, key string)
+	unavailable := func(_ *faultProxy, w http.ResponseWriter, _ *http.Request, _ string) {
+		writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "try again")
+	}
+	reset := func(_ *faultProxy, w http.ResponseWriter, r *http.Request, _ string) { resetMidBody(w, r) }
+	tooMany := func(fp *faultProxy, w http.ResponseWriter, _ *http.Request, key string) { fp.tooMany(w, key, 1) }
 	cases := []struct {
 		name    string
 		records int
-		size    int64 // blob size
-		fault   func(fp **faultProxy) func(w http.ResponseWriter, r *http.Request, key string, n int) bool
+		size    int64   // blob size
+		prefix  string  // the requests that get faults: those whose key starts with it
+		faults  []fault // the answers to their first attempts, in order
 		check   func(t *testing.T, fp *faultProxy)
-	}{{
-		name:    "503 on the first two attempts of each upload",
-		records: 10,
-		size:    8 << 10,
-		fault: func(**faultProxy) func(http.ResponseWriter, *http.Request, string, int) bool {
-			return func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
-				if strings.HasPrefix(key, "PUT ") && n <= 2 {
-					writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "try again")
-					return true
+	}{
+		{name: "503 on the first two attempts of each upload", records: 10, size: 8 << 10, prefix: "PUT ", faults: []fault{unavailable, unavailable}},
+		// 3 MiB: over the 1 MiB the writer keeps in memory.
+		{name: "connection reset mid-upload", records: 3, size: 3 << 20, prefix: "PUT blob ", faults: []fault{reset}},
+		{name: "429 with Retry-After", records: 4, size: 8 << 10, prefix: "PUT ", faults: []fault{tooMany},
+			check: func(t *testing.T, fp *faultProxy) {
+				fp.mu.Lock()
+				defer fp.mu.Unlock()
+				if len(fp.gaps) == 0 {
+					t.Fatal("no request followed a 429")
 				}
-				return false
-			}
-		},
-		check: func(t *testing.T, fp *faultProxy) {
-			for k, n := range fp.Attempts("PUT ") {
-				if n < 3 {
-					t.Errorf("%s: %d attempts, want at least 3", k, n)
-				}
-			}
-		},
-	}, {
-		name:    "connection reset mid-upload",
-		records: 3,
-		size:    3 << 20, // over the 1 MiB the writer keeps in memory
-		fault: func(**faultProxy) func(http.ResponseWriter, *http.Request, string, int) bool {
-			return func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
-				if strings.HasPrefix(key, "PUT blob ") && n == 1 {
-					resetMidBody(w, r)
-					return true
-				}
-				return false
-			}
-		},
-		check: func(t *testing.T, fp *faultProxy) {
-			for k, n := range fp.Attempts("PUT blob ") {
-				if n < 2 {
-					t.Errorf("%s: %d attempts, want at least 2", k, n)
-				}
-			}
-		},
-	}, {
-		name:    "429 with Retry-After",
-		records: 4,
-		size:    8 << 10,
-		fault: func(fp **faultProxy) func(http.ResponseWriter, *http.Request, string, int) bool {
-			return func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
-				if strings.HasPrefix(key, "PUT ") && n == 1 {
-					(*fp).tooMany(w, key, 1)
-					return true
-				}
-				return false
-			}
-		},
-		check: func(t *testing.T, fp *faultProxy) {
-			fp.mu.Lock()
-			defer fp.mu.Unlock()
-			if len(fp.gaps) == 0 {
-				t.Fatal("no request followed a 429")
-			}
-			for k, gaps := range fp.gaps {
-				for _, d := range gaps {
-					if d < time.Second-50*time.Millisecond {
-						t.Errorf("%s: retried %v after a 429 with Retry-After: 1", k, d)
+				for k, gaps := range fp.gaps {
+					for _, d := range gaps {
+						if d < time.Second-50*time.Millisecond {
+							t.Errorf("%s: retried %v after a 429 with Retry-After: 1", k, d)
+						}
 					}
 				}
-			}
-		},
-	}, {
-		name:    "all of them",
-		records: 3,
-		size:    2 << 20,
-		fault: func(fp **faultProxy) func(http.ResponseWriter, *http.Request, string, int) bool {
-			return func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
-				if !strings.HasPrefix(key, "PUT ") {
-					return false
-				}
-				switch n {
-				case 1:
-					(*fp).tooMany(w, key, 1)
-				case 2:
-					resetMidBody(w, r)
-				case 3, 4:
-					writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "try again")
-				default:
-					return false
-				}
-				return true
-			}
-		},
-	}}
+			}},
+		{name: "all of them", records: 3, size: 2 << 20, prefix: "PUT ", faults: []fault{tooMany, reset, unavailable, unavailable}},
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startRegistry(t, nil)
 			var fp *faultProxy
-			fp = startFaultProxy(t, srv.Host, tc.fault(&fp), nil)
+			fp = startFaultProxy(t, srv.Host, func(w http.ResponseWriter, r *http.Request, key string, n int) bool {
+				if !strings.HasPrefix(key, tc.prefix) || n > len(tc.faults) {
+					return false
+				}
+				tc.faults[n-1](fp, w, r, key)
+				return true
+			}, nil)
 			g := cachegen.NewWithOptions(5, tc.records, cachegen.Options{BlobSize: tc.size})
 			want, wantBytes := wantConfig(ctx, t, g)
 
@@ -411,6 +356,13 @@ func TestFaults(t *testing.T) {
 			}
 			if got := importConfig(ctx, t, direct); !bytes.Equal(got, want) {
 				t.Fatal("imported config differs")
+			}
+			// Each upload got past its faults: one more attempt than
+			// there are faults.
+			for k, n := range fp.Attempts(tc.prefix) {
+				if n <= len(tc.faults) {
+					t.Errorf("%s: %d attempts, want at least %d", k, n, len(tc.faults)+1)
+				}
 			}
 			if tc.check != nil {
 				tc.check(t, fp)
