@@ -374,17 +374,10 @@ func TestFinalizeCancelled(t *testing.T) {
 	for i, b := range blobs {
 		tcAdd(t, e, tcDigest(fmt.Sprint(i)), nil, tcResult(src, 1, b))
 	}
-	done := make(chan error, 1)
-	go func() {
+	err := cachetest.Returns(t, "Finalize after cancel", func() error {
 		_, err := e.Finalize(ctx)
-		done <- err
-	}()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Finalize did not stop after cancel")
-	}
+		return err
+	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}

@@ -923,7 +923,7 @@ func TestConcurrentPrunes(t *testing.T) {
 	var first result
 	select {
 	case first = <-results:
-	case <-time.After(60 * time.Second): // a guard, beyond ctx's 30s
+	case <-time.After(cachetest.HangGuard): // beyond ctx's 30s
 		t.Fatal("neither Prune returned: they wait for each other")
 	}
 	if !errdefs.IsUnavailable(first.err) {
@@ -979,24 +979,18 @@ func TestOpenContextWhilePruning(t *testing.T) {
 
 	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	opened := make(chan error, 1)
-	go func() {
+	// The Prune holds the lock until release: an OpenContext that returns
+	// before that with the deadline's error gave up when its context
+	// said so.
+	err := cachetest.Returns(t, "OpenContext with a 100ms deadline", func() error {
 		s, err := ocilayout.OpenContext(short, dir)
 		if err == nil {
 			s.Close()
 		}
-		opened <- err
-	}()
-	// The Prune holds the lock until release: an OpenContext that returns
-	// before that with the deadline's error gave up when its context
-	// said so. The timer is a guard against a hang, not a measure.
-	select {
-	case err := <-opened:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("OpenContext while a Prune holds the lock = %v, want deadline exceeded", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("OpenContext with a 100ms deadline still waiting after 60s")
+		return err
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("OpenContext while a Prune holds the lock = %v, want deadline exceeded", err)
 	}
 	release()
 	s, err := ocilayout.OpenContext(context.Background(), dir)

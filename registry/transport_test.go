@@ -16,6 +16,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/registry"
 )
 
@@ -145,11 +146,11 @@ func TestWriteBlobUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A guard, not a measure: a hang shows as a context that ran out.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), cachetest.HangGuard)
 	defer cancel()
 	err = content.WriteBlob(ctx, r, "blob", bytes.NewReader(blob), desc)
 	if ctx.Err() != nil {
-		t.Fatalf("WriteBlob still running after 60 s and %d requests: %v", rt.requests.Load(), err)
+		t.Fatalf("WriteBlob still running after %v and %d requests: %v", cachetest.HangGuard, rt.requests.Load(), err)
 	}
 	var later *registry.RetryLaterError
 	if !errdefs.IsUnavailable(err) || !errors.As(err, &later) || !strings.Contains(err.Error(), "503 Service Unavailable") {

@@ -555,12 +555,12 @@ func TestUploadUnavailable(t *testing.T) {
 				t.Fatalf("graph has %d blobs, want 1", len(g.Blobs))
 			}
 			// A guard, not a measure: a hang shows as a context that ran out.
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), cachetest.HangGuard)
 			defer cancel()
 			_, err := export(ctx, newRemote(t, fp.Host+"/cache:latest"), g, remotecache.FormatImageManifest)
 			posts := fp.Total("POST ")
 			if ctx.Err() != nil {
-				t.Fatalf("export still running after 60 s and %d POSTs: %v", posts, err)
+				t.Fatalf("export still running after %v and %d POSTs: %v", cachetest.HangGuard, posts, err)
 			}
 			if err == nil || !strings.Contains(err.Error(), "uploads are paused for maintenance") || !strings.Contains(err.Error(), "503") {
 				t.Fatalf("export: %v, want the registry's 503 and message", err)
