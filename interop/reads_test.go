@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/containerd/log"
 	bkremotecache "github.com/moby/buildkit/cache/remotecache"
 	cacheimport "github.com/moby/buildkit/cache/remotecache/v1"
 	"github.com/moby/buildkit/util/compression"
@@ -22,11 +20,7 @@ import (
 	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
-func TestMain(m *testing.M) {
-	// containerd's local store warns about fsverity on every temp dir.
-	_ = log.SetLevel("error")
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { cachetest.Main(m) }
 
 func newStore(t testing.TB, dir string) content.Store {
 	t.Helper()

@@ -18,7 +18,6 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/log"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -29,7 +28,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	_ = log.SetLevel("error")
+	cachetest.QuietLogs()
 	if role := os.Getenv("OCILAYOUT_TEST_ROLE"); role != "" {
 		if err := helperProcess(role); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -219,6 +218,16 @@ func (r *memReader) ReadAt(b []byte, off int64) (int, error) {
 
 func (r *memReader) Close() error { return nil }
 
+// exportT runs exportAndTag without pauses and fails t on error.
+func exportT(t *testing.T, dir string, n int, names ...string) ocispec.Descriptor {
+	t.Helper()
+	desc, err := exportAndTag(context.Background(), dir, n, 0, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc
+}
+
 // exportAndTag exports cache n (a chain of 12 records, one layer each)
 // into the layout at dir and tags it with each name.
 func exportAndTag(ctx context.Context, dir string, n int, pause time.Duration, names ...string) (ocispec.Descriptor, error) {
@@ -324,20 +333,14 @@ func TestOpenMakesLayout(t *testing.T) {
 func TestTagResolve(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	d1, err := exportAndTag(ctx, dir, 1, 0, "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d1 := exportT(t, dir, 1, "latest")
 	s := openT(t, dir)
 	got, err := s.Resolve(ctx, "latest")
 	if err != nil || got.Digest != d1.Digest || got.Annotations[ocispec.AnnotationRefName] != "latest" {
 		t.Fatalf("Resolve(latest) = %+v, %v", got, err)
 	}
 	// Moving the tag replaces the entry.
-	d2, err := exportAndTag(ctx, dir, 2, 0, "latest", "other")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d2 := exportT(t, dir, 2, "latest", "other")
 	if got, _ := s.Resolve(ctx, "latest"); got.Digest != d2.Digest {
 		t.Fatalf("latest = %s after moving, want %s", got.Digest, d2.Digest)
 	}
@@ -373,10 +376,7 @@ func TestTagResolve(t *testing.T) {
 func TestTagRefusesIncompleteManifest(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1)
 	s := openT(t, dir)
 	m, err := remotecache.ReadManifest(ctx, s, desc)
 	if err != nil {
@@ -397,10 +397,7 @@ func TestTagRefusesIncompleteManifest(t *testing.T) {
 func TestResolveContainerdName(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1)
 	desc.Annotations = map[string]string{"io.containerd.image.name": "docker.io/library/cache:v1"}
 	idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{desc}})
 	os.WriteFile(filepath.Join(dir, "index.json"), idx, 0o644)
@@ -525,10 +522,7 @@ func TestIndexNeverTorn(t *testing.T) {
 func TestKilledExport(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	old, err := exportAndTag(ctx, dir, 100, 0, "old")
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := exportT(t, dir, 100, "old")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "OCILAYOUT_TEST_ROLE=slow-export", "OCILAYOUT_TEST_DIR="+dir, "OCILAYOUT_TEST_N=7")
 	if err := cmd.Start(); err != nil {
@@ -571,12 +565,8 @@ func TestKilledExport(t *testing.T) {
 func TestPrune(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if _, err := exportAndTag(ctx, dir, 1, 0, "keep"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := exportAndTag(ctx, dir, 2, 0, "drop"); err != nil {
-		t.Fatal(err)
-	}
+	exportT(t, dir, 1, "keep")
+	exportT(t, dir, 2, "drop")
 	s := openT(t, dir)
 	if err := s.Untag(ctx, "drop"); err != nil {
 		t.Fatal(err)
@@ -613,9 +603,7 @@ func TestPrune(t *testing.T) {
 func TestPruneRacingExport(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if _, err := exportAndTag(ctx, dir, 1, 0, "one"); err != nil {
-		t.Fatal(err)
-	}
+	exportT(t, dir, 1, "one")
 	exported := make(chan error, 1)
 	go func() {
 		_, err := exportAndTag(ctx, dir, 2, 5*time.Millisecond, "two")
@@ -664,10 +652,7 @@ func TestPruneRacingExport(t *testing.T) {
 func TestReadOnly(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0, "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1, "latest")
 	os.Remove(filepath.Join(dir, ".remotecache.lock"))
 	os.Remove(filepath.Join(dir, "index.json.lock"))
 	before, _ := os.ReadDir(dir)
@@ -732,10 +717,7 @@ func TestPruneNewLayout(t *testing.T) {
 func TestReadOnlyWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0, "latest", "other")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1, "latest", "other")
 	var blobs []digest.Digest
 	openT(t, dir).Walk(ctx, func(info content.Info) error {
 		blobs = append(blobs, info.Digest)
@@ -780,10 +762,7 @@ func TestReadOnlyWritesNothing(t *testing.T) {
 func TestReadOnlyBlobs(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0, "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1, "latest")
 	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
 	if err != nil {
 		t.Fatal(err)

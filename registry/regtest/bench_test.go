@@ -17,7 +17,6 @@ import (
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/containerd/log"
 	bkremotecache "github.com/moby/buildkit/cache/remotecache"
 	"github.com/moby/buildkit/util/compression"
 	"github.com/moby/buildkit/util/contentutil"
@@ -26,6 +25,7 @@ import (
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	"github.com/buildcache/remotecache/registry"
 )
@@ -65,7 +65,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		}
 		runs = n
 	}
-	_ = log.SetLevel("error") // the local store warns about fsverity
+	cachetest.QuietLogs()
 	ctx := context.Background()
 
 	t0 := time.Now()
