@@ -15,6 +15,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // tcExportConfigOnly exports what add adds into dst in the config-only
@@ -30,7 +31,7 @@ func tcExportConfigOnly(t *testing.T, dst content.Ingester, add func(remotecache
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc := tcManifestDesc(t, res)
+	desc := cachetest.ManifestDesc(t, res)
 	dt, err := content.ReadBlob(context.Background(), dst.(content.Provider), desc)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 var tcUpdateGolden = flag.Bool("update-golden", false, "rewrite the golden files in testdata/golden")
@@ -79,7 +80,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mdesc := tcManifestDesc(t, res)
+			mdesc := cachetest.ManifestDesc(t, res)
 			manifest, err := content.ReadBlob(context.Background(), dst, mdesc)
 			if err != nil {
 				t.Fatal(err)
@@ -109,7 +110,7 @@ func TestGoldenConfigOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc := tcManifestDesc(t, res)
+	desc := cachetest.ManifestDesc(t, res)
 	if desc.MediaType != remotecache.CacheConfigMediaTypeV0 {
 		t.Fatalf("response names a %s, want the cache config", desc.MediaType)
 	}

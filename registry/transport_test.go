@@ -1,7 +1,9 @@
 package registry_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/registry"
 )
 
@@ -125,5 +128,35 @@ func TestTransportWithoutResponseRequest(t *testing.T) {
 				t.Errorf("%d: %s: no request reached the transport", tc.code, name)
 			}
 		}
+	}
+}
+
+// content.OpenWriter, with which content.WriteBlob and the Exporter open
+// writers, calls Writer again for as long as it fails with class
+// unavailable (a locked ref, to containerd). A registry that is
+// unavailable for an hour fails the write instead, with that class, after
+// two requests: the HEAD that checks for the blob and the GET that fetches
+// the message the HEAD's answer has no body for.
+func TestWriteBlobUnavailable(t *testing.T) {
+	blob := []byte("blob")
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+	rt := &bareTransport{code: http.StatusServiceUnavailable, header: http.Header{"Retry-After": {"3600"}}}
+	r, err := registry.New("127.0.0.1:5000/cache:v1", registry.WithTransport(rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A guard, not a measure: a hang shows as a context that ran out.
+	ctx, cancel := context.WithTimeout(context.Background(), cachetest.HangGuard)
+	defer cancel()
+	err = content.WriteBlob(ctx, r, "blob", bytes.NewReader(blob), desc)
+	if ctx.Err() != nil {
+		t.Fatalf("WriteBlob still running after %v and %d requests: %v", cachetest.HangGuard, rt.requests.Load(), err)
+	}
+	var later *registry.RetryLaterError
+	if !errdefs.IsUnavailable(err) || !errors.As(err, &later) || !strings.Contains(err.Error(), "503 Service Unavailable") {
+		t.Errorf("WriteBlob: %v, want a RetryLaterError of class unavailable with the registry's status", err)
+	}
+	if n := rt.requests.Load(); n != 2 {
+		t.Errorf("%d requests, want 2", n)
 	}
 }

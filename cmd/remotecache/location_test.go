@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/ocilayout"
 )
 
@@ -33,21 +34,14 @@ func TestOpenDestinationContext(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	opened := make(chan error, 1)
-	go func() {
+	err = cachetest.Returns(t, "openDestination with a 100ms deadline", func() error {
 		d, err := openDestination(ctx, location{scheme: schemeOCI, path: dir, tag: defaultTag})
 		if err == nil {
 			d.Close()
 		}
-		opened <- err
-	}()
-	select {
-	case err := <-opened:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("openDestination while the layout is being pruned = %v, want deadline exceeded", err)
-		}
-	case <-time.After(5 * time.Second):
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		t.Fatal("openDestination with a 100ms deadline still waiting after 5s")
+		return err
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("openDestination while the layout is being pruned = %v, want deadline exceeded", err)
 	}
 }

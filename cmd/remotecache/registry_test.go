@@ -13,6 +13,9 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/clitest"
 )
 
 // memRegistry is just enough of the OCI distribution API, in memory, for
@@ -111,26 +114,26 @@ func (reg *memRegistry) stats() (blobs, uploads, manifests int) {
 
 func TestRegistry(t *testing.T) {
 	host, reg := startRegistry(t)
-	src, small := fixture(t), exportSmall(t)
+	src, small := cachetest.Fixture(t), exportSmall(t)
 	v1 := "registry:" + host + "/team/cache:v1"
 
 	r := ok(t, "copy", "oci:"+src, v1)
-	if want := v1 + " " + fixtureManifest + " image-manifest\n"; r.stdout != want {
-		t.Errorf("copy to the registry printed %q, want %q", r.stdout, want)
+	if want := v1 + " " + cachetest.FixtureManifest + " image-manifest\n"; r.Stdout != want {
+		t.Errorf("copy to the registry printed %q, want %q", r.Stdout, want)
 	}
-	if blobs, _, manifests := reg.stats(); manifests != 1 || blobs != fixtureBlobs+2 {
+	if blobs, _, manifests := reg.stats(); manifests != 1 || blobs != cachetest.FixtureBlobs+2 {
 		t.Errorf("registry has %d blobs, %d manifests pushed", blobs, manifests)
 	}
 	rep := inspectJSON(t, v1)
-	if rep.Manifest.Digest != fixtureManifest || rep.Counts != (counts{Records: fixtureRecords, Layers: 8, Blobs: fixtureBlobs}) {
+	if rep.Manifest.Digest != cachetest.FixtureManifest || rep.Counts != (counts{Records: cachetest.FixtureRecords, Layers: cachetest.FixtureLayers, Blobs: cachetest.FixtureBlobs}) {
 		t.Errorf("inspect %s: %s %+v", v1, rep.Manifest.Digest, rep.Counts)
 	}
 	ok(t, "verify", v1)
 
 	// Again: the blobs and the tag are there; nothing is pushed.
 	_, before, _ := reg.stats()
-	if r := ok(t, "copy", "oci:"+src, v1); !strings.Contains(r.stderr, ": skipped") {
-		t.Errorf("second copy skipped nothing:\n%s", r.stderr)
+	if r := ok(t, "copy", "oci:"+src, v1); !strings.Contains(r.Stderr, ": skipped") {
+		t.Errorf("second copy skipped nothing:\n%s", r.Stderr)
 	}
 	if _, after, _ := reg.stats(); after != before {
 		t.Errorf("second copy: %d uploads", after-before)
@@ -142,19 +145,19 @@ func TestRegistry(t *testing.T) {
 	ok(t, "verify", dst)
 	idx := "registry:" + host + "/other:idx"
 	ok(t, "copy", "--quiet", dst, idx, "--format", "oci-index")
-	if got := inspectJSON(t, idx); got.Format != "oci-index" || got.Counts.Records != fixtureRecords {
+	if got := inspectJSON(t, idx); got.Format != "oci-index" || got.Counts.Records != cachetest.FixtureRecords {
 		t.Errorf("inspect %s: %s %+v", idx, got.Format, got.Counts)
 	}
 
 	merged := "registry:" + host + "/merged"
 	ok(t, "merge", "--quiet", v1, "oci:"+small, merged)
-	if got := inspectJSON(t, merged).Counts; got.Records != fixtureRecords+2 || got.Blobs != fixtureBlobs+2 {
+	if got := inspectJSON(t, merged).Counts; got.Records != cachetest.FixtureRecords+2 || got.Blobs != cachetest.FixtureBlobs+2 {
 		t.Errorf("merged: %+v", got)
 	}
 
-	failsWith(t, runTool(t, "inspect", "--quiet", "registry:"+host+"/team/cache:nope"), "not found")
+	clitest.FailsWith(t, runTool(t, "inspect", "--quiet", "registry:"+host+"/team/cache:nope"), "not found")
 	r = runTool(t, "prune", "--quiet", v1)
-	if r.code != 2 || !strings.Contains(r.stderr, "only OCI layout directories can be pruned") {
-		t.Errorf("prune of a registry: exit %d\n%s", r.code, r.stderr)
+	if r.Code != 2 || !strings.Contains(r.Stderr, "only OCI layout directories can be pruned") {
+		t.Errorf("prune of a registry: exit %d\n%s", r.Code, r.Stderr)
 	}
 }

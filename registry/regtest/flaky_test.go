@@ -3,13 +3,11 @@ package regtest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	remotecache "github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/clitest"
 	"github.com/buildcache/remotecache/registry"
 )
 
@@ -34,32 +34,6 @@ const (
 // cliDefaultConcurrency is the default of copy --concurrency.
 const cliDefaultConcurrency = 4
 
-// headCounter counts, per blob, the HEAD requests a fault proxy saw.
-type headCounter struct {
-	mu sync.Mutex
-	n  map[digest.Digest]int
-}
-
-func (c *headCounter) add(d digest.Digest) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[digest.Digest]int{}
-	}
-	c.n[d]++
-}
-
-func (c *headCounter) counts() (total int, per map[digest.Digest]int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	per = map[digest.Digest]int{}
-	for d, n := range c.n {
-		per[d] = n
-		total += n
-	}
-	return total, per
-}
-
 // headBlob returns the digest of a HEAD request for a blob, or "".
 func headBlob(r *http.Request) digest.Digest {
 	i := strings.Index(r.URL.Path, "/blobs/")
@@ -71,13 +45,13 @@ func headBlob(r *http.Request) digest.Digest {
 
 // unavailableHeads is a fault that answers 503 to every HEAD of a blob
 // that fails says fails, counting them.
-func unavailableHeads(c *headCounter, fails func(digest.Digest) bool) func(http.ResponseWriter, *http.Request, string, int) bool {
+func unavailableHeads(c *cachetest.Counter, fails func(digest.Digest) bool) func(http.ResponseWriter, *http.Request, string, int) bool {
 	return func(w http.ResponseWriter, r *http.Request, _ string, _ int) bool {
 		d := headBlob(r)
 		if d == "" {
 			return false
 		}
-		c.add(d)
+		c.Add(d)
 		if !fails(d) {
 			return false
 		}
@@ -90,19 +64,11 @@ func unavailableHeads(c *headCounter, fails func(digest.Digest) bool) func(http.
 // has no index.json.
 func layoutTags(t *testing.T, dir string) []string {
 	t.Helper()
-	dt, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); os.IsNotExist(err) {
 		return nil
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(dt, &idx); err != nil {
-		t.Fatal(err)
-	}
 	var tags []string
-	for _, m := range idx.Manifests {
+	for _, m := range cachetest.LayoutIndex(t, dir).Manifests {
 		if tag, ok := m.Annotations[ocispec.AnnotationRefName]; ok {
 			tags = append(tags, tag)
 		}
@@ -155,44 +121,33 @@ func pushIndependent(t *testing.T, ref string, n int) {
 func TestCLICopyFromFlakySource(t *testing.T) {
 	bin := buildCLI(t)
 	srv := deletingRegistry(t)
-	cliOK(t, bin, "copy", "--quiet", "oci:"+cliFixture(t), "registry:"+srv.Host+"/cache/src:v1")
+	clitest.OK(t, bin, "copy", "--quiet", "oci:"+cachetest.Fixture(t), "registry:"+srv.Host+"/cache/src:v1")
 
 	// oneLineError checks that a failed run printed one line on stderr,
 	// naming every string in want.
-	oneLineError := func(t *testing.T, r cliRun, want ...string) {
+	oneLineError := func(t *testing.T, r clitest.Result, want ...string) {
 		t.Helper()
-		if r.code != 1 {
-			t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-		}
-		line := strings.TrimSuffix(r.stderr, "\n")
-		if strings.Contains(line, "\n") || !strings.HasPrefix(line, "remotecache: ") {
-			t.Errorf("stderr is not one line \"remotecache: …\":\n%s", r.stderr)
-		}
-		for _, w := range want {
-			if !strings.Contains(line, w) {
-				t.Errorf("stderr does not say %q:\n%s", w, r.stderr)
-			}
-		}
-		if r.stdout != "" {
-			t.Errorf("stdout %q, want nothing", r.stdout)
+		clitest.FailsWith(t, r, want...)
+		if r.Stdout != "" {
+			t.Errorf("stdout %q, want nothing", r.Stdout)
 		}
 	}
 
 	t.Run("some blobs unavailable", func(t *testing.T) {
-		var heads headCounter
+		var heads cachetest.Counter
 		failing := map[digest.Digest]bool{cliFixtureLeafA: true, cliFixtureLeafB: true}
 		fp := startFaultProxy(t, srv.Host, unavailableHeads(&heads, func(d digest.Digest) bool { return failing[d] }), nil)
 		dst := filepath.Join(t.TempDir(), "out")
-		r := cliExec(t, bin, "copy", "--quiet", "registry:"+fp.Host+"/cache/src:v1", "oci:"+dst)
+		r := clitest.Run(t, bin, "copy", "--quiet", "registry:"+fp.Host+"/cache/src:v1", "oci:"+dst)
 		oneLineError(t, r, "503 Service Unavailable")
-		if !strings.Contains(r.stderr, cliFixtureLeafA) && !strings.Contains(r.stderr, cliFixtureLeafB) {
-			t.Errorf("stderr names neither blob whose check fails (%s, %s):\n%s", cliFixtureLeafA, cliFixtureLeafB, r.stderr)
+		if !strings.Contains(r.Stderr, cliFixtureLeafA) && !strings.Contains(r.Stderr, cliFixtureLeafB) {
+			t.Errorf("stderr names neither blob whose check fails (%s, %s):\n%s", cliFixtureLeafA, cliFixtureLeafB, r.Stderr)
 		}
 		if tags := layoutTags(t, dst); len(tags) != 0 {
 			t.Errorf("the destination has tags %q after a failed copy", tags)
 		}
-		_, per := heads.counts()
-		t.Logf("exit 1: %s; HEADs per blob: %v", strings.TrimSpace(r.stderr), per)
+		_, per := heads.All()
+		t.Logf("exit 1: %s; HEADs per blob: %v", strings.TrimSpace(r.Stderr), per)
 	})
 
 	t.Run("every blob unavailable", func(t *testing.T) {
@@ -200,22 +155,22 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		// says nothing of the others, so a copy that took a failed check
 		// for a missing blob would ask again for each blob.
 		pushIndependent(t, srv.Host+"/cache/independent:v1", independentBlobs)
-		var heads headCounter
+		var heads cachetest.Counter
 		fp := startFaultProxy(t, srv.Host, unavailableHeads(&heads, func(digest.Digest) bool { return true }), nil)
 		dst := filepath.Join(t.TempDir(), "out")
 		start := time.Now()
-		r := cliExec(t, bin, "copy", "--quiet", "registry:"+fp.Host+"/cache/independent:v1", "oci:"+dst)
+		r := clitest.Run(t, bin, "copy", "--quiet", "registry:"+fp.Host+"/cache/independent:v1", "oci:"+dst)
 		elapsed := time.Since(start)
-		total, per := heads.counts()
+		total, per := heads.All()
 		oneLineError(t, r, "503 Service Unavailable")
 		named := 0
 		for d := range per {
-			if strings.Contains(r.stderr, string(d)) {
+			if strings.Contains(r.Stderr, string(d)) {
 				named++
 			}
 		}
 		if named != 1 {
-			t.Errorf("stderr names %d of the blobs checked, want 1:\n%s", named, r.stderr)
+			t.Errorf("stderr names %d of the blobs checked, want 1:\n%s", named, r.Stderr)
 		}
 		// The first blob whose check fails ends the copy: at most one
 		// blob's attempts for each blob in flight, not every blob's.
@@ -226,14 +181,14 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		if tags := layoutTags(t, dst); len(tags) != 0 {
 			t.Errorf("the destination has tags %q after a failed copy", tags)
 		}
-		t.Logf("exit 1 after %v and %d HEAD requests (%v): %s", elapsed.Round(time.Millisecond), total, per, strings.TrimSpace(r.stderr))
+		t.Logf("exit 1 after %v and %d HEAD requests (%v): %s", elapsed.Round(time.Millisecond), total, per, strings.TrimSpace(r.Stderr))
 	})
 
 	t.Run("blob deleted", func(t *testing.T) {
 		// A repository of its own, whose blob is gone for good: the
 		// registry answers 404, and only the result that needs the blob
 		// is dropped.
-		cliOK(t, bin, "copy", "--quiet", "oci:"+cliFixture(t), "registry:"+srv.Host+"/cache/deleted:v1")
+		clitest.OK(t, bin, "copy", "--quiet", "oci:"+cachetest.Fixture(t), "registry:"+srv.Host+"/cache/deleted:v1")
 		req, err := http.NewRequest(http.MethodDelete, "http://"+srv.Host+"/v2/cache/deleted/blobs/"+cliFixtureLeafA, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -247,17 +202,17 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 			t.Fatalf("DELETE blob %s: %s", cliFixtureLeafA, resp.Status)
 		}
 		dst := filepath.Join(t.TempDir(), "out")
-		r := cliOK(t, bin, "copy", "--quiet", "registry:"+srv.Host+"/cache/deleted:v1", "oci:"+dst)
+		r := clitest.OK(t, bin, "copy", "--quiet", "registry:"+srv.Host+"/cache/deleted:v1", "oci:"+dst)
 		rep := cliInspectJSON(t, bin, "oci:"+dst)
-		if rep.Counts.Records != cliFixtureRecords || rep.Counts.Blobs != cliFixtureBlobs-1 || rep.Counts.Missing != 0 {
-			t.Errorf("copy: counts %+v, want %d records, %d blobs (all but the deleted one), none missing", rep.Counts, cliFixtureRecords, cliFixtureBlobs-1)
+		if rep.Counts.Records != cachetest.FixtureRecords || rep.Counts.Blobs != cachetest.FixtureBlobs-1 || rep.Counts.Missing != 0 {
+			t.Errorf("copy: counts %+v, want %d records, %d blobs (all but the deleted one), none missing", rep.Counts, cachetest.FixtureRecords, cachetest.FixtureBlobs-1)
 		}
 		for _, b := range rep.Blobs {
 			if b.Digest == cliFixtureLeafA {
 				t.Errorf("the copy lists the deleted blob %s", b.Digest)
 			}
 		}
-		t.Logf("exit 0: %s", strings.TrimSpace(r.stdout))
+		t.Logf("exit 0: %s", strings.TrimSpace(r.Stdout))
 	})
 }
 
@@ -277,7 +232,7 @@ func TestInfoClasses(t *testing.T) {
 	}
 	there, failing := blobs[0].Digest, blobs[1].Digest
 	absent := digest.FromString("not in the registry")
-	var heads headCounter
+	var heads cachetest.Counter
 	fp := startFaultProxy(t, srv.Host, unavailableHeads(&heads, func(d digest.Digest) bool { return d == failing }), nil)
 	r := newRemote(t, fp.Host+"/cache:v1", registry.WithRetries(3), registry.WithBackoff(time.Millisecond, time.Millisecond))
 
@@ -294,7 +249,7 @@ func TestInfoClasses(t *testing.T) {
 	if err != nil && (!strings.Contains(err.Error(), "503 Service Unavailable") || !strings.Contains(err.Error(), string(failing))) {
 		t.Errorf("Info error %q does not give the blob and the 503", err)
 	}
-	_, per := heads.counts()
+	_, per := heads.All()
 	if per[absent] != 1 || per[failing] != 3 {
 		t.Errorf("HEADs: %d for the absent blob, want 1 (404 is not retried); %d for the failing one, want 3 (the attempts)", per[absent], per[failing])
 	}

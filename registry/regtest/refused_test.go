@@ -17,6 +17,8 @@ import (
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/clitest"
 	"github.com/buildcache/remotecache/registry"
 )
 
@@ -107,27 +109,20 @@ func TestIndexRefused(t *testing.T) {
 // registry's error once, the hint; then in the form the hint names.
 func TestCLIIndexRefused(t *testing.T) {
 	bin := buildCLI(t)
-	src := cliFixture(t)
+	src := cachetest.Fixture(t)
 	srv := validatingRegistry(t)
 	loc := "registry:" + srv.Host + "/cache:v1"
 	for _, format := range []string{"oci-index", "manifest-list"} {
-		r := cliExec(t, bin, "copy", "--quiet", "oci:"+src, loc, "--format", format)
-		if r.code != 1 {
-			t.Fatalf("copy --format %s: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", format, r.code, r.stdout, r.stderr)
-		}
-		line := strings.TrimSuffix(r.stderr, "\n")
-		if strings.Contains(line, "\n") || !strings.HasPrefix(line, "remotecache: ") {
-			t.Errorf("copy --format %s: stderr is not one line \"remotecache: …\":\n%s", format, r.stderr)
-		}
-		if n := strings.Count(line, "MANIFEST_BLOB_UNKNOWN"); n != 1 {
-			t.Errorf("copy --format %s: stderr says MANIFEST_BLOB_UNKNOWN %d times, want once:\n%s", format, n, r.stderr)
-		}
-		if !strings.Contains(line, hintCLI) {
-			t.Errorf("copy --format %s: stderr gives no hint to use %s:\n%s", format, hintCLI, r.stderr)
-		}
-		t.Logf("copy --format %s: exit 1: %s", format, line)
+		t.Run(format, func(t *testing.T) {
+			r := clitest.Run(t, bin, "copy", "--quiet", "oci:"+src, loc, "--format", format)
+			clitest.FailsWith(t, r, hintCLI)
+			if n := strings.Count(r.Stderr, "MANIFEST_BLOB_UNKNOWN"); n != 1 {
+				t.Errorf("stderr says MANIFEST_BLOB_UNKNOWN %d times, want once:\n%s", n, r.Stderr)
+			}
+			t.Logf("exit 1: %s", strings.TrimSpace(r.Stderr))
+		})
 	}
-	if r := cliOK(t, bin, "copy", "--quiet", "oci:"+src, loc, "--format", "image-manifest"); r.stdout != loc+" "+cliFixtureManifest+" image-manifest\n" {
-		t.Errorf("copy --format image-manifest printed %q", r.stdout)
+	if r := clitest.OK(t, bin, "copy", "--quiet", "oci:"+src, loc, "--format", "image-manifest"); r.Stdout != loc+" "+cachetest.FixtureManifest+" image-manifest\n" {
+		t.Errorf("copy --format image-manifest printed %q", r.Stdout)
 	}
 }

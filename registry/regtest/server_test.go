@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -136,6 +137,25 @@ func (s *server) Requests(key string) int {
 	return s.requests[key]
 }
 
+// Counts returns the requests so far by "METHOD kind".
+func (s *server) Counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.requests)
+}
+
+// CountsSince returns the requests since Counts returned before, by
+// "METHOD kind"; kinds with none are left out.
+func (s *server) CountsSince(before map[string]int) map[string]int {
+	now := s.Counts()
+	for k, v := range before {
+		if now[k] -= v; now[k] == 0 {
+			delete(now, k)
+		}
+	}
+	return now
+}
+
 func requestKind(r *http.Request) string {
 	p := r.URL.Path
 	switch {
@@ -240,6 +260,15 @@ func (fp *faultProxy) Attempts(prefix string) map[string]int {
 		}
 	}
 	return out
+}
+
+// Total returns the requests so far whose key starts with prefix.
+func (fp *faultProxy) Total(prefix string) int {
+	n := 0
+	for _, a := range fp.Attempts(prefix) {
+		n += a
+	}
+	return n
 }
 
 // resetMidBody reads half of the request body, then drops the connection

@@ -69,7 +69,7 @@ func (r *runner) finalizeCase(c caseSpec) error {
 	}
 	bkExport := func(store content.Store) (func() (map[string]string, error), error) {
 		exp := bkremotecache.NewExporter(store, "", true, true, compression.Config{})
-		if err := bk.Replay(exp, order); err != nil {
+		if _, err := bk.Replay(exp, order); err != nil {
 			return nil, err
 		}
 		return func() (map[string]string, error) { return exp.Finalize(r.ctx) }, nil
