@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
+	"github.com/gofrs/flock"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -50,7 +50,7 @@ type Store struct {
 	readOnly bool
 
 	mu     sync.Mutex
-	lock   *os.File // shared lock held while open; nil if read-only
+	lock   *flock.Flock // shared lock held while open; nil if read-only
 	closed bool
 }
 
@@ -102,21 +102,16 @@ func OpenContext(ctx context.Context, dir string, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, storeLockFile), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
 	}
 	// A shared lock is only refused while a Prune runs; wait for it.
-	if err := flock(ctx, f, syscall.LOCK_SH); err != nil {
-		f.Close()
+	l := newLock(filepath.Join(dir, storeLockFile))
+	if err := lockWait(ctx, l, l.TryRLock); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s: waiting for a prune to finish", dir)
 	}
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &Store{Store: cs, dir: dir, lock: f, session: hex.EncodeToString(id[:])}, nil
+	return &Store{Store: cs, dir: dir, lock: l, session: hex.EncodeToString(id[:])}, nil
 }
 
 func openReadOnly(dir string) (*Store, error) {
@@ -290,12 +285,7 @@ func writeFileAtomic(dir, name string, dt []byte) error {
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return syncDir(dir)
 }
 
 // tagName returns the tag an index entry carries, if any.
