@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 // The config codec (configjson.go) is unexported; export_internal_test.go
@@ -550,16 +550,6 @@ func cjBigConfig(b *testing.B) ([]byte, int) {
 	return cjBig.json, cjBig.records
 }
 
-// cjCPUTime returns the user and system CPU time of the process, GC
-// included: steadier than elapsed time on a loaded machine.
-func cjCPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func BenchmarkDecodeConfig(b *testing.B) {
 	dt, records := cjBigConfig(b)
 	for _, bc := range []struct {
@@ -578,14 +568,14 @@ func BenchmarkDecodeConfig(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(dt)))
 			b.ReportAllocs()
-			cpu0 := cjCPUTime()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				if err := bc.decode(dt); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(records), "ns/record")
-			b.ReportMetric(float64(cjCPUTime()-cpu0)/float64(b.N)/float64(records), "cpu-ns/record")
+			b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N)/float64(records), "cpu-ns/record")
 		})
 	}
 }
@@ -606,7 +596,7 @@ func BenchmarkEncodeConfig(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(dt)))
 			b.ReportAllocs()
-			cpu0 := cjCPUTime()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				out, err := bc.encode(c)
 				if err != nil || len(out) != len(dt) {
@@ -614,7 +604,7 @@ func BenchmarkEncodeConfig(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(records), "ns/record")
-			b.ReportMetric(float64(cjCPUTime()-cpu0)/float64(b.N)/float64(records), "cpu-ns/record")
+			b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N)/float64(records), "cpu-ns/record")
 		})
 	}
 }

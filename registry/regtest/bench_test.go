@@ -79,7 +79,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 	if err := benchFillStore(ctx, src, g); err != nil {
 		b.Fatal(err)
 	}
-	syscall.Sync()
+	benchSync()
 	order := g.InOrder()
 	fmt.Printf("graph: %d records, %d blobs of 1 MiB; generated and written to the source store in %s\n",
 		len(g.Ops), len(g.Blobs), time.Since(t0).Round(time.Millisecond))
