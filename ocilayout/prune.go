@@ -85,30 +85,15 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport
 		return rep, err
 	}
 	keep := map[digest.Digest]bool{}
-	var mark func(d ocispec.Descriptor) error
-	mark = func(d ocispec.Descriptor) error {
-		if keep[d.Digest] {
-			return nil
-		}
+	err = walk(ctx, s.Store, func(d ocispec.Descriptor) error {
 		keep[d.Digest] = true
-		children, err := images.Children(ctx, s.Store, d)
-		if err != nil {
-			if errdefs.IsNotFound(err) {
-				return nil // a tag to a missing blob keeps nothing more
-			}
-			return errors.Wrapf(err, "prune: reading %s", d.Digest)
-		}
-		for _, c := range children {
-			if err := mark(c); err != nil {
-				return err
-			}
+		if _, err := s.Store.Info(ctx, d.Digest); errdefs.IsNotFound(err) {
+			return images.ErrSkipDesc // a tag to a missing blob keeps nothing more
 		}
 		return nil
-	}
-	for _, d := range idx.Manifests {
-		if err := mark(d); err != nil {
-			return rep, err
-		}
+	}, idx.Manifests...)
+	if err != nil {
+		return rep, errors.Wrap(err, "prune: reading")
 	}
 	var garbage []content.Info
 	// A layout that Open made and nothing was written into has no blobs/:

@@ -332,13 +332,7 @@ func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) e
 // checkComplete walks everything desc reaches and checks each blob is in
 // the layout with the size its descriptor gives.
 func (s *Store) checkComplete(ctx context.Context, desc ocispec.Descriptor) error {
-	seen := map[digest.Digest]bool{}
-	var walk func(d ocispec.Descriptor) error
-	walk = func(d ocispec.Descriptor) error {
-		if seen[d.Digest] {
-			return nil
-		}
-		seen[d.Digest] = true
+	return walk(ctx, s.Store, func(d ocispec.Descriptor) error {
 		info, err := s.Store.Info(ctx, d.Digest)
 		if err != nil {
 			return errors.Wrapf(err, "blob %s", d.Digest)
@@ -346,18 +340,8 @@ func (s *Store) checkComplete(ctx context.Context, desc ocispec.Descriptor) erro
 		if info.Size != d.Size {
 			return errors.Wrapf(errdefs.ErrFailedPrecondition, "blob %s: %d bytes in the layout, descriptor says %d", d.Digest, info.Size, d.Size)
 		}
-		children, err := images.Children(ctx, s.Store, d)
-		if err != nil {
-			return errors.Wrapf(err, "blob %s", d.Digest)
-		}
-		for _, c := range children {
-			if err := walk(c); err != nil {
-				return err
-			}
-		}
 		return nil
-	}
-	return walk(desc)
+	}, desc)
 }
 
 // Resolve returns the descriptor a tag points at.
