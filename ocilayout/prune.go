@@ -17,13 +17,20 @@ import (
 // exclusive lock (tests hold Prune there).
 var testHookPruneLocked func()
 
-// PruneOption configures Prune.
-type PruneOption func(*pruneOptions)
+// PruneOption configures Prune. An option that fails makes Prune fail
+// before it does anything.
+type PruneOption func(*pruneOptions) error
 
 type pruneOptions struct{ dryRun bool }
 
 // WithDryRun makes Prune report what it would remove and remove nothing.
-func WithDryRun() PruneOption { return func(o *pruneOptions) { o.dryRun = true } }
+// By default Prune removes it.
+func WithDryRun() PruneOption {
+	return func(o *pruneOptions) error {
+		o.dryRun = true
+		return nil
+	}
+}
 
 // PruneReport says what Prune removed (or, in a dry run, would remove).
 type PruneReport struct {
@@ -57,7 +64,9 @@ type PruneReport struct {
 func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport, err error) {
 	var o pruneOptions
 	for _, opt := range opts {
-		opt(&o)
+		if err := opt(&o); err != nil {
+			return PruneReport{}, errors.Wrap(err, "prune")
+		}
 	}
 	if s.readOnly {
 		return PruneReport{}, s.errReadOnly("prune")

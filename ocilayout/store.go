@@ -63,6 +63,7 @@ type options struct{ readOnly bool }
 // directory is made or changed, not even a lock file, and every write
 // fails with errdefs.ErrFailedPrecondition. Such a Store does not hold off
 // Prune, so a prune in another process may remove blobs while it reads.
+// By default a Store reads and writes.
 func WithReadOnly() Option {
 	return func(o *options) error {
 		o.readOnly = true

@@ -724,6 +724,29 @@ func TestPruneNewLayout(t *testing.T) {
 	}
 }
 
+// An option that fails makes Prune fail, naming the operation and
+// wrapping the option's error, before it removes anything.
+func TestPruneOptionFails(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, t.TempDir())
+	untagged := writeUntagged(t, s, "reached by no tag")
+	cause := errors.New("no such option")
+	rep, err := s.Prune(ctx, ocilayout.WithDryRun(), ocilayout.FailingPruneOption(cause))
+	if !errors.Is(err, cause) || !strings.HasPrefix(err.Error(), "prune: ") {
+		t.Fatalf("Prune with a failing option = %v, want \"prune: \" and %v", err, cause)
+	}
+	if len(rep.Blobs) != 0 {
+		t.Fatalf("Prune with a failing option reported %v", rep.Blobs)
+	}
+	if _, err := s.Info(ctx, untagged.Digest); err != nil {
+		t.Fatalf("Prune with a failing option removed a blob: %v", err)
+	}
+	// Without it, Prune runs.
+	if rep, err := s.Prune(ctx); err != nil || len(rep.Blobs) != 1 {
+		t.Fatalf("Prune after = %+v, %v; want the untagged blob removed", rep, err)
+	}
+}
+
 // entry is what a snapshot keeps of a directory entry.
 type entry struct {
 	size  int64
