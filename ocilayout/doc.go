@@ -30,6 +30,18 @@
 // files without FILE_SHARE_DELETE), so there a write of index.json can
 // fail while another process is reading it.
 //
+// # Errors
+//
+// Every error the package returns has a class of containerd/errdefs that
+// errors.Is finds (errdefs.IsNotFound and the like): its own (a missing
+// tag or blob is errdefs.ErrNotFound, a write to a read-only Store
+// errdefs.ErrFailedPrecondition, a second Prune errdefs.ErrUnavailable),
+// containerd's, the context's (errdefs.IsCanceled,
+// errdefs.IsDeadlineExceeded), or, for an error of the file system, one by
+// its cause: fs.ErrNotExist is errdefs.ErrNotFound, fs.ErrPermission
+// errdefs.ErrPermissionDenied, anything else errdefs.ErrUnknown. The
+// error's text and what it wraps are kept.
+//
 // # Concurrency
 //
 // Any number of processes may export into one directory and tag at once: a

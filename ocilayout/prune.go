@@ -62,10 +62,11 @@ type PruneReport struct {
 // another Store waits for s to close, so waiting for it would deadlock
 // both: Prune fails at once with errdefs.ErrUnavailable instead.
 func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport, err error) {
+	defer func() { err = classify(err) }() // runs last, after share
 	var o pruneOptions
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
-			return PruneReport{}, errors.Wrap(err, "prune")
+			return PruneReport{}, errors.Wrap(optionError(err), "prune")
 		}
 	}
 	if s.readOnly {
