@@ -10,6 +10,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 // cjConfigs are the configs BenchmarkDecodeConfig decodes: the JSON of
@@ -77,13 +78,13 @@ func BenchmarkDecodeConfig(b *testing.B) {
 				b.SetBytes(int64(len(dt)))
 				b.ReportAllocs()
 				runtime.GC()
-				cpu0 := cpuTime()
+				cpu0 := cputime.Process()
 				for b.Loop() {
 					if err := dec.decode(dt, cjParseSized(dt)); err != nil {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op")
 			})
 		}
 	}

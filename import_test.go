@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 // Helpers of this file are prefixed "it" (import test) to keep apart from
@@ -1130,13 +1130,13 @@ func BenchmarkImport(b *testing.B) {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
 			b.SetBytes(int64(len(config)))
 			b.ReportAllocs()
-			cpu0 := itCPUTime()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				if err := remotecache.Parse(config, descs, remotecache.NewCacheChains()); err != nil {
 					b.Fatal(err)
 				}
 			}
-			cpu := itCPUTime() - cpu0
+			cpu := cputime.Process() - cpu0
 			total := float64(b.N) * float64(records)
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/record")
 			// CPU time of the process, GC included: steadier than elapsed
@@ -1144,15 +1144,6 @@ func BenchmarkImport(b *testing.B) {
 			b.ReportMetric(float64(cpu.Nanoseconds())/total, "cpu-ns/record")
 		})
 	}
-}
-
-// itCPUTime returns the user and system CPU time the process has used.
-func itCPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // itMergeCycle builds a graph in which Add merges a record with one of its

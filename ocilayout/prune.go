@@ -17,13 +17,20 @@ import (
 // exclusive lock (tests hold Prune there).
 var testHookPruneLocked func()
 
-// PruneOption configures Prune.
-type PruneOption func(*pruneOptions)
+// PruneOption configures Prune. An option that fails makes Prune fail
+// before it does anything.
+type PruneOption func(*pruneOptions) error
 
 type pruneOptions struct{ dryRun bool }
 
 // WithDryRun makes Prune report what it would remove and remove nothing.
-func WithDryRun() PruneOption { return func(o *pruneOptions) { o.dryRun = true } }
+// By default Prune removes it.
+func WithDryRun() PruneOption {
+	return func(o *pruneOptions) error {
+		o.dryRun = true
+		return nil
+	}
+}
 
 // PruneReport says what Prune removed (or, in a dry run, would remove).
 type PruneReport struct {
@@ -55,9 +62,12 @@ type PruneReport struct {
 // another Store waits for s to close, so waiting for it would deadlock
 // both: Prune fails at once with errdefs.ErrUnavailable instead.
 func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport, err error) {
+	defer func() { err = classify(err) }() // runs last, after share
 	var o pruneOptions
 	for _, opt := range opts {
-		opt(&o)
+		if err := opt(&o); err != nil {
+			return PruneReport{}, errors.Wrap(optionError(err), "prune")
+		}
 	}
 	if s.readOnly {
 		return PruneReport{}, s.errReadOnly("prune")
@@ -85,30 +95,15 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport
 		return rep, err
 	}
 	keep := map[digest.Digest]bool{}
-	var mark func(d ocispec.Descriptor) error
-	mark = func(d ocispec.Descriptor) error {
-		if keep[d.Digest] {
-			return nil
-		}
+	err = walk(ctx, s.Store, func(d ocispec.Descriptor) error {
 		keep[d.Digest] = true
-		children, err := images.Children(ctx, s.Store, d)
-		if err != nil {
-			if errdefs.IsNotFound(err) {
-				return nil // a tag to a missing blob keeps nothing more
-			}
-			return errors.Wrapf(err, "prune: reading %s", d.Digest)
-		}
-		for _, c := range children {
-			if err := mark(c); err != nil {
-				return err
-			}
+		if _, err := s.Store.Info(ctx, d.Digest); errdefs.IsNotFound(err) {
+			return images.ErrSkipDesc // a tag to a missing blob keeps nothing more
 		}
 		return nil
-	}
-	for _, d := range idx.Manifests {
-		if err := mark(d); err != nil {
-			return rep, err
-		}
+	}, idx.Manifests...)
+	if err != nil {
+		return rep, errors.Wrap(err, "prune: reading")
 	}
 	var garbage []content.Info
 	// A layout that Open made and nothing was written into has no blobs/:

@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
+	"github.com/gofrs/flock"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -50,7 +50,7 @@ type Store struct {
 	readOnly bool
 
 	mu     sync.Mutex
-	lock   *os.File // shared lock held while open; nil if read-only
+	lock   *flock.Flock // shared lock held while open; nil if read-only
 	closed bool
 }
 
@@ -63,6 +63,7 @@ type options struct{ readOnly bool }
 // directory is made or changed, not even a lock file, and every write
 // fails with errdefs.ErrFailedPrecondition. Such a Store does not hold off
 // Prune, so a prune in another process may remove blobs while it reads.
+// By default a Store reads and writes.
 func WithReadOnly() Option {
 	return func(o *options) error {
 		o.readOnly = true
@@ -82,11 +83,12 @@ func Open(dir string, opts ...Option) (*Store, error) {
 // while a Prune runs on the directory and for the index.json lock when it
 // has to write index.json, for as long as ctx allows; a read-only open
 // never waits.
-func OpenContext(ctx context.Context, dir string, opts ...Option) (*Store, error) {
+func OpenContext(ctx context.Context, dir string, opts ...Option) (_ *Store, err error) {
+	defer func() { err = classify(err) }()
 	var o options
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
-			return nil, err
+			return nil, errors.Wrapf(optionError(err), "oci layout %s", dir)
 		}
 	}
 	if o.readOnly {
@@ -102,21 +104,16 @@ func OpenContext(ctx context.Context, dir string, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, storeLockFile), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
 	}
 	// A shared lock is only refused while a Prune runs; wait for it.
-	if err := flock(ctx, f, syscall.LOCK_SH); err != nil {
-		f.Close()
+	l := newLock(filepath.Join(dir, storeLockFile))
+	if err := lockWait(ctx, l, l.TryRLock); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s: waiting for a prune to finish", dir)
 	}
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &Store{Store: cs, dir: dir, lock: f, session: hex.EncodeToString(id[:])}, nil
+	return &Store{Store: cs, dir: dir, lock: l, session: hex.EncodeToString(id[:])}, nil
 }
 
 func openReadOnly(dir string) (*Store, error) {
@@ -181,7 +178,8 @@ func newIndex() *ocispec.Index {
 func (s *Store) Dir() string { return s.dir }
 
 // Close releases the store's lock. The Store must not be used after.
-func (s *Store) Close() error {
+func (s *Store) Close() (err error) {
+	defer func() { err = classify(err) }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -191,19 +189,20 @@ func (s *Store) Close() error {
 	if s.lock == nil {
 		return nil
 	}
-	return s.lock.Close()
+	return errors.Wrapf(s.lock.Close(), "oci layout %s: releasing the lock", s.dir)
 }
 
 // Writer implements content.Ingester. A blob already in the layout gives
 // errdefs.ErrAlreadyExists.
-func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (_ content.Writer, err error) {
+	defer func() { err = classify(err) }()
 	if s.readOnly {
 		return nil, s.errReadOnly("write")
 	}
 	var wo content.WriterOpts
 	for _, o := range opts {
 		if err := o(&wo); err != nil {
-			return nil, err
+			return nil, errors.Wrap(optionError(err), "writer")
 		}
 	}
 	if wo.Desc.Digest != "" {
@@ -214,7 +213,11 @@ func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.
 			return nil, errors.Wrapf(errdefs.ErrAlreadyExists, "blob %s", wo.Desc.Digest)
 		}
 	}
-	return s.Store.Writer(ctx, append(opts, content.WithRef(s.ref(wo.Ref)))...)
+	w, err := s.Store.Writer(ctx, append(opts, content.WithRef(s.ref(wo.Ref)))...)
+	if err != nil {
+		return nil, err
+	}
+	return writer{w}, nil
 }
 
 // ref maps a caller's ingest ref to this Store's own.
@@ -222,7 +225,15 @@ func (s *Store) ref(ref string) string { return ref + "@" + s.session }
 
 // Status implements content.IngestManager for refs given to Writer.
 func (s *Store) Status(ctx context.Context, ref string) (content.Status, error) {
-	return s.Store.Status(ctx, s.ref(ref))
+	st, err := s.Store.Status(ctx, s.ref(ref))
+	return st, classify(err)
+}
+
+// ListStatuses implements content.IngestManager: the writes in progress
+// through every Store on the directory, with the refs Writer made.
+func (s *Store) ListStatuses(ctx context.Context, filters ...string) ([]content.Status, error) {
+	st, err := s.Store.ListStatuses(ctx, filters...)
+	return st, classify(err)
 }
 
 // Delete implements content.Manager.
@@ -230,13 +241,62 @@ func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
 	if s.readOnly {
 		return s.errReadOnly("delete " + dgst.String())
 	}
-	return s.Store.Delete(ctx, dgst)
+	return classify(s.Store.Delete(ctx, dgst))
 }
 
 // Abort implements content.IngestManager for refs given to Writer.
 func (s *Store) Abort(ctx context.Context, ref string) error {
-	return s.Store.Abort(ctx, s.ref(ref))
+	return classify(s.Store.Abort(ctx, s.ref(ref)))
 }
+
+// Info implements content.InfoProvider.
+func (s *Store) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	info, err := s.Store.Info(ctx, dgst)
+	return info, classify(err)
+}
+
+// Update implements content.Manager.
+func (s *Store) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
+	info, err := s.Store.Update(ctx, info, fieldpaths...)
+	return info, classify(err)
+}
+
+// Walk implements content.Manager. An error fn returns ends the walk and
+// is returned, with a class if it had none.
+func (s *Store) Walk(ctx context.Context, fn content.WalkFunc, filters ...string) error {
+	return classify(s.Store.Walk(ctx, fn, filters...))
+}
+
+// ReaderAt implements content.Provider.
+func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	ra, err := s.Store.ReaderAt(ctx, desc)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return ra, nil
+}
+
+// writer is a content.Writer of the local store whose errors carry a
+// class.
+type writer struct{ content.Writer }
+
+func (w writer) Write(p []byte) (int, error) {
+	n, err := w.Writer.Write(p)
+	return n, classify(err)
+}
+
+func (w writer) Close() error { return classify(w.Writer.Close()) }
+
+func (w writer) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
+	return classify(w.Writer.Commit(ctx, size, expected, opts...))
+}
+
+func (w writer) Status() (content.Status, error) {
+	st, err := w.Writer.Status()
+	return st, classify(err)
+}
+
+func (w writer) Truncate(size int64) error { return classify(w.Writer.Truncate(size)) }
 
 // readIndex reads index.json.
 func (s *Store) readIndex() (*ocispec.Index, error) {
@@ -290,12 +350,7 @@ func writeFileAtomic(dir, name string, dt []byte) error {
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return syncDir(dir)
 }
 
 // tagName returns the tag an index entry carries, if any.
@@ -309,7 +364,8 @@ func tagName(d ocispec.Descriptor) string {
 // Tag points name at desc in index.json, replacing any entry of that name.
 // Every blob desc reaches (manifests, indexes, configs, layers) must be in
 // the layout and match its descriptor, else the tag does not move.
-func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) error {
+func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) (err error) {
+	defer func() { err = classify(err) }()
 	if s.readOnly {
 		return s.errReadOnly("tag " + name)
 	}
@@ -328,27 +384,21 @@ func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) e
 		entry.Annotations[k] = v
 	}
 	entry.Annotations[AnnotationRefName] = name
-	return withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
+	return errors.Wrapf(withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
 		idx, err := s.readIndex()
 		if err != nil {
 			return err
 		}
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return tagName(d) == name })
 		idx.Manifests = append(idx.Manifests, entry)
-		return errors.Wrapf(writeIndex(s.dir, idx), "tag %s", name)
-	})
+		return writeIndex(s.dir, idx)
+	}), "tag %s", name)
 }
 
 // checkComplete walks everything desc reaches and checks each blob is in
 // the layout with the size its descriptor gives.
 func (s *Store) checkComplete(ctx context.Context, desc ocispec.Descriptor) error {
-	seen := map[digest.Digest]bool{}
-	var walk func(d ocispec.Descriptor) error
-	walk = func(d ocispec.Descriptor) error {
-		if seen[d.Digest] {
-			return nil
-		}
-		seen[d.Digest] = true
+	return walk(ctx, s.Store, func(d ocispec.Descriptor) error {
 		info, err := s.Store.Info(ctx, d.Digest)
 		if err != nil {
 			return errors.Wrapf(err, "blob %s", d.Digest)
@@ -356,25 +406,15 @@ func (s *Store) checkComplete(ctx context.Context, desc ocispec.Descriptor) erro
 		if info.Size != d.Size {
 			return errors.Wrapf(errdefs.ErrFailedPrecondition, "blob %s: %d bytes in the layout, descriptor says %d", d.Digest, info.Size, d.Size)
 		}
-		children, err := images.Children(ctx, s.Store, d)
-		if err != nil {
-			return errors.Wrapf(err, "blob %s", d.Digest)
-		}
-		for _, c := range children {
-			if err := walk(c); err != nil {
-				return err
-			}
-		}
 		return nil
-	}
-	return walk(desc)
+	}, desc)
 }
 
 // Resolve returns the descriptor a tag points at.
 func (s *Store) Resolve(ctx context.Context, name string) (ocispec.Descriptor, error) {
 	idx, err := s.readIndex()
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, classify(err)
 	}
 	// The last entry of a name wins, as when a tool appended without
 	// removing the old one.
@@ -390,7 +430,7 @@ func (s *Store) Resolve(ctx context.Context, name string) (ocispec.Descriptor, e
 func (s *Store) Tags(ctx context.Context) ([]string, error) {
 	idx, err := s.readIndex()
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	var names []string
 	for _, d := range idx.Manifests {
@@ -403,11 +443,12 @@ func (s *Store) Tags(ctx context.Context) ([]string, error) {
 }
 
 // Untag removes a tag. Its blobs stay until Prune.
-func (s *Store) Untag(ctx context.Context, name string) error {
+func (s *Store) Untag(ctx context.Context, name string) (err error) {
+	defer func() { err = classify(err) }()
 	if s.readOnly {
 		return s.errReadOnly("untag " + name)
 	}
-	return withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
+	return errors.Wrapf(withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
 		idx, err := s.readIndex()
 		if err != nil {
 			return err
@@ -418,5 +459,5 @@ func (s *Store) Untag(ctx context.Context, name string) error {
 			return errors.Wrapf(errdefs.ErrNotFound, "oci layout %s: tag %q", s.dir, name)
 		}
 		return writeIndex(s.dir, idx)
-	})
+	}), "untag %s", name)
 }

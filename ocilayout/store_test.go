@@ -710,6 +710,29 @@ func TestPruneNewLayout(t *testing.T) {
 	}
 }
 
+// An option that fails makes Prune fail, naming the operation and
+// wrapping the option's error, before it removes anything.
+func TestPruneOptionFails(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, t.TempDir())
+	untagged := writeUntagged(t, s, "reached by no tag")
+	cause := errors.New("no such option")
+	rep, err := s.Prune(ctx, ocilayout.WithDryRun(), ocilayout.FailingPruneOption(cause))
+	if !errors.Is(err, cause) || !strings.HasPrefix(err.Error(), "prune: ") {
+		t.Fatalf("Prune with a failing option = %v, want \"prune: \" and %v", err, cause)
+	}
+	if len(rep.Blobs) != 0 {
+		t.Fatalf("Prune with a failing option reported %v", rep.Blobs)
+	}
+	if _, err := s.Info(ctx, untagged.Digest); err != nil {
+		t.Fatalf("Prune with a failing option removed a blob: %v", err)
+	}
+	// Without it, Prune runs.
+	if rep, err := s.Prune(ctx); err != nil || len(rep.Blobs) != 1 {
+		t.Fatalf("Prune after = %+v, %v; want the untagged blob removed", rep, err)
+	}
+}
+
 // A read-only open, reads of every tag and blob and Close change nothing
 // in the directory: no entry made, removed, resized or touched, the
 // directory itself included (a probe file made and removed again shows in

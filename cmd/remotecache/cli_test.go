@@ -30,6 +30,8 @@ func TestParseLocation(t *testing.T) {
 		{"oci:dir:", location{}},
 		{"oci:dir:.t", location{}},
 		{"oci:dir:a b", location{}},
+		{"oci:dir:" + strings.Repeat("t", 128), location{"oci", "dir", strings.Repeat("t", 128)}},
+		{"oci:dir:" + strings.Repeat("t", 129), location{}},
 		{"registry:", location{}},
 		{"registry:host", location{}},
 		{"registry:host/", location{}},

@@ -9,6 +9,7 @@ import (
 	"github.com/buildcache/remotecache/ocilayout"
 	"github.com/buildcache/remotecache/registry"
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 )
@@ -31,8 +32,10 @@ const (
 
 func (l location) String() string { return l.scheme + ":" + l.path + ":" + l.tag }
 
-// tagPattern is a tag as the OCI distribution spec allows it.
-var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+// tagPattern is a whole tag as the OCI distribution spec allows it:
+// distribution/reference's pattern (unanchored, made to match within a
+// reference), anchored.
+var tagPattern = regexp.MustCompile(`^(?:` + reference.TagRegexp.String() + `)$`)
 
 // parseLocation parses oci:DIR[:TAG] or registry:HOST/REPO[:TAG]. A colon
 // in DIR is allowed where what follows the last colon has a slash (so is

@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/gofrs/flock"
+
 	"github.com/buildcache/remotecache/ocilayout"
 )
 
@@ -23,14 +23,11 @@ func TestOpenDestinationContext(t *testing.T) {
 	}
 	s.Close()
 	// Hold the lock exclusively, as a Prune does while it removes blobs.
-	f, err := os.OpenFile(filepath.Join(dir, ".remotecache.lock"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
+	l := flock.New(filepath.Join(dir, ".remotecache.lock"))
+	if ok, err := l.TryLock(); !ok || err != nil {
+		t.Fatalf("locking %s: %v, %v", l, ok, err)
 	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	defer l.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/cputime"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	"github.com/buildcache/remotecache/registry"
 )
@@ -77,7 +77,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 	if err := sidebyside.FillStore(ctx, src, g); err != nil {
 		b.Fatal(err)
 	}
-	syscall.Sync()
+	benchSync()
 	order := g.InOrder()
 	fmt.Printf("graph: %d records, %d blobs of 1 MiB; generated and written to the source store in %s\n",
 		len(g.Ops), len(g.Blobs), time.Since(t0).Round(time.Millisecond))
@@ -132,13 +132,13 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		runtime.GC()
 		before, reqs := srv.uploaded.Load(), srv.Counts()
 		var res map[string]string
-		cpu0, start := benchCPU(), time.Now()
+		cpu0, start := cputime.Process(), time.Now()
 		// With -cpuprofile, samples carry the labels side and phase:
 		// go tool pprof -tagfocus side=ours regtest.test cpu.prof
 		pprof.Do(ctx, pprof.Labels("side", side, "phase", phase), func(context.Context) {
 			res, err = fin()
 		})
-		s := benchSample{wall: time.Since(start), cpu: benchCPU() - cpu0, uploaded: srv.uploaded.Load() - before, requests: srv.CountsSince(reqs)}
+		s := benchSample{wall: time.Since(start), cpu: cputime.Process() - cpu0, uploaded: srv.uploaded.Load() - before, requests: srv.CountsSince(reqs)}
 		if err != nil {
 			return s, err
 		}
@@ -250,15 +250,6 @@ func benchMedian(s []benchSample, f func(benchSample) time.Duration) time.Durati
 
 func benchWall(s benchSample) time.Duration  { return s.wall }
 func benchCPUOf(s benchSample) time.Duration { return s.cpu }
-
-// benchCPU returns the user and system CPU time of the process so far.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func benchMs(d time.Duration) string {
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))

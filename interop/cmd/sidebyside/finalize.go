@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -91,7 +90,7 @@ func (r *runner) finalizeCase(c caseSpec) error {
 			if err != nil {
 				return sample{}, err
 			}
-			syscall.Sync()
+			syncDisks()
 			var res map[string]string
 			s, err := r.measure(c.name+"/"+phase, side, func() error {
 				var err error

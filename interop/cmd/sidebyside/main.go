@@ -50,6 +50,8 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+
+	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 func main() {
@@ -230,13 +232,13 @@ func (r *runner) measure(caseName, side string, f func() error) (sample, error) 
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	var err error
-	c0 := cpuTime()
+	c0 := cputime.Process()
 	t0 := time.Now()
 	pprof.Do(r.ctx, pprof.Labels("case", caseName, "side", side, "run", caseName+"/"+side), func(context.Context) {
 		err = f()
 	})
 	wall := time.Since(t0)
-	cpu := cpuTime() - c0
+	cpu := cputime.Process() - c0
 	runtime.ReadMemStats(&m1)
 	return sample{wall: wall, cpu: cpu, mallocs: m1.Mallocs - m0.Mallocs}, err
 }
