@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"regexp"
 	"strings"
 
@@ -130,7 +129,7 @@ func open(ctx context.Context, l location, opts ...ocilayout.Option) (store, err
 		}
 		return r, nil
 	}
-	return nil, fmt.Errorf("%s: unknown kind of location", l)
+	return nil, errors.Errorf("%s: unknown kind of location", l)
 }
 
 // ociStore is an OCI layout and one of its tags. Embedding the Store keeps

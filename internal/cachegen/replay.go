@@ -1,11 +1,11 @@
 package cachegen
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
 	digest "github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
 
 	remotecache "github.com/buildcache/remotecache"
 )
@@ -99,7 +99,7 @@ func (rp *ReplayerOf[R, L, Res]) Replay(t Target[R, L, Res], order []int) ([]R, 
 		order = g.InOrder()
 	}
 	if len(order) != len(g.Ops) {
-		return nil, fmt.Errorf("cachegen: order has %d ops, graph has %d", len(order), len(g.Ops))
+		return nil, errors.Errorf("cachegen: order has %d ops, graph has %d", len(order), len(g.Ops))
 	}
 	const (
 		pending = iota
@@ -114,7 +114,7 @@ func (rp *ReplayerOf[R, L, Res]) Replay(t Target[R, L, Res], order []int) ([]R, 
 	slots := make([][]L, 0, rp.nslots)
 	for _, i := range order {
 		if i < 0 || i >= len(g.Ops) || state[i] != pending {
-			return nil, fmt.Errorf("cachegen: order: op %d is out of range or repeated", i)
+			return nil, errors.Errorf("cachegen: order: op %d is out of range or repeated", i)
 		}
 		op := g.Ops[i]
 		var deps [][]L
@@ -125,7 +125,7 @@ func (rp *ReplayerOf[R, L, Res]) Replay(t Target[R, L, Res], order []int) ([]R, 
 				for _, d := range slot {
 					switch state[d.Src] {
 					case pending:
-						return nil, fmt.Errorf("cachegen: op %d slot %d: dep %d is not added yet", i, s, d.Src)
+						return nil, errors.Errorf("cachegen: op %d slot %d: dep %d is not added yet", i, s, d.Src)
 					case added:
 						links = append(links, rp.link(recs[d.Src], d.Selector))
 					}
@@ -143,11 +143,11 @@ func (rp *ReplayerOf[R, L, Res]) Replay(t Target[R, L, Res], order []int) ([]R, 
 		}
 		rec, ok, err := t.Add(op.Digest, deps, rp.results[i])
 		if err != nil {
-			return nil, fmt.Errorf("cachegen: op %d (%s): %w", i, op.Name, err)
+			return nil, errors.Wrapf(err, "cachegen: op %d (%s)", i, op.Name)
 		}
 		if !ok || rec == none {
 			if !strings.HasPrefix(string(op.Digest), "random:") {
-				return nil, fmt.Errorf("cachegen: op %d (%s): record %s not exported", i, op.Name, op.Digest)
+				return nil, errors.Errorf("cachegen: op %d (%s): record %s not exported", i, op.Name, op.Digest)
 			}
 			state[i] = skipped
 			continue

@@ -1,13 +1,14 @@
 package cachetest
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/pkg/errors"
 )
 
 // The BuildKit cache in testdata/buildkit-local-cache, which a real
@@ -24,7 +25,7 @@ const (
 var root = sync.OnceValues(func() (string, error) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/buildcache/remotecache").Output()
 	if err != nil {
-		return "", fmt.Errorf("cachetest: finding the root module: %w", err)
+		return "", errors.Wrap(err, "cachetest: finding the root module")
 	}
 	return strings.TrimSpace(string(out)), nil
 })

@@ -6,12 +6,12 @@ package clitest
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/cachetest"
 )
@@ -28,7 +28,7 @@ func Build(dir string) (string, error) {
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/buildcache/remotecache/cmd/remotecache")
 	cmd.Dir = r
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build github.com/buildcache/remotecache/cmd/remotecache: %w\n%s", err, out)
+		return "", errors.Wrapf(err, "go build github.com/buildcache/remotecache/cmd/remotecache: %s", out)
 	}
 	return bin, nil
 }

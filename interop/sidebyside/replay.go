@@ -6,11 +6,11 @@ package sidebyside
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/moby/buildkit/solver"
+	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/cachegen"
 )
@@ -52,7 +52,7 @@ func FillStore(ctx context.Context, store content.Ingester, g *cachegen.Graph) e
 		err = content.WriteBlob(ctx, store, "fill-"+dgst.String(), r, b.Descriptor)
 		ra.Close()
 		if err != nil {
-			return fmt.Errorf("sidebyside: writing blob %s: %w", dgst, err)
+			return errors.Wrapf(err, "sidebyside: writing blob %s", dgst)
 		}
 	}
 	return nil
