@@ -1,7 +1,6 @@
 package ocilayout
 
 import (
-	"context"
 	"io/fs"
 
 	"github.com/containerd/errdefs"
@@ -9,29 +8,6 @@ import (
 
 	"github.com/buildcache/remotecache/internal/errclass"
 )
-
-// classes are the classes an error that leaves this package has one of,
-// found by errors.Is: containerd/errdefs's, and the context errors, which
-// errdefs.IsCanceled and errdefs.IsDeadlineExceeded take for theirs.
-var classes = []error{
-	errdefs.ErrUnknown, errdefs.ErrInvalidArgument, errdefs.ErrNotFound,
-	errdefs.ErrAlreadyExists, errdefs.ErrPermissionDenied,
-	errdefs.ErrResourceExhausted, errdefs.ErrFailedPrecondition,
-	errdefs.ErrConflict, errdefs.ErrNotModified, errdefs.ErrAborted,
-	errdefs.ErrOutOfRange, errdefs.ErrNotImplemented, errdefs.ErrInternal,
-	errdefs.ErrUnavailable, errdefs.ErrDataLoss, errdefs.ErrUnauthenticated,
-	context.Canceled, context.DeadlineExceeded,
-}
-
-// classed tells whether err has one of classes.
-func classed(err error) bool {
-	for _, c := range classes {
-		if errors.Is(err, c) {
-			return true
-		}
-	}
-	return false
-}
 
 // classify returns err with a class if it has none, keeping its text and
 // chain: the errors of the file system (an *fs.PathError from Open,
@@ -42,7 +18,7 @@ func classed(err error) bool {
 // fs.ErrExist is not errdefs.ErrAlreadyExists: from a Writer that class
 // means the blob is there already, and an exporter skips the blob.
 func classify(err error) error {
-	if err == nil || classed(err) {
+	if err == nil || errclass.Has(err) {
 		return err
 	}
 	var class error = errdefs.ErrUnknown
@@ -60,7 +36,7 @@ func classify(err error) error {
 // optionError is the error of an option that failed: invalid argument,
 // unless the option gave it a class of its own.
 func optionError(err error) error {
-	if classed(err) {
+	if errclass.Has(err) {
 		return err
 	}
 	return errclass.With(err, errdefs.ErrInvalidArgument)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
 
+	"github.com/buildcache/remotecache/internal/errclass"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
@@ -198,8 +201,9 @@ func responseError(resp *http.Response) *Error {
 
 // classify turns the errors of containerd's resolver into ours: an
 // unexpected status into an *Error, a refused authorization into an error
-// of class errdefs.ErrUnauthenticated. Other errors are returned as they
-// are.
+// of class errdefs.ErrUnauthenticated, a network failure into one of class
+// errdefs.ErrUnavailable. Other errors keep their class, or get
+// errdefs.ErrUnknown: every error out of this package has a class.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -217,18 +221,18 @@ func classify(err error) error {
 		return newError(se.RequestMethod, se.RequestURL, se.StatusCode, se.Status, se.Body)
 	}
 	if errors.Is(err, docker.ErrInvalidAuthorization) {
-		return &classError{err: err, class: errdefs.ErrUnauthenticated}
+		return errclass.With(err, errdefs.ErrUnauthenticated)
 	}
-	return err
+	if errclass.Has(err) {
+		return err
+	}
+	// The registry could not be reached, or the connection broke.
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
+		return errclass.With(err, errdefs.ErrUnavailable)
+	}
+	return errclass.With(err, errdefs.ErrUnknown)
 }
-
-// classError gives err a class of errdefs without changing its text.
-type classError struct {
-	err, class error
-}
-
-func (e *classError) Error() string   { return e.err.Error() }
-func (e *classError) Unwrap() []error { return []error{e.err, e.class} }
 
 // wrap classifies err, fills in the registry's message where a HEAD
 // request got none (see explain), and says what failed.
