@@ -93,7 +93,8 @@ func NewExporter(ingester content.Ingester, opts ...ExportOption) (Exporter, err
 }
 
 // Finalize implements Exporter.
-func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
+func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, err error) {
+	defer ensureClass(&err)
 	pr := newProgress(e.opts.progress)
 	res, err := e.finalize(ctx, pr)
 	// Let the sink see the last events, but never wait past ctx for it.

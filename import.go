@@ -72,7 +72,8 @@ func WithMaxBlobSize(n int64) ImportOption {
 // or digest is not its descriptor's one of class
 // errdefs.ErrFailedPrecondition (as everywhere in this module); each says
 // which blob, record or layer is at fault.
-func Import(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, t Target, opts ...ImportOption) error {
+func Import(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, t Target, opts ...ImportOption) (err error) {
+	defer ensureClass(&err)
 	o, err := newImportOptions("import", provider, opts)
 	if err != nil {
 		return err
@@ -162,7 +163,8 @@ func readBlob(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 // record or layer at fault: a malformed config, an invalid digest, an index
 // out of range, an empty input slot, a loop among records or among layers.
 // Parse uses no recursion, so chains of any depth work.
-func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
+func Parse(configJSON []byte, provider DescriptorProvider, t Target) (err error) {
+	defer ensureClass(&err)
 	if t == nil {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil target")
 	}
@@ -401,6 +403,11 @@ func validateDigest(d digest.Digest) error {
 	}
 	return d.Validate()
 }
+
+// ensureClass gives *err errdefs.ErrUnknown if it has no class: every
+// error out of the package has one, those of the Targets, providers and
+// ingesters it is given included.
+func ensureClass(err *error) { *err = errclass.Ensure(*err, errdefs.ErrUnknown) }
 
 // invalidf wraps err, the cause, as an errdefs.ErrInvalidArgument with a
 // message that says where.

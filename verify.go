@@ -13,7 +13,8 @@ import (
 
 // ReadManifest reads and checks the cache manifest at desc, in any of the
 // three forms. Options as for Import (WithMaxBlobSize).
-func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (*Manifest, error) {
+func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (_ *Manifest, err error) {
+	defer ensureClass(&err)
 	o, err := newImportOptions("read manifest", provider, opts)
 	if err != nil {
 		return nil, err
@@ -62,7 +63,8 @@ func readCache(ctx context.Context, provider content.Provider, desc ocispec.Desc
 // ReadConfig reads and decodes the cache config that m names, with the
 // decoder Parse uses. It does not check the config's structure: see
 // CheckConfig.
-func ReadConfig(ctx context.Context, provider content.Provider, m *Manifest, opts ...ImportOption) (*CacheConfig, error) {
+func ReadConfig(ctx context.Context, provider content.Provider, m *Manifest, opts ...ImportOption) (_ *CacheConfig, err error) {
+	defer ensureClass(&err)
 	o, err := newImportOptions("read config", provider, opts)
 	if err != nil {
 		return nil, err
@@ -108,7 +110,8 @@ func (p Problem) String() string {
 // listed in the manifest. It returns the problems found. The error is for
 // failures to check at all: a nil provider, an invalid option, a done
 // context (a manifest that cannot be read is a Problem).
-func Verify(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) ([]Problem, error) {
+func Verify(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (_ []Problem, err error) {
+	defer ensureClass(&err)
 	o, err := newImportOptions("verify", provider, opts)
 	if err != nil {
 		return nil, err
