@@ -17,16 +17,17 @@ import (
 )
 
 // Build builds the remotecache command into dir and returns the path of
-// the binary. It is built in the root module, whose go.mod is the one a
-// user builds with, whichever module the test is in.
+// the binary. It is built in its own module, cmd/remotecache of the local
+// tree, with that module's go.mod (the one a user builds with), whichever
+// module the test is in.
 func Build(dir string) (string, error) {
 	r, err := cachetest.Root()
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "remotecache")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/buildcache/remotecache/cmd/remotecache")
-	cmd.Dir = r
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join(r, "cmd", "remotecache")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", errors.Wrapf(err, "go build github.com/buildcache/remotecache/cmd/remotecache: %s", out)
 	}
