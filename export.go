@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -176,7 +178,8 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 	if configOnly {
 		kind = kindManifest
 	}
-	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kind, configDesc, bytesProvider(dt)), "writing config %s", configDesc.Digest)); err != nil {
+	cp := configProvider{data: dt, source: leafProvider(descs[layers[0].Digest], layers[0].Digest)}
+	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kind, configDesc, cp), "writing config %s", configDesc.Digest)); err != nil {
 		return nil, err
 	}
 	if configOnly {
@@ -227,10 +230,14 @@ func (e *exporter) writeBlob(ctx context.Context, st *step, kind blobKind, desc 
 		}
 	}
 	ref := e.opts.ref + kind.refPrefix() + desc.Digest.String()
-	w, err := content.OpenWriter(ctx, e.ingester, content.WithRef(ref), content.WithDescriptor(desc))
+	w, err := content.OpenWriter(ctx, e.ingester, content.WithRef(ref), content.WithDescriptor(withSources(ctx, desc, provider)))
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
 			st.e.Skipped = true
+			var sd SkipDetailer
+			if errors.As(err, &sd) {
+				st.e.Detail = sd.SkipDetail()
+			}
 			return nil
 		}
 		return err
@@ -333,6 +340,109 @@ func runningDigest(w content.Writer) (d digest.Digest) {
 		}
 	}()
 	return w.Digest()
+}
+
+// SkipDetailer is implemented by the errors of class
+// errdefs.ErrAlreadyExists with which an ingester's Writer says how the
+// store came by a blob without it being sent: a registry.Remote that
+// mounted it from another repository of its registry says "mounted from
+// HOST/REPO". Finalize reports it as the skipped step's Event.Detail.
+type SkipDetailer interface {
+	SkipDetail() string
+}
+
+// distributionSource begins the key of the label (of content stores) and
+// annotation (of descriptors) that names the repositories of a registry a
+// blob is in: containerd.io/distribution.source.<host> = REPO[,REPO…], as
+// containerd labels the blobs it pulls and BuildKit annotates the layers of
+// lazily pulled images.
+const distributionSource = "containerd.io/distribution.source."
+
+// withSources returns desc with the distribution source labels that its
+// provider's Info gives added to its annotations, for the ingester's
+// Writer only (the manifest keeps desc as it is): a registry ingester
+// mounts a blob that another repository of the same registry has instead
+// of having it uploaded. A provider that cannot say adds nothing.
+func withSources(ctx context.Context, desc ocispec.Descriptor, provider content.Provider) ocispec.Descriptor {
+	ip, ok := provider.(content.InfoProvider)
+	if !ok {
+		return desc
+	}
+	info, err := ip.Info(ctx, desc.Digest)
+	if err != nil {
+		return desc
+	}
+	var added map[string]string
+	for k, v := range info.Labels {
+		if !strings.HasPrefix(k, distributionSource) || v == "" {
+			continue
+		}
+		if added == nil {
+			added = make(map[string]string, len(desc.Annotations)+1)
+			for ak, av := range desc.Annotations {
+				added[ak] = av
+			}
+		}
+		added[k] = joinRepos(added[k], v)
+	}
+	if added != nil {
+		desc.Annotations = added
+	}
+	return desc
+}
+
+// joinRepos joins two comma-separated lists of repositories, each once.
+func joinRepos(a, b string) string {
+	if a == "" {
+		return b
+	}
+	repos := strings.Split(a, ",")
+	for _, r := range strings.Split(b, ",") {
+		if !slices.Contains(repos, r) {
+			repos = append(repos, r)
+		}
+	}
+	return strings.Join(repos, ",")
+}
+
+// configProvider serves the config from memory. Its Info is the Info of
+// the provider of the first layer, which has the same config when the
+// export is a copy: its distribution source labels let a registry
+// ingester mount the config too (see withSources).
+type configProvider struct {
+	data   []byte
+	source content.Provider
+}
+
+func (p configProvider) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	return bytesProvider(p.data).ReaderAt(ctx, desc)
+}
+
+func (p configProvider) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	if ip, ok := p.source.(content.InfoProvider); ok {
+		return ip.Info(ctx, dgst)
+	}
+	return content.Info{}, errors.Wrapf(errdefs.ErrNotImplemented, "blob %s", dgst)
+}
+
+// leafProvider returns the provider that p, a DescriptorProvider or
+// DescriptorProviderPair (as Marshal and Import give), reads dgst from.
+func leafProvider(p content.Provider, dgst digest.Digest) content.Provider {
+	for range 8 { // each step goes one wrapper in; none nests deeper
+		switch v := p.(type) {
+		case DescriptorProvider:
+			pair, ok := v[dgst]
+			if !ok {
+				return p
+			}
+			p = pair.Provider
+		case DescriptorProviderPair:
+			p = v.Provider
+		default:
+			return p
+		}
+	}
+	return p
 }
 
 // bytesProvider serves one in-memory blob.

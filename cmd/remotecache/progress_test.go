@@ -35,6 +35,9 @@ func TestLineProgress(t *testing.T) {
 	skipped := event("writing layer sha256:y", 5, 0, true)
 	skipped.Skipped = true
 	sink.Progress(skipped)
+	mounted := event("writing layer sha256:z", 5, 0, true)
+	mounted.Skipped, mounted.Detail = true, "mounted from registry.example.com/team/app"
+	sink.Progress(mounted)
 	failed := event("tagging oci:d:latest", 0, 0, true)
 	failed.Err = errors.New("boom")
 	sink.Progress(failed)
@@ -45,6 +48,7 @@ func TestLineProgress(t *testing.T) {
 		"writing config sha256:x: done, 10 B in 1ms\n" +
 		layerID + ": done, 2.0 KiB in 1.5s\n" +
 		"writing layer sha256:y: skipped\n" +
+		"writing layer sha256:z: skipped (mounted from registry.example.com/team/app)\n" +
 		"tagging oci:d:latest: failed after 1.5s\n"
 	if out.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", out.String(), want)
