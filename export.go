@@ -108,16 +108,67 @@ func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, err error
 }
 
 func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]string, error) {
-	config, descs, err := e.Marshal(ctx)
-	if err != nil {
-		return nil, err
+	var (
+		config *CacheConfig
+		descs  DescriptorProvider
+		layers []ocispec.Descriptor
+		// written are the layers in the store, copied or found there.
+		written = map[digest.Digest]bool{}
+		// gone are the blobs a provider said it does not have when they
+		// were read, though Marshal found them available.
+		gone []digest.Digest
+	)
+	for pass := 1; ; pass++ {
+		var err error
+		config, descs, err = e.Marshal(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range gone {
+			if _, ok := descs[d]; ok {
+				// Its provider says both that it has it and that it has not:
+				// the cache would name a blob the store lacks.
+				return nil, errors.Wrapf(errdefs.ErrFailedPrecondition, "writing layer %s: its provider reports it available, but reading it found nothing", d)
+			}
+		}
+		if len(config.Layers) == 0 {
+			pr.start("skipping cache export for empty result", 0).skip()
+			return map[string]string{}, nil
+		}
+		layers, err = distinctLayers(config, descs)
+		if err != nil {
+			return nil, err
+		}
+		if e.opts.format == FormatConfigOnly {
+			// Checked before anything is written: a layer without a diffID
+			// would make a config that BuildKit's importer refuses.
+			if err := annotateLayers(config, descs); err != nil {
+				return nil, err
+			}
+		}
+		missing, err := e.writeLayers(ctx, pr, layers, descs, written, "")
+		if err != nil {
+			return nil, err
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if pass == 2 {
+			// Marshal's second pass names only blobs of its first.
+			return nil, errors.Wrapf(errdefs.ErrInternal, "writing layer %s: not found when read, after the results that need the blobs found missing were dropped", missing[0])
+		}
+		// A blob the provider had said it had (a registry answers from the
+		// manifest it read, without a request) is gone: Marshal again, which
+		// asks the providers again and drops the results that need it, as
+		// if it had been missing from the start.
+		gone = missing
 	}
-	if len(config.Layers) == 0 {
-		pr.start("skipping cache export for empty result", 0).skip()
-		return map[string]string{}, nil
-	}
+	return e.writeConfigAndManifest(ctx, pr, config, descs, layers)
+}
 
-	// Each blob once, in the order of the config's layers.
+// distinctLayers returns the descriptor of each blob of config once, in
+// the order of the config's layers.
+func distinctLayers(config *CacheConfig, descs DescriptorProvider) ([]ocispec.Descriptor, error) {
 	layers := make([]ocispec.Descriptor, 0, len(descs))
 	seen := make(map[digest.Digest]struct{}, len(descs))
 	for _, l := range config.Layers {
@@ -131,24 +182,48 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		}
 		layers = append(layers, pair.Descriptor)
 	}
-	configOnly := e.opts.format == FormatConfigOnly
-	if configOnly {
-		// Checked before anything is written: a layer without a diffID
-		// would make a config that BuildKit's importer refuses.
-		if err := annotateLayers(config, descs); err != nil {
-			return nil, err
+	return layers, nil
+}
+
+// writeLayers copies the layers not yet written, concurrently, and marks
+// them written. It returns the layers whose provider said, when they were
+// read, that it does not have them: their steps complete as skipped, with
+// a warning. Step ids end with suffix.
+func (e *exporter) writeLayers(ctx context.Context, pr *progress, layers []ocispec.Descriptor, descs DescriptorProvider, written map[digest.Digest]bool, suffix string) ([]digest.Digest, error) {
+	var (
+		mu      sync.Mutex
+		missing []digest.Digest
+	)
+	todo := make([]ocispec.Descriptor, 0, len(layers))
+	for _, desc := range layers {
+		if !written[desc.Digest] {
+			todo = append(todo, desc)
 		}
 	}
-
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.opts.concurrency)
-	for _, desc := range layers {
+	for _, desc := range todo {
 		if gctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
-			st := pr.start("writing layer "+desc.Digest.String(), desc.Size)
+			st := pr.start("writing layer "+desc.Digest.String()+suffix, desc.Size)
 			err := e.writeBlob(gctx, st, kindLayer, desc, descs[desc.Digest])
+			var sm *sourceMissingError
+			if errors.As(err, &sm) {
+				st.e.Skipped = true
+				st.warn("not found in its source when read: the results that need it are dropped")
+				st.done(nil)
+				mu.Lock()
+				missing = append(missing, desc.Digest)
+				mu.Unlock()
+				return nil
+			}
+			if err == nil {
+				mu.Lock()
+				written[desc.Digest] = true
+				mu.Unlock()
+			}
 			return st.done(errors.Wrapf(err, "writing layer %s", desc.Digest))
 		})
 	}
@@ -158,7 +233,14 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	slices.Sort(missing)
+	return missing, nil
+}
 
+// writeConfigAndManifest writes the config, then the manifest, once every
+// layer is in the store.
+func (e *exporter) writeConfigAndManifest(ctx context.Context, pr *progress, config *CacheConfig, descs DescriptorProvider, layers []ocispec.Descriptor) (map[string]string, error) {
+	configOnly := e.opts.format == FormatConfigOnly
 	dt, err := json.Marshal(config)
 	if err != nil {
 		return nil, errors.Wrap(err, "encoding cache config")
@@ -196,10 +278,75 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		Size:      int64(len(mdt)),
 	}
 	st = pr.start("writing manifest "+mdesc.Digest.String(), mdesc.Size)
-	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kindManifest, mdesc, bytesProvider(mdt)), "writing manifest %s", mdesc.Digest)); err != nil {
+	err = e.writeBlob(ctx, st, kindManifest, mdesc, bytesProvider(mdt))
+	if err != nil && ctx.Err() == nil {
+		// The store may have lost a blob it said it had (a registry that
+		// answered from the manifest at its tag, of which a blob was
+		// deleted since, refuses the manifest for it): check every blob
+		// again, write what is missing, and write the manifest once more.
+		again, rerr := e.rewriteMissing(ctx, pr, layers, descs, configDesc, dt)
+		switch {
+		case rerr != nil:
+			err = rerr
+		case again:
+			err = e.writeBlob(ctx, st, kindManifest, mdesc, bytesProvider(mdt))
+		}
+	}
+	if err := st.done(errors.Wrapf(err, "writing manifest %s", mdesc.Digest)); err != nil {
 		return nil, err
 	}
 	return descResponse(mdesc)
+}
+
+// rewriteMissing asks the ingester, if it can say, for every blob the
+// manifest names, and writes again those it no longer has. It tells
+// whether it wrote any; a check that fails is no answer.
+func (e *exporter) rewriteMissing(ctx context.Context, pr *progress, layers []ocispec.Descriptor, descs DescriptorProvider, configDesc ocispec.Descriptor, configJSON []byte) (bool, error) {
+	ip, ok := e.ingester.(content.InfoProvider)
+	if !ok {
+		return false, nil
+	}
+	all := append(slices.Clone(layers), configDesc)
+	gone := make([]bool, len(all))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.opts.concurrency)
+	for i, d := range all {
+		g.Go(func() error {
+			if _, err := ip.Info(gctx, d.Digest); errdefs.IsNotFound(err) {
+				gone[i] = true
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	var missingLayers []ocispec.Descriptor
+	configGone := false
+	for i, d := range all {
+		switch {
+		case !gone[i]:
+		case i == len(all)-1:
+			configGone = true
+		default:
+			missingLayers = append(missingLayers, d)
+		}
+	}
+	if len(missingLayers) == 0 && !configGone {
+		return false, nil
+	}
+	missing, err := e.writeLayers(ctx, pr, missingLayers, descs, map[digest.Digest]bool{}, " again")
+	if err != nil {
+		return false, err
+	}
+	if len(missing) > 0 {
+		return false, errors.Wrapf(errdefs.ErrNotFound, "writing layer %s again: not found in its source", missing[0])
+	}
+	if configGone {
+		st := pr.start("writing config "+configDesc.Digest.String()+" again", configDesc.Size)
+		if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kindConfig, configDesc, bytesProvider(configJSON)), "writing config %s again", configDesc.Digest)); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // descResponse is Finalize's response for the blob that names the cache.
@@ -279,6 +426,9 @@ func (e *exporter) copyBlob(ctx context.Context, st *step, w content.Writer, des
 	}
 	ra, err := provider.ReaderAt(ctx, desc)
 	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return &sourceMissingError{err: err}
+		}
 		return err
 	}
 	defer ra.Close()
@@ -341,6 +491,13 @@ func runningDigest(w content.Writer) (d digest.Digest) {
 	}()
 	return w.Digest()
 }
+
+// sourceMissingError is the failure of a copy whose provider said, when
+// the blob was read, that it does not have it.
+type sourceMissingError struct{ err error }
+
+func (e *sourceMissingError) Error() string { return e.err.Error() }
+func (e *sourceMissingError) Unwrap() error { return e.err }
 
 // SkipDetailer is implemented by the errors of class
 // errdefs.ErrAlreadyExists with which an ingester's Writer says how the
