@@ -6,16 +6,13 @@ import (
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/pkg/errors"
 )
 
 // blobState is what Marshal knows of one distinct blob.
 type blobState struct {
-	dgst  digest.Digest
-	avail int8 // 0 unknown, 1 available, 2 not
+	dgst digest.Digest
 	// rank is the output index of the record whose descriptor of the blob
 	// is kept: the first record in output order that uses it.
 	rank     int
@@ -33,6 +30,9 @@ func (m *marshaler) collectLayers() error {
 	m.layers = make([]layerKey, 0, n)
 	m.recLayer = make([]int, n)
 	m.recResult = make([]*Result, n)
+	if err := m.checkAvailability(); err != nil {
+		return err
+	}
 	var ids []int
 	// Creation order walks memory in order; nothing in the output
 	// depends on it.
@@ -98,34 +98,39 @@ func (m *marshaler) collectLayers() error {
 	return nil
 }
 
+// checkAvailability asks, before the results are picked, whether the
+// blobs of every record's best result are available (see
+// checkAvailability in availability.go): concurrently, each blob once,
+// the provider of the first result that has it and can answer Info.
+func (m *marshaler) checkAvailability() error {
+	var checks []blobCheck
+	for _, r := range m.recs {
+		res := r.best()
+		if res == nil || res.Remote == nil {
+			continue
+		}
+		ip, ok := res.Remote.Provider.(content.InfoProvider)
+		if !ok {
+			continue
+		}
+		for _, d := range res.Remote.Descriptors {
+			checks = append(checks, blobCheck{dgst: d.Digest, ip: ip})
+		}
+	}
+	avail, err := checkAvailability(m.ctx, checks)
+	m.avail = avail
+	return err
+}
+
 // available tells whether every blob of r (ids: their blob ids) can be
-// read, asking the provider once per blob. A provider that cannot answer
-// Info (or answers "not implemented") is trusted. Only "not found" makes a
-// blob unavailable: any other error (a registry's 503, a timeout, a
-// refused credential) fails Marshal, naming the blob, so that a flaky
-// source never turns into a smaller cache.
+// read, as checkAvailability found. A provider that cannot answer Info is
+// trusted.
 func (m *marshaler) available(r *Remote, ids []int) (bool, error) {
-	ip, ok := r.Provider.(content.InfoProvider)
-	if !ok {
+	if _, ok := r.Provider.(content.InfoProvider); !ok {
 		return true, nil
 	}
 	for _, id := range ids {
-		b := &m.blobs[id]
-		if b.avail == 0 {
-			if err := m.ctx.Err(); err != nil {
-				return false, err
-			}
-			_, err := ip.Info(m.ctx, b.dgst)
-			switch {
-			case err == nil || errdefs.IsNotImplemented(err):
-				b.avail = 1
-			case errdefs.IsNotFound(err):
-				b.avail = 2
-			default:
-				return false, errors.Wrapf(err, "checking blob %s", b.dgst)
-			}
-		}
-		if b.avail == 2 {
+		if !m.avail[m.blobs[id].dgst] {
 			return false, nil
 		}
 	}

@@ -73,6 +73,7 @@ type marshaler struct {
 	cmpLinks [][][]link // per tmp index: links in comparison order, lazily
 	ids      [][]byte   // per tmp index: structural id, lazily
 
+	avail      map[digest.Digest]bool // by checkAvailability
 	blobIDs    map[digest.Digest]int
 	blobs      []blobState // by blob id
 	layerIdx   map[uint64]int
