@@ -62,6 +62,35 @@ func (k blobKind) refPrefix() string {
 	}
 }
 
+// ConcurrencyAdvisor is implemented by stores that are best written to or
+// read from with more blobs in flight than DefaultConcurrency: a registry,
+// where each blob costs round trips that only concurrency hides. Unless
+// WithConcurrency says how many, Finalize copies as many layers at once as
+// the largest of DefaultConcurrency and the advice of its ingester and of
+// the providers of the blobs it copies.
+type ConcurrencyAdvisor interface {
+	AdvisedConcurrency() int
+}
+
+// concurrency is how many layers Finalize copies at once (see
+// ConcurrencyAdvisor).
+func (e *exporter) concurrency(descs DescriptorProvider) int {
+	if e.opts.concurrency > 0 {
+		return e.opts.concurrency
+	}
+	n := DefaultConcurrency
+	advise := func(x any) {
+		if a, ok := x.(ConcurrencyAdvisor); ok {
+			n = max(n, a.AdvisedConcurrency())
+		}
+	}
+	advise(e.ingester)
+	for d, pair := range descs {
+		advise(leafProvider(pair, d))
+	}
+	return n
+}
+
 // ManifestTagger is implemented by ingesters for which writing a manifest
 // is what points a tag at it (a registry repository with a tag). Finalize
 // then always writes the manifest, even when Info finds it already there,
@@ -85,7 +114,7 @@ func NewExporter(ingester content.Ingester, opts ...ExportOption) (Exporter, err
 	if ingester == nil {
 		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "new exporter: nil ingester")
 	}
-	o := exportOptions{format: FormatImageManifest, concurrency: 4, ref: "remotecache-"}
+	o := exportOptions{format: FormatImageManifest, ref: "remotecache-"}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, errors.Wrap(err, "new exporter")
@@ -201,7 +230,7 @@ func (e *exporter) writeLayers(ctx context.Context, pr *progress, layers []ocisp
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.concurrency)
+	g.SetLimit(e.concurrency(descs))
 	for _, desc := range todo {
 		if gctx.Err() != nil {
 			break
@@ -309,7 +338,7 @@ func (e *exporter) rewriteMissing(ctx context.Context, pr *progress, layers []oc
 	all := append(slices.Clone(layers), configDesc)
 	gone := make([]bool, len(all))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.concurrency)
+	g.SetLimit(e.concurrency(descs))
 	for i, d := range all {
 		g.Go(func() error {
 			if _, err := ip.Info(gctx, d.Digest); errdefs.IsNotFound(err) {

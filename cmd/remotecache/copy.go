@@ -16,8 +16,9 @@ var copyCommand = &command{
 	args: "SRC DST [--format image-manifest|oci-index|manifest-list] [--concurrency N]",
 	summary: `Copy the cache that SRC's tag names to DST, in the manifest form that
 --format gives (default image-manifest), copying up to --concurrency layer
-blobs at once (default 4). Blobs DST has already are not copied again. DST's
-tag moves last, once everything it names is written.`,
+blobs at once (default 4, or more where SRC or DST advises it). Blobs DST has
+already are not copied again. DST's tag moves last, once everything it names
+is written.`,
 	nargs: exactly(2),
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
 		f := exportFlags(fs)
@@ -46,12 +47,20 @@ newest of its results. Flags as for copy; DST's tag moves last.`,
 type exportOpts struct {
 	format      string
 	concurrency int
+	// concurrencySet tells whether --concurrency was given; if not, the
+	// library picks (more for a registry: remotecache.ConcurrencyAdvisor).
+	concurrencySet func() bool
 }
 
 func exportFlags(fs *flag.FlagSet) *exportOpts {
 	f := &exportOpts{}
 	fs.StringVar(&f.format, "format", remotecache.FormatImageManifest.String(), "")
-	fs.IntVar(&f.concurrency, "concurrency", 4, "")
+	fs.IntVar(&f.concurrency, "concurrency", remotecache.DefaultConcurrency, "")
+	f.concurrencySet = func() bool {
+		set := false
+		fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == "concurrency" })
+		return set
+	}
 	return f
 }
 
@@ -99,10 +108,11 @@ func (c *cli) export(ctx context.Context, args []string, f *exportOpts) error {
 
 	sink, flush := c.progress()
 	defer flush()
-	exp, err := remotecache.NewExporter(dst,
-		remotecache.WithManifestFormat(format),
-		remotecache.WithConcurrency(f.concurrency),
-		remotecache.WithProgress(sink))
+	opts := []remotecache.ExportOption{remotecache.WithManifestFormat(format), remotecache.WithProgress(sink)}
+	if f.concurrencySet() {
+		opts = append(opts, remotecache.WithConcurrency(f.concurrency))
+	}
+	exp, err := remotecache.NewExporter(dst, opts...)
 	if err != nil {
 		return err
 	}
