@@ -1,0 +1,134 @@
+package remotecache_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	remotecache "github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/refchains"
+)
+
+// marshaler is what both collectors are: a Target that marshals.
+type marshaler interface {
+	remotecache.Target
+	Marshal(context.Context) (*remotecache.CacheConfig, remotecache.DescriptorProvider, error)
+}
+
+// outcome is what replaying a graph into a collector gives: the config
+// bytes and descriptors, or the error (or panic) that stopped it.
+type outcome struct {
+	json  []byte
+	descs map[digest.Digest]ocispec.Descriptor
+	info  int64
+	err   string
+}
+
+func replayInto(g *cachegen.Graph, order []int, m marshaler) (o outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			o = outcome{err: fmt.Sprintf("panic: %v", p)}
+		}
+	}()
+	p := g.Provider()
+	if err := cachegen.Replay(m, g, order, p); err != nil {
+		return outcome{err: err.Error()}
+	}
+	cfg, dp, err := m.Marshal(context.Background())
+	if err != nil {
+		return outcome{err: err.Error()}
+	}
+	dt, err := json.Marshal(cfg)
+	if err != nil {
+		return outcome{err: err.Error()}
+	}
+	descs := make(map[digest.Digest]ocispec.Descriptor, len(dp))
+	for d, pair := range dp {
+		descs[d] = pair.Descriptor
+	}
+	return outcome{json: dt, descs: descs, info: p.InfoCalls()}
+}
+
+// referenceCase is a family of graphs for TestSameGraphsAsReference.
+type referenceCase struct {
+	name  string
+	graph func(seed int64) *cachegen.Graph
+	seeds int
+}
+
+func referenceCases() []referenceCase {
+	sized := func(opts cachegen.Options) func(int64) *cachegen.Graph {
+		return func(seed int64) *cachegen.Graph {
+			return cachegen.NewWithOptions(seed, 5+int(seed*53)%400, opts)
+		}
+	}
+	lattice := func(opts cachegen.LatticeOptions) func(int64) *cachegen.Graph {
+		return func(seed int64) *cachegen.Graph {
+			return cachegen.Lattice(seed, 3+int(seed*31)%200, opts)
+		}
+	}
+	return []referenceCase{
+		{"plain", sized(cachegen.Options{}), 60},
+		{"again", sized(cachegen.Options{AgainFraction: 0.15, ReuseBlobFraction: 0.3}), 60},
+		{"extra links", sized(cachegen.Options{AgainFraction: 0.2, ExtraLinkFraction: 0.6}), 160},
+		{"merges", sized(cachegen.Options{AgainFraction: 0.1, MergeFraction: 0.08}), 150},
+		{"everything", sized(cachegen.Options{AgainFraction: 0.2, ExtraLinkFraction: 0.5, MergeFraction: 0.08, RandomFraction: 0.03, MissingFraction: 0.05, ReuseBlobFraction: 0.3}), 240},
+		{"lattice", lattice(cachegen.LatticeOptions{}), 20},
+		{"lattice twice", lattice(cachegen.LatticeOptions{Twice: true}), 20},
+		{"lattice new link", lattice(cachegen.LatticeOptions{Twice: true, NewLink: true}), 40},
+	}
+}
+
+// TestSameGraphsAsReference replays generated graphs, in three orders
+// each, into CacheChains and into the collector as it was before issue 15
+// (internal/refchains), and checks that both give the same config bytes,
+// the same descriptors and as many Info calls, or fail alike. Graphs with
+// extra links and merges make cycles to drop, records one above the other
+// to merge, and records dropped from the graph: every rule of
+// docs/design.md §4 that the cycle check decides.
+func TestSameGraphsAsReference(t *testing.T) {
+	for _, tc := range referenceCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			seeds := tc.seeds
+			if testing.Short() {
+				seeds = max(seeds/4, 2)
+			}
+			panics := 0
+			for seed := range int64(seeds) {
+				g := tc.graph(seed)
+				for k, order := range [][]int{g.InOrder(), g.Shuffle(seed), g.WalkOrder(seed)} {
+					want := replayInto(g, order, refchains.NewCacheChains())
+					got := replayInto(g, order, remotecache.NewCacheChains())
+					name := fmt.Sprintf("seed %d (%d ops) order %d", seed, len(g.Ops), k)
+					if want.err != "" && bytes.HasPrefix([]byte(want.err), []byte("panic:")) {
+						panics++
+						t.Logf("%s: the reference %s; CacheChains: %q", name, want.err, got.err)
+						continue
+					}
+					if got.err != want.err {
+						t.Fatalf("%s: error %q, reference %q", name, got.err, want.err)
+					}
+					if !bytes.Equal(got.json, want.json) {
+						t.Fatalf("%s: config differs from the reference's\ngot:  %s\nwant: %s", name, got.json, want.json)
+					}
+					if !reflect.DeepEqual(got.descs, want.descs) {
+						t.Fatalf("%s: descriptors differ from the reference's", name)
+					}
+					if got.info != want.info {
+						t.Fatalf("%s: %d Info calls, reference %d", name, got.info, want.info)
+					}
+				}
+			}
+			if panics > 0 {
+				t.Logf("%d replays where the reference panics", panics)
+			}
+		})
+	}
+}
