@@ -26,6 +26,10 @@ type CacheChains struct {
 	// The children index is keyed by hashes of digests and selectors, not
 	// the strings: candidates found through it are checked in full.
 	seed maphash.Seed
+	// Scratch of the cycle check (order.go): a generation for marks, a
+	// stack.
+	gen   uint32
+	stack []*record
 	// Arenas for records and their links, to allocate in chunks.
 	slab      []record
 	linkArena []link
@@ -74,6 +78,8 @@ type record struct {
 	dkey uint64 // hash of dgst
 	seq  int    // creation order; merges keep the oldest record
 	tmp  int    // scratch index, used by Marshal under the lock
+	ord  int    // topological order (order.go)
+	mark uint32 // scratch of the cycle check
 
 	slots    [][]link  // input slots
 	children []*record // records that have a link from this one
@@ -108,6 +114,7 @@ func (c *CacheChains) newRecord(dgst digest.Digest, dkey uint64) *record {
 	r.dgst = dgst
 	r.dkey = dkey
 	r.seq = len(c.records)
+	r.ord = r.seq // above every other: its sources are all older
 	c.records = append(c.records, r)
 	return r
 }
@@ -184,16 +191,12 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	}
 
 	r.addResults(results)
-	var desc map[*record]struct{}
 	for i, slot := range slots {
 		for _, l := range slot {
 			if l.src.dropped || (i < len(r.slots) && containsLink(r.slots[i], l)) {
 				continue // dropped by a merge of this Add, or there already
 			}
-			if desc == nil {
-				desc = r.descendants()
-			}
-			if _, ok := desc[l.src]; ok {
+			if c.reaches(r, l.src) {
 				continue // a link from a descendant would make a cycle
 			}
 			c.addLink(r, i, l)
@@ -265,7 +268,8 @@ func (r *record) slotOrNil(i int) []link {
 	return nil
 }
 
-// addLink adds l to slot i of r unless it is there.
+// addLink adds l to slot i of r unless it is there. The link must not
+// close a cycle (see reaches).
 func (c *CacheChains) addLink(r *record, i int, l link) {
 	for len(r.slots) <= i {
 		r.slots = append(r.slots, nil)
@@ -273,6 +277,7 @@ func (c *CacheChains) addLink(r *record, i int, l link) {
 	if containsLink(r.slots[i], l) {
 		return
 	}
+	c.order(l.src, r)
 	r.slots[i] = append(r.slots[i], l)
 	c.indexLink(l.src, i, l.sel, r)
 }

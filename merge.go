@@ -42,16 +42,17 @@ func (c *CacheChains) merge(main, o *record) {
 	main.addResults(o.results)
 	o.results = nil
 
-	// o's children become main's, unless they lead to main.
-	var anc map[*record]struct{}
-	for _, k := range kids {
+	// o's children become main's, unless they lead to main. Which do is
+	// decided before any link moves: a drop below could cut a way to main.
+	toMain := make([]bool, len(kids))
+	for i, k := range kids {
+		toMain[i] = k.ch != main && c.reaches(k.ch, main)
+	}
+	for i, k := range kids {
 		if k.ch == main {
 			continue
 		}
-		if anc == nil {
-			anc = main.ancestors()
-		}
-		if _, ok := anc[k.ch]; ok {
+		if toMain[i] {
 			if len(k.ch.slots[k.slot]) == 0 {
 				c.drop(k.ch) // its only way in would close a cycle
 			}
@@ -60,10 +61,9 @@ func (c *CacheChains) merge(main, o *record) {
 		c.addLink(k.ch, k.slot, link{src: main, selector: k.selector, sel: k.sel})
 	}
 	// Links into o become links into main, unless they come from below it.
-	desc := main.descendants()
 	for i, slot := range parents {
 		for _, l := range slot {
-			if _, ok := desc[l.src]; ok {
+			if c.reaches(main, l.src) {
 				continue
 			}
 			c.addLink(main, i, l)
@@ -161,40 +161,4 @@ func linkedAlike(a, b *record) bool {
 // removeRecord removes every r from rs.
 func removeRecord(rs []*record, r *record) []*record {
 	return slices.DeleteFunc(rs, func(x *record) bool { return x == r })
-}
-
-// descendants returns r and every record reachable from it through links.
-func (r *record) descendants() map[*record]struct{} {
-	seen := map[*record]struct{}{r: {}}
-	stack := []*record{r}
-	for len(stack) > 0 {
-		x := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for _, ch := range x.children {
-			if _, ok := seen[ch]; !ok {
-				seen[ch] = struct{}{}
-				stack = append(stack, ch)
-			}
-		}
-	}
-	return seen
-}
-
-// ancestors returns r and every record r is reached from through links.
-func (r *record) ancestors() map[*record]struct{} {
-	seen := map[*record]struct{}{r: {}}
-	stack := []*record{r}
-	for len(stack) > 0 {
-		x := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for _, slot := range x.slots {
-			for _, l := range slot {
-				if _, ok := seen[l.src]; !ok {
-					seen[l.src] = struct{}{}
-					stack = append(stack, l.src)
-				}
-			}
-		}
-	}
-	return seen
 }
