@@ -30,7 +30,7 @@ func TestAddDoesNotDuplicateResults(t *testing.T) {
 	if _, _, err := c.Add(digest.FromString("r"), nil, []Result{again}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(r.(*record).results); n != 1 {
+	if n := r.(*record).cc.countResults(r.(*record).id); n != 1 {
 		t.Fatalf("%d results after adding one result three times, want 1", n)
 	}
 	// Same time, same number of blobs, other blobs: a different result
@@ -38,7 +38,35 @@ func TestAddDoesNotDuplicateResults(t *testing.T) {
 	if _, _, err := c.Add(digest.FromString("r"), nil, []Result{res("a", "c")}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(r.(*record).results); n != 2 {
+	if n := r.(*record).cc.countResults(r.(*record).id); n != 2 {
 		t.Fatalf("%d results, want 2", n)
+	}
+}
+
+func (c *CacheChains) countResults(r int32) int {
+	n := 0
+	for e := c.recs[r].res; e != 0; e = c.results[e-1].next {
+		n++
+	}
+	return n
+}
+
+// Strings whose hashes collide are told apart: blobs and selectors are
+// interned by hash, and by the string itself when the hash is taken.
+func TestHashIndexCollisions(t *testing.T) {
+	c := NewCacheChains()
+	a, b := digest.FromString("a"), digest.FromString("b")
+	ia := c.internBlob(a)
+	// Make b's hash find a's entry, as a collision would.
+	c.blobIDs.byHash[c.hash(string(b))] = ia
+	ib := c.internBlob(b)
+	if ib == ia || c.internBlob(b) != ib || c.internBlob(a) != ia || c.blobs[ib].dgst != b {
+		t.Fatalf("ids %d, %d: a colliding digest is not told apart", ia, ib)
+	}
+	sa := c.selID("x")
+	c.selIDs.byHash[c.hash("y")] = sa
+	sb := c.selID("y")
+	if sb == sa || c.selID("y") != sb || c.selID("x") != sa || c.sels[sb] != "y" {
+		t.Fatalf("ids %d, %d: a colliding selector is not told apart", sa, sb)
 	}
 }

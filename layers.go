@@ -2,179 +2,223 @@ package remotecache
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
-	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 )
 
-// blobState is what Marshal knows of one distinct blob.
-type blobState struct {
-	dgst  digest.Digest
-	avail int8 // 0 unknown, 1 available, 2 not
-	// rank is the output index of the record whose descriptor of the blob
-	// is kept: the first record in output order that uses it.
-	rank     int
-	desc     *ocispec.Descriptor
-	provider content.Provider
+// outLayer is a layer of the config: a blob on top of a parent layer (its
+// output index, or -1).
+type outLayer struct {
+	blob, parent int32
 }
 
+// Availability of a blob, and of a chain (a node: every blob of it).
+const (
+	unknown uint8 = iota
+	available
+	unavailable
+)
+
 // collectLayers picks each record's result and builds the layer chains,
-// one per distinct (blob, parent chain).
+// one per distinct (blob, parent chain): the chain nodes (blobs.go) that
+// written results reach.
 func (m *marshaler) collectLayers() error {
+	c := m.c
 	n := len(m.recs)
-	m.blobIDs = make(map[digest.Digest]int, n)
-	m.blobs = make([]blobState, 0, n)
-	m.layerIdx = make(map[uint64]int, n)
-	m.layers = make([]layerKey, 0, n)
-	m.recLayer = make([]int, n)
-	m.recResult = make([]*Result, n)
-	var ids []int
-	// Creation order walks memory in order; nothing in the output
-	// depends on it.
+	nodeState := make([]uint8, len(c.nodes))
+	blobState := make([]uint8, len(c.blobs))
+	used := make([]bool, len(c.nodes))
+	top := make([]int32, n) // per output index: the written result's node, or -1
+	// Creation order, as the Info calls are made in it: with providers
+	// that disagree, the first to be asked about a blob decides.
 	for _, r := range m.recs {
-		i := m.rank[r.tmp]
-		m.recLayer[i] = -1
-		res := r.best()
-		if res == nil || res.Remote == nil || len(res.Remote.Descriptors) == 0 {
+		i := m.rank[r]
+		top[i] = -1
+		e := c.best(r)
+		if e == nil || e.node < 0 {
 			continue
 		}
-		ids = ids[:0]
-		for _, d := range res.Remote.Descriptors {
-			id, ok := m.blobIDs[d.Digest]
-			if !ok {
-				id = len(m.blobs)
-				m.blobIDs[d.Digest] = id
-				m.blobs = append(m.blobs, blobState{dgst: d.Digest, rank: -1})
-			}
-			ids = append(ids, id)
-		}
-		ok, err := m.available(res.Remote, ids)
+		ok, err := m.available(e.res.Remote, e.node, nodeState, blobState)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			continue
 		}
-		parent := -1
-		for j, id := range ids {
-			k := uint64(id)<<32 | uint64(uint32(parent+1))
-			idx, ok := m.layerIdx[k]
-			if !ok {
-				idx = len(m.layers)
-				m.layerIdx[k] = idx
-				m.layers = append(m.layers, layerKey{blob: id, parent: parent})
-			}
-			if b := &m.blobs[id]; b.rank < 0 || i < b.rank {
-				b.rank, b.desc, b.provider = i, &res.Remote.Descriptors[j], res.Remote.Provider
-			}
-			parent = idx
-		}
-		m.recLayer[i] = parent
-		m.recResult[i] = res
-	}
-	kept := 0
-	for _, b := range m.blobs {
-		if b.desc != nil {
-			kept++
+		top[i] = e.node
+		for x := e.node; x >= 0 && !used[x]; x = c.nodes[x].parent {
+			used[x] = true
 		}
 	}
-	m.descs = make(DescriptorProvider, kept)
-	for _, b := range m.blobs {
-		if b.desc == nil {
+
+	// A blob keeps the descriptor (and provider) of the first record in
+	// output order whose chain has it, at its first place in that chain:
+	// the least output index below each node, then the shallowest node of
+	// each blob with the least.
+	minRank := make([]int32, len(c.nodes))
+	for x := range minRank {
+		minRank[x] = math.MaxInt32
+	}
+	for i, t := range top {
+		if t >= 0 {
+			minRank[t] = min(minRank[t], int32(i))
+		}
+	}
+	for x := len(c.nodes) - 1; x >= 0; x-- { // a parent is older than its children
+		if p := c.nodes[x].parent; used[x] && p >= 0 {
+			minRank[p] = min(minRank[p], minRank[x])
+		}
+	}
+	pick := make([]int32, len(c.blobs)) // node + 1
+	nblobs, nlayers := 0, 0
+	for x := range c.nodes {
+		if !used[x] {
 			continue
 		}
-		d := *b.desc
+		nlayers++
+		b := c.nodes[x].blob
+		p := pick[b] - 1
+		if p < 0 {
+			nblobs++
+		}
+		if p < 0 || minRank[x] < minRank[p] || (minRank[x] == minRank[p] && c.nodes[x].depth < c.nodes[p].depth) {
+			pick[b] = int32(x) + 1
+		}
+	}
+	m.descs = make(DescriptorProvider, nblobs)
+	for _, p := range pick {
+		if p == 0 {
+			continue
+		}
+		x := p - 1
+		res := &c.best(m.order[minRank[x]]).res
+		d := res.Remote.Descriptors[c.nodes[x].depth]
 		if d.MediaType != "" {
 			d.MediaType = convertLayerMediaType(d.MediaType, true)
 		}
-		m.descs[d.Digest] = DescriptorProviderPair{Descriptor: d, Provider: b.provider}
+		m.descs[d.Digest] = DescriptorProviderPair{Descriptor: d, Provider: res.Remote.Provider}
 	}
-	m.sortLayers()
+	m.sortLayers(used, nlayers, top)
 	return nil
 }
 
-// available tells whether every blob of r (ids: their blob ids) can be
-// read, asking the provider once per blob. A provider that cannot answer
-// Info (or answers "not implemented") is trusted. Only "not found" makes a
-// blob unavailable: any other error (a registry's 503, a timeout, a
-// refused credential) fails Marshal, naming the blob, so that a flaky
-// source never turns into a smaller cache.
-func (m *marshaler) available(r *Remote, ids []int) (bool, error) {
+// available tells whether every blob of the chain node can be read, asking
+// r's provider once per blob, base first, up to the first it does not
+// have; what is known of blobs and chains is kept in the two states. A
+// provider that cannot answer Info (or answers "not implemented") is
+// trusted. Only "not found" makes a blob unavailable: any other error (a
+// registry's 503, a timeout, a refused credential) fails Marshal, naming
+// the blob, so that a flaky source never turns into a smaller cache.
+func (m *marshaler) available(r *Remote, n int32, nodeState, blobState []uint8) (bool, error) {
 	ip, ok := r.Provider.(content.InfoProvider)
 	if !ok {
 		return true, nil
 	}
-	for _, id := range ids {
-		b := &m.blobs[id]
-		if b.avail == 0 {
+	c := m.c
+	// The chains from n down to the first whose state is known.
+	var path []int32
+	x := n
+	for x >= 0 && nodeState[x] == unknown {
+		path = append(path, x)
+		x = c.nodes[x].parent
+	}
+	if x >= 0 && nodeState[x] == unavailable {
+		for _, p := range path {
+			nodeState[p] = unavailable
+		}
+		return false, nil
+	}
+	for k := len(path) - 1; k >= 0; k-- {
+		b := c.nodes[path[k]].blob
+		if blobState[b] == unknown {
 			if err := m.ctx.Err(); err != nil {
 				return false, err
 			}
-			_, err := ip.Info(m.ctx, b.dgst)
+			_, err := ip.Info(m.ctx, c.blobs[b].dgst)
 			switch {
 			case err == nil || errdefs.IsNotImplemented(err):
-				b.avail = 1
+				blobState[b] = available
 			case errdefs.IsNotFound(err):
-				b.avail = 2
+				blobState[b] = unavailable
 			default:
-				return false, errors.Wrapf(err, "checking blob %s", b.dgst)
+				return false, errors.Wrapf(err, "checking blob %s", c.blobs[b].dgst)
 			}
 		}
-		if b.avail == 2 {
+		if blobState[b] == unavailable {
+			for _, p := range path[:k+1] {
+				nodeState[p] = unavailable
+			}
 			return false, nil
 		}
+		nodeState[path[k]] = available
 	}
 	return true, nil
 }
 
-// sortLayers orders layers by blob, then by parent chain: no parent first,
-// then parent chains compared base first, blob by blob.
-func (m *marshaler) sortLayers() {
-	n := len(m.layers)
-	blobRank := m.rankBlobs()
+// sortLayers orders the used nodes as layers: by blob, then by parent
+// chain (no parent first, then parent chains compared base first, blob by
+// blob), and sets m.layers and m.recLayer.
+func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
+	c := m.c
+	// Layers by node id: idx maps a node to its layer.
+	ls := make([]int32, 0, n)
+	idx := make([]int32, len(c.nodes))
+	for x := range c.nodes {
+		if used[x] {
+			idx[x] = int32(len(ls))
+			ls = append(ls, int32(x))
+		}
+	}
+	parentOf := func(l int32) int32 {
+		if p := c.nodes[ls[l]].parent; p >= 0 {
+			return idx[p]
+		}
+		return -1
+	}
+	blobRank := m.rankBlobs(ls)
 	// Layers by blob rank, as keys rank<<32 | layer.
 	byBlob := make([]uint64, n)
-	for i, l := range m.layers {
-		byBlob[i] = uint64(blobRank[l.blob])<<32 | uint64(i)
+	for i, x := range ls {
+		byBlob[i] = uint64(blobRank[c.nodes[x].blob])<<32 | uint64(i)
 	}
 	slices.Sort(byBlob)
 	// Children of each layer (and of the virtual root, index n), as CSR,
 	// each list in blob order.
-	start := make([]int, n+2)
-	for _, l := range m.layers {
-		p := l.parent
+	start := make([]int32, n+2)
+	for l := range ls {
+		p := parentOf(int32(l))
 		if p < 0 {
-			p = n
+			p = int32(n)
 		}
 		start[p+1]++
 	}
 	for i := 1; i < len(start); i++ {
 		start[i] += start[i-1]
 	}
-	kids := make([]int, n)
+	kids := make([]int32, n)
 	fill := slices.Clone(start[:n+1])
 	for _, k := range byBlob {
-		i := int(uint32(k))
-		p := m.layers[i].parent
+		l := int32(uint32(k))
+		p := parentOf(l)
 		if p < 0 {
-			p = n
+			p = int32(n)
 		}
-		kids[fill[p]] = i
+		kids[fill[p]] = l
 		fill[p]++
 	}
 	// Preorder of the trie of chains: the rank of each chain read base first.
-	pre := make([]int, n)
-	stack := []int{n}
-	next := 0
+	pre := make([]int32, n)
+	stack := []int32{int32(n)}
+	next := int32(0)
 	for len(stack) > 0 {
 		x := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if x < n {
+		if int(x) < n {
 			pre[x] = next
 			next++
 		}
@@ -184,15 +228,15 @@ func (m *marshaler) sortLayers() {
 		}
 	}
 	// By blob, then by parent chain (no parent first).
-	parentPre := func(i int) int {
-		if p := m.layers[i].parent; p >= 0 {
+	parentPre := func(l int32) int32 {
+		if p := parentOf(l); p >= 0 {
 			return pre[p]
 		}
 		return -1
 	}
-	m.layerOrder = make([]int, n)
+	order := make([]int32, n)
 	for i, k := range byBlob {
-		m.layerOrder[i] = int(uint32(k))
+		order[i] = int32(uint32(k))
 	}
 	for i := 0; i < n; {
 		j := i + 1
@@ -200,35 +244,58 @@ func (m *marshaler) sortLayers() {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortFunc(m.layerOrder[i:j], func(x, y int) int { return cmp.Compare(parentPre(x), parentPre(y)) })
+			slices.SortFunc(order[i:j], func(x, y int32) int { return cmp.Compare(parentPre(x), parentPre(y)) })
 		}
 		i = j
 	}
-	m.layerRank = make([]int, n)
-	for i, l := range m.layerOrder {
-		m.layerRank[l] = i
+	rank := make([]int32, n)
+	for i, l := range order {
+		rank[l] = int32(i)
+	}
+	m.layers = make([]outLayer, n)
+	for i, l := range order {
+		p := parentOf(l)
+		if p >= 0 {
+			p = rank[p]
+		}
+		m.layers[i] = outLayer{blob: c.nodes[ls[l]].blob, parent: p}
+	}
+	m.recLayer = make([]int32, len(top))
+	for i, t := range top {
+		m.recLayer[i] = -1
+		if t >= 0 {
+			m.recLayer[i] = rank[idx[t]]
+		}
 	}
 }
 
-// rankBlobs returns the rank of each blob id in digest order.
-func (m *marshaler) rankBlobs() []int {
-	ks := make([]prefixKey, len(m.blobs))
-	sameAlg := true
-	for i, b := range m.blobs {
-		ks[i] = newPrefixKey(b.dgst, i)
-		sameAlg = sameAlg && strings.HasPrefix(string(b.dgst), "sha256:")
-	}
-	slices.SortFunc(ks, func(x, y prefixKey) int {
-		if sameAlg {
-			if c := x.compare(y); c != 0 {
-				return c
-			}
+// rankBlobs returns the rank in digest order of the blob of each node in
+// ls, by blob id (other blobs get no rank).
+func (m *marshaler) rankBlobs(ls []int32) []int32 {
+	c := m.c
+	seen := make([]bool, len(c.blobs))
+	ks := make([]sortKey, 0, len(ls))
+	hex := true
+	for _, x := range ls {
+		b := c.nodes[x].blob
+		if seen[b] {
+			continue
 		}
-		return strings.Compare(string(m.blobs[x.i].dgst), string(m.blobs[y.i].dgst))
-	})
-	rank := make([]int, len(m.blobs))
+		seen[b] = true
+		bl := &c.blobs[b]
+		ks = append(ks, sortKey{bl.k0, b})
+		hex = hex && bl.hexKey
+	}
+	byDigest := func(x, y sortKey) int { return strings.Compare(string(c.blobs[x.i].dgst), string(c.blobs[y.i].dgst)) }
+	if hex {
+		sortKeys(ks)
+		forEqualKeys(ks, func(run []sortKey) { slices.SortFunc(run, byDigest) })
+	} else {
+		slices.SortFunc(ks, byDigest)
+	}
+	rank := make([]int32, len(c.blobs))
 	for r, k := range ks {
-		rank[k.i] = r
+		rank[k.i] = int32(r)
 	}
 	return rank
 }

@@ -18,33 +18,33 @@ import (
 // reaches tells whether to is from or a descendant of it: a link from to
 // into from would close a cycle. Only records of ords between the two are
 // visited.
-func (c *CacheChains) reaches(from, to *record) bool {
+func (c *CacheChains) reaches(from, to int32) bool {
 	if from == to {
 		return true
 	}
-	if to.ord < from.ord {
+	limit := c.recs[to].ord
+	if limit < c.recs[from].ord {
 		return false
 	}
-	c.gen++
-	gen := c.gen
+	gen := c.nextGen()
 	stack := append(c.stack[:0], from)
-	from.mark = gen
+	c.recs[from].mark = gen
 	found := false
 	for len(stack) > 0 && !found {
 		x := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		for _, ch := range x.children {
+		for k := c.recs[x].kidHead; k != 0; k = c.kids[k-1].next {
+			ch := c.kids[k-1].child
 			if ch == to {
 				found = true
 				break
 			}
-			if ch.mark != gen && ch.ord < to.ord {
-				ch.mark = gen
+			if r := &c.recs[ch]; r.mark != gen && r.ord < limit {
+				r.mark = gen
 				stack = append(stack, ch)
 			}
 		}
 	}
-	clear(stack)
 	c.stack = stack[:0]
 	return found
 }
@@ -53,52 +53,65 @@ func (c *CacheChains) reaches(from, to *record) bool {
 // cycle: when src's ord is above r's, the records reached from r below
 // src's ord and the records src is reached from above r's ord swap their
 // ords, so that the first come after the second, in their own orders.
-func (c *CacheChains) order(src, r *record) {
-	if src.ord < r.ord {
+func (c *CacheChains) order(src, r int32) {
+	lb, ub := c.recs[r].ord, c.recs[src].ord
+	if ub < lb {
 		return
 	}
-	lb, ub := r.ord, src.ord
-	c.gen++
-	gen := c.gen
+	gen := c.nextGen()
 	// Forward from r, below src's ord.
-	fwd := []*record{r}
-	r.mark = gen
+	fwd := []int32{r}
+	c.recs[r].mark = gen
 	for i := 0; i < len(fwd); i++ {
-		for _, ch := range fwd[i].children {
-			if ch.mark != gen && ch.ord < ub {
-				ch.mark = gen
+		for k := c.recs[fwd[i]].kidHead; k != 0; k = c.kids[k-1].next {
+			ch := c.kids[k-1].child
+			if x := &c.recs[ch]; x.mark != gen && x.ord < ub {
+				x.mark = gen
 				fwd = append(fwd, ch)
 			}
 		}
 	}
 	// Backward from src, above r's ord.
-	back := []*record{src}
-	src.mark = gen
+	back := []int32{src}
+	c.recs[src].mark = gen
 	for i := 0; i < len(back); i++ {
-		for _, slot := range back[i].slots {
-			for _, l := range slot {
-				if p := l.src; p.mark != gen && p.ord > lb {
+		x := c.recs[back[i]]
+		for s := range int(x.nslot) {
+			for _, l := range c.slotLinks(back[i], s) {
+				if p := &c.recs[l.src]; p.mark != gen && p.ord > lb {
 					p.mark = gen
-					back = append(back, p)
+					back = append(back, l.src)
 				}
 			}
 		}
 	}
-	byOrd := func(a, b *record) int { return cmp.Compare(a.ord, b.ord) }
+	byOrd := func(a, b int32) int { return cmp.Compare(c.recs[a].ord, c.recs[b].ord) }
 	slices.SortFunc(fwd, byOrd)
 	slices.SortFunc(back, byOrd)
-	ords := make([]int, 0, len(fwd)+len(back))
+	ords := make([]int32, 0, len(fwd)+len(back))
 	for _, x := range back {
-		ords = append(ords, x.ord)
+		ords = append(ords, c.recs[x].ord)
 	}
 	for _, x := range fwd {
-		ords = append(ords, x.ord)
+		ords = append(ords, c.recs[x].ord)
 	}
 	slices.Sort(ords)
 	for i, x := range back {
-		x.ord = ords[i]
+		c.recs[x].ord = ords[i]
 	}
 	for i, x := range fwd {
-		x.ord = ords[len(back)+i]
+		c.recs[x].ord = ords[len(back)+i]
 	}
+}
+
+// nextGen returns a mark that no record has.
+func (c *CacheChains) nextGen() uint32 {
+	c.gen++
+	if c.gen == 0 {
+		for i := range c.recs {
+			c.recs[i].mark = 0
+		}
+		c.gen = 1
+	}
+	return c.gen
 }

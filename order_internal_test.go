@@ -8,19 +8,19 @@ var CheckOrderForTest = (*CacheChains).checkOrder
 // checkOrder returns an error unless every link of the graph goes from a
 // record of a lower ord to one of a higher ord and the ords are distinct.
 func (c *CacheChains) checkOrder() error {
-	seen := map[int]*record{}
-	for _, r := range c.records {
-		if r.mergedInto != nil || r.dropped {
+	seen := map[int32]int{}
+	for id, r := range c.recs {
+		if r.merged != 0 || r.dropped {
 			continue
 		}
 		if o, ok := seen[r.ord]; ok {
-			return fmt.Errorf("records %d and %d share ord %d", o.seq, r.seq, r.ord)
+			return fmt.Errorf("records %d and %d share ord %d", o, id, r.ord)
 		}
-		seen[r.ord] = r
-		for i, slot := range r.slots {
-			for _, l := range slot {
-				if l.src.ord >= r.ord {
-					return fmt.Errorf("record %d (ord %d) slot %d: link from record %d of ord %d", r.seq, r.ord, i, l.src.seq, l.src.ord)
+		seen[r.ord] = id
+		for i := range int(r.nslot) {
+			for _, l := range c.slotLinks(int32(id), i) {
+				if c.recs[l.src].ord >= r.ord {
+					return fmt.Errorf("record %d (ord %d) slot %d: link from record %d of ord %d", id, r.ord, i, l.src, c.recs[l.src].ord)
 				}
 			}
 		}

@@ -2,159 +2,175 @@ package remotecache
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/binary"
+	"math/bits"
 	"slices"
 	"strings"
-
-	digest "github.com/opencontainers/go-digest"
 )
 
 // sortRecords orders the records by digest, then by the shape of their
 // inputs (slot count, links per slot, selectors and source digests), with
 // remaining ties broken by structure, never by insertion order.
 func (m *marshaler) sortRecords() error {
-	// Most comparisons are settled by the first bytes of the digests;
-	// compare those as integers kept next to the record. Digests of other
-	// algorithms than the usual one are ordered by the full string.
-	ks := make([]prefixKey, len(m.recs))
+	c := m.c
+	ks := make([]sortKey, len(m.recs))
+	hex := true
 	for i, r := range m.recs {
-		ks[i] = newPrefixKey(r.dgst, i)
+		x := &c.recs[r]
+		ks[i] = sortKey{x.k0, r}
+		hex = hex && x.hexKey
 	}
-	sameAlg := true
-	for _, r := range m.recs {
-		sameAlg = sameAlg && strings.HasPrefix(string(r.dgst), "sha256:")
+	byRecord := func(x, y sortKey) int { return m.compareRecords(x.i, y.i) }
+	if hex {
+		// The keys order the digests up to their 16th hex digit; only
+		// records whose keys are equal need comparing in full.
+		sortKeys(ks)
+		forEqualKeys(ks, func(run []sortKey) { slices.SortFunc(run, byRecord) })
+	} else {
+		slices.SortFunc(ks, byRecord)
 	}
-	slices.SortFunc(ks, func(x, y prefixKey) int {
-		if sameAlg {
-			if c := x.compare(y); c != 0 {
-				return c
-			}
-		}
-		return m.compareRecords(m.recs[x.i], m.recs[y.i])
-	})
-	m.order = make([]*record, len(ks))
-	m.rank = make([]int, len(m.recs))
+	m.order = make([]int32, len(ks))
+	m.rank = make([]int32, len(c.recs))
 	for i, k := range ks {
-		m.order[i] = m.recs[k.i]
-		m.rank[k.i] = i
+		m.order[i] = k.i
+		m.rank[k.i] = int32(i)
 	}
 	return m.ctx.Err()
 }
 
-func (m *marshaler) compareRecords(a, b *record) int {
-	if c := strings.Compare(string(a.dgst), string(b.dgst)); c != 0 || a == b {
-		return c
+func (m *marshaler) compareRecords(a, b int32) int {
+	c := m.c
+	if x := strings.Compare(string(c.dgst(a)), string(c.dgst(b))); x != 0 || a == b {
+		return x
 	}
-	if c := cmp.Compare(len(a.slots), len(b.slots)); c != 0 {
-		return c
+	na, nb := int(c.recs[a].nslot), int(c.recs[b].nslot)
+	if x := cmp.Compare(na, nb); x != 0 {
+		return x
 	}
-	for i := range a.slots {
-		if c := cmp.Compare(len(a.slots[i]), len(b.slots[i])); c != 0 {
-			return c
+	for i := range na {
+		if x := cmp.Compare(len(c.slotLinks(a, i)), len(c.slotLinks(b, i))); x != 0 {
+			return x
 		}
 	}
 	la, lb := m.linksForCompare(a), m.linksForCompare(b)
 	for i := range la {
 		for j := range la[i] {
 			x, y := la[i][j], lb[i][j]
-			if c := strings.Compare(x.selector, y.selector); c != 0 {
-				return c
+			if d := strings.Compare(c.sels[x.sel], c.sels[y.sel]); d != 0 {
+				return d
 			}
-			if c := strings.Compare(string(x.src.dgst), string(y.src.dgst)); c != 0 {
-				return c
+			if d := strings.Compare(string(c.dgst(x.src)), string(c.dgst(y.src))); d != 0 {
+				return d
 			}
 		}
 	}
-	if c := slices.Compare(m.structuralID(a), m.structuralID(b)); c != 0 {
-		return c
+	if x := slices.Compare(m.structuralID(a), m.structuralID(b)); x != 0 {
+		return x
 	}
 	// Structurally equal records are not made by Add; order them by their
 	// results so that the output still does not depend on insertion order.
-	if c := compareResults(a.best(), b.best()); c != 0 {
-		return c
+	if x := compareResults(m.bestResult(a), m.bestResult(b)); x != 0 {
+		return x
 	}
-	return cmp.Compare(a.seq, b.seq)
+	return cmp.Compare(a, b)
+}
+
+func (m *marshaler) bestResult(r int32) *Result {
+	if e := m.c.best(r); e != nil {
+		return &e.res
+	}
+	return nil
 }
 
 // linksForCompare returns r's links, each slot sorted by selector, source
 // digest and source structure.
-func (m *marshaler) linksForCompare(r *record) [][]link {
+func (m *marshaler) linksForCompare(r int32) [][]link {
+	c := m.c
 	if m.cmpLinks == nil {
-		m.cmpLinks = make([][][]link, len(m.recs))
+		m.cmpLinks = make([][][]link, len(c.recs))
 	}
-	if ls := m.cmpLinks[r.tmp]; ls != nil {
+	if ls := m.cmpLinks[r]; ls != nil {
 		return ls
 	}
-	ls := make([][]link, len(r.slots))
-	for i, slot := range r.slots {
-		ls[i] = slices.Clone(slot)
+	ls := make([][]link, c.recs[r].nslot)
+	for i := range ls {
+		ls[i] = slices.Clone(c.slotLinks(r, i))
 		slices.SortFunc(ls[i], func(x, y link) int {
-			if c := strings.Compare(x.selector, y.selector); c != 0 {
-				return c
+			if d := strings.Compare(c.sels[x.sel], c.sels[y.sel]); d != 0 {
+				return d
 			}
-			if c := strings.Compare(string(x.src.dgst), string(y.src.dgst)); c != 0 {
-				return c
+			if d := strings.Compare(string(c.dgst(x.src)), string(c.dgst(y.src))); d != 0 {
+				return d
 			}
 			return slices.Compare(m.structuralID(x.src), m.structuralID(y.src))
 		})
 	}
-	m.cmpLinks[r.tmp] = ls
+	m.cmpLinks[r] = ls
 	return ls
 }
 
 // structuralID is a digest of r's digest and, recursively, of its inputs:
 // equal for records that look the same from the roots up.
-func (m *marshaler) structuralID(r *record) []byte {
+func (m *marshaler) structuralID(r int32) []byte {
 	if m.ids == nil {
-		m.ids = make([][]byte, len(m.recs))
+		m.ids = newStructuralIDs(len(m.c.recs))
 	}
-	if id := m.ids[r.tmp]; id != nil {
-		return id
+	return m.ids.of(m.c, r)
+}
+
+// sortKey is a digest's hexKey and an index.
+type sortKey struct {
+	k0 uint64
+	i  int32
+}
+
+func (x sortKey) compare(y sortKey) int {
+	return cmp.Compare(x.k0, y.k0)
+}
+
+// sortKeys sorts ks by key (not by index). Digests are uniformly spread,
+// so a pass that puts each key in a bucket by its top bits leaves buckets
+// of about one key to sort; keys that are not spread cost a comparison
+// sort within their bucket, never more.
+func sortKeys(ks []sortKey) {
+	if len(ks) < 64 {
+		slices.SortFunc(ks, sortKey.compare)
+		return
 	}
-	h := sha256.New()
-	h.Write([]byte(r.dgst))
-	var buf [8]byte
-	for _, slot := range r.slots {
-		binary.LittleEndian.PutUint64(buf[:], uint64(len(slot)))
-		h.Write(buf[:])
-		keys := make([][]byte, len(slot))
-		for j, l := range slot {
-			k := append([]byte(l.selector), 0)
-			keys[j] = append(k, m.structuralID(l.src)...)
+	shift := 64 - bits.Len(uint(len(ks)))
+	nb := 1 << (64 - shift) // between len(ks) and twice that
+	start := make([]int32, nb+1)
+	for _, k := range ks {
+		start[(k.k0>>shift)+1]++
+	}
+	for i := 1; i <= nb; i++ {
+		start[i] += start[i-1]
+	}
+	out := make([]sortKey, len(ks))
+	fill := slices.Clone(start[:nb])
+	for _, k := range ks {
+		b := k.k0 >> shift
+		out[fill[b]] = k
+		fill[b]++
+	}
+	for b := range nb {
+		if run := out[start[b]:start[b+1]]; len(run) > 1 {
+			slices.SortFunc(run, sortKey.compare)
 		}
-		slices.SortFunc(keys, func(x, y []byte) int { return slices.Compare(x, y) })
-		for _, k := range keys {
-			binary.LittleEndian.PutUint64(buf[:], uint64(len(k)))
-			h.Write(buf[:])
-			h.Write(k)
+	}
+	copy(ks, out)
+}
+
+// forEqualKeys calls f for every run of two or more keys of sorted ks that
+// are equal.
+func forEqualKeys(ks []sortKey, f func([]sortKey)) {
+	for i := 0; i < len(ks); {
+		j := i + 1
+		for j < len(ks) && ks[j].k0 == ks[i].k0 {
+			j++
 		}
+		if j-i > 1 {
+			f(ks[i:j])
+		}
+		i = j
 	}
-	id := h.Sum(nil)
-	m.ids[r.tmp] = id
-	return id
-}
-
-// prefixKey holds the first 16 bytes of a digest's encoded part as
-// integers, which order like the digest strings up to there, and an index.
-type prefixKey struct {
-	k0, k1 uint64
-	i      int
-}
-
-func newPrefixKey(d digest.Digest, i int) prefixKey {
-	var b [16]byte
-	s := string(d)
-	if c := strings.IndexByte(s, ':'); c >= 0 {
-		s = s[c+1:]
-	}
-	copy(b[:], s)
-	return prefixKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), i}
-}
-
-func (x prefixKey) compare(y prefixKey) int {
-	if x.k0 != y.k0 {
-		return cmp.Compare(x.k0, y.k0)
-	}
-	return cmp.Compare(x.k1, y.k1)
 }

@@ -1,0 +1,162 @@
+package remotecache
+
+import (
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Add interns what Marshal needs of every result's layer chain, so that
+// Marshal hashes no string: each distinct blob digest gets an id (blobs),
+// and each distinct chain a node of a trie (nodes), a blob on top of its
+// parent chain. Two results have the same blobs when they have the same
+// node; Marshal's layers are the nodes that written results reach.
+
+// blob is a distinct blob digest.
+type blob struct {
+	dgst   digest.Digest
+	k0     uint64 // hexKey of dgst
+	hexKey bool
+}
+
+// node is a layer chain: blob on top of the chain parent (-1: none).
+type node struct {
+	parent int32
+	blob   int32
+	depth  int32 // index of blob in the chain
+}
+
+// internChain returns the node of r's chain of blobs, or -1 if it has
+// none. hint, if not nil, is a result whose chain is likely to start
+// r's: as many of r's first blobs as are the hint's are not looked up.
+func (c *CacheChains) internChain(r *Remote, hint *resEntry) int32 {
+	if r == nil {
+		return -1
+	}
+	ds := r.Descriptors
+	n, k := int32(-1), 0
+	if hint != nil {
+		hs := hint.res.Remote.Descriptors
+		for k < len(ds) && k < len(hs) && ds[k].Digest == hs[k].Digest {
+			k++
+		}
+		// The hint's chain cut to its first k blobs.
+		n = hint.node
+		for range len(hs) - k {
+			n = c.nodes[n].parent
+		}
+	}
+	for i := k; i < len(ds); i++ {
+		n = c.internNode(n, c.internBlob(ds[i].Digest))
+	}
+	return n
+}
+
+// chainHint returns a result whose chain probably starts the chains of
+// r's results: a build step adds layers on top of its first input's
+// result, or of that one's first input's, up to a few steps back. Nil if
+// there is none.
+func (c *CacheChains) chainHint(r int32) *resEntry {
+	for range 4 {
+		x := &c.recs[r]
+		if x.nslot == 0 {
+			return nil
+		}
+		s := c.slots[x.slot0]
+		if s.n == 0 {
+			return nil
+		}
+		r = c.links[s.off].src
+		if e := c.best(r); e != nil && e.node >= 0 {
+			return e
+		}
+	}
+	return nil
+}
+
+func (c *CacheChains) internBlob(d digest.Digest) int32 {
+	h := c.hash(string(d))
+	id, ok := c.blobIDs.find(h, string(d), func(id int32) string { return string(c.blobs[id].dgst) })
+	if !ok {
+		id = int32(len(c.blobs))
+		k0, hex := hexKey(d)
+		c.blobs = push(c.blobs, blob{dgst: d, k0: k0, hexKey: hex})
+		c.blobIDs.add(h, string(d), id)
+	}
+	return id
+}
+
+// hashIndex finds the ids of interned strings by a 64-bit hash of them:
+// a map the garbage collector does not scan, and that grows without
+// hashing strings again. A string whose hash an earlier one has (one
+// chance in 2^64 a pair) is found by the string itself, in more.
+type hashIndex struct {
+	byHash map[uint64]int32
+	more   map[string]int32
+}
+
+func newHashIndex() hashIndex {
+	return hashIndex{byHash: map[uint64]int32{}}
+}
+
+// find returns the id of s, whose hash is h; str gives the string of an
+// id.
+func (x *hashIndex) find(h uint64, s string, str func(int32) string) (int32, bool) {
+	id, ok := x.byHash[h]
+	if !ok {
+		return 0, false
+	}
+	if str(id) == s {
+		return id, true
+	}
+	id, ok = x.more[s]
+	return id, ok
+}
+
+// add indexes the new string s, of hash h, as id.
+func (x *hashIndex) add(h uint64, s string, id int32) {
+	if _, ok := x.byHash[h]; !ok {
+		x.byHash[h] = id
+		return
+	}
+	if x.more == nil {
+		x.more = map[string]int32{}
+	}
+	x.more[s] = id
+}
+
+func (c *CacheChains) internNode(parent, b int32) int32 {
+	k := uint64(uint32(parent+1))<<32 | uint64(uint32(b))
+	id, ok := c.nodeIDs[k]
+	if !ok {
+		id = int32(len(c.nodes))
+		depth := int32(0)
+		if parent >= 0 {
+			depth = c.nodes[parent].depth + 1
+		}
+		c.nodes = push(c.nodes, node{parent: parent, blob: b, depth: depth})
+		c.nodeIDs[k] = id
+	}
+	return id
+}
+
+// hexKey returns the first 16 hex digits of a sha256 digest as an
+// integer, which orders such digests as their strings do up to there; ok
+// is false for a digest that does not start with "sha256:" and 16 lower
+// case hex digits.
+func hexKey(d digest.Digest) (k uint64, ok bool) {
+	s := string(d)
+	if len(s) < len("sha256:")+16 || s[:7] != "sha256:" {
+		return 0, false
+	}
+	for i := 7; i < 7+16; i++ {
+		c := s[i]
+		switch {
+		case '0' <= c && c <= '9':
+			k = k<<4 | uint64(c-'0')
+		case 'a' <= c && c <= 'f':
+			k = k<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return k, true
+}

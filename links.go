@@ -1,0 +1,216 @@
+package remotecache
+
+// The graph is kept in slices addressed by index, without pointers, so that
+// the garbage collector has nothing to scan in it and a record costs no
+// allocation of its own:
+//
+//   - recs[id] is record id (ids in creation order);
+//   - a record's input slots are a run of slots, from rec.slot0;
+//   - a slot's links are a run of links, from slot.off, with room for cap;
+//   - a record's children (the records that link from it) are a list
+//     threaded through kids, from rec.kidHead, in the order they came.
+//
+// References into kids and results are 1-based, so that 0 means none.
+
+// rec is a record of the graph.
+type rec struct {
+	k0    uint64 // the digest's first 16 hex digits, for sorting (see hexKey)
+	slot0 int32  // first of its input slots in slots
+	nslot int32
+	// kidHead and kidTail are its first and last child in kids.
+	kidHead, kidTail int32
+	// res is its first result in results, best its best one.
+	res, best int32
+	ord       int32  // topological order (order.go)
+	mark      uint32 // scratch of the cycle check
+	// merged is the record it was merged into, plus 1: handles to it then
+	// stand for that record.
+	merged int32
+	// hexKey is set when k0 orders the digest as its string does, up to
+	// the 16th hex digit.
+	hexKey bool
+	// dropped is set when a merge left the record with no way in that
+	// would not close a cycle; it is no longer part of the graph.
+	dropped bool
+}
+
+// slot is an input slot: links[off : off+n], with room up to off+cap.
+type slot struct {
+	off, n, cap int32
+}
+
+// link is an input link of a record, stored on the target record.
+type link struct {
+	src int32 // source record
+	sel int32 // selector (CacheChains.sels)
+}
+
+// kid is an entry of a children list.
+type kid struct {
+	child int32
+	next  int32 // next entry, or 0
+}
+
+// push appends x to s, doubling the capacity when it is full: append grows
+// a large slice by a quarter, which copies several times as much.
+func push[T any](s []T, x T) []T {
+	if len(s) == cap(s) {
+		n := make([]T, len(s), max(2*cap(s), 64))
+		copy(n, s)
+		s = n
+	}
+	return append(s, x)
+}
+
+// live follows merges to the record that id now stands for.
+func (c *CacheChains) live(id int32) int32 {
+	for c.recs[id].merged != 0 {
+		id = c.recs[id].merged - 1
+	}
+	return id
+}
+
+// slotLinks returns the links of slot i of r, or nil if r has no slot i.
+// The slice is valid until the next change of the graph.
+func (c *CacheChains) slotLinks(r int32, i int) []link {
+	x := &c.recs[r]
+	if i >= int(x.nslot) {
+		return nil
+	}
+	s := c.slots[int(x.slot0)+i]
+	return c.links[s.off : s.off+s.n : s.off+s.n]
+}
+
+// slotHas tells whether slot i of r has the link l.
+func (c *CacheChains) slotHas(r int32, i int, l link) bool {
+	return containsLink(c.slotLinks(r, i), l)
+}
+
+func containsLink(ls []link, l link) bool {
+	for _, x := range ls {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+// growSlots gives r at least n slots, moving its slots to the end of slots
+// unless they are there already.
+func (c *CacheChains) growSlots(r int32, n int) {
+	x := &c.recs[r]
+	have := int(x.nslot)
+	if have >= n {
+		return
+	}
+	if have == 0 || int(x.slot0)+have != len(c.slots) {
+		start := int32(len(c.slots))
+		for k := range have {
+			c.slots = push(c.slots, c.slots[int(x.slot0)+k])
+		}
+		x.slot0 = start
+	}
+	for range n - have {
+		c.slots = push(c.slots, slot{})
+	}
+	x.nslot = int32(n)
+}
+
+// appendLink appends l to slot i of r, which must exist.
+func (c *CacheChains) appendLink(r int32, i int, l link) {
+	s := &c.slots[int(c.recs[r].slot0)+i]
+	if s.n == s.cap {
+		n := max(2*s.cap, 2)
+		if s.cap > 0 && int(s.off+s.cap) == len(c.links) {
+			// The last run of links: it grows where it is.
+			c.links = growLinks(c.links, int(n-s.cap))
+		} else {
+			off := int32(len(c.links))
+			c.links = growLinks(c.links, int(n))
+			copy(c.links[off:], c.links[s.off:s.off+s.n])
+			s.off = off
+		}
+		s.cap = n
+	}
+	c.links[s.off+s.n] = l
+	s.n++
+}
+
+// growLinks extends ls by n zero links, doubling its capacity when it
+// needs more.
+func growLinks(ls []link, n int) []link {
+	if len(ls)+n > cap(ls) {
+		m := make([]link, len(ls), max(2*cap(ls), len(ls)+n, 256))
+		copy(m, ls)
+		ls = m
+	}
+	ls = ls[:len(ls)+n]
+	clear(ls[len(ls)-n:])
+	return ls
+}
+
+// filterSlot keeps the links of slot i of r for which keep is true, in
+// their order, and returns how many are left.
+func (c *CacheChains) filterSlot(r int32, i int, keep func(link) bool) int {
+	s := &c.slots[int(c.recs[r].slot0)+i]
+	ls := c.links[s.off : s.off+s.n]
+	n := 0
+	for _, l := range ls {
+		if keep(l) {
+			ls[n] = l
+			n++
+		}
+	}
+	s.n = int32(n)
+	return n
+}
+
+// addKid appends ch to the children of src, unless it is the last one
+// already. A list may name a child more than once (linked from src in
+// several slots or with several selectors); every user of it copes.
+// Scanning it for ch would make popular bases quadratic.
+func (c *CacheChains) addKid(src, ch int32) {
+	x := &c.recs[src]
+	if x.kidTail != 0 && c.kids[x.kidTail-1].child == ch {
+		return
+	}
+	c.kids = push(c.kids, kid{child: ch})
+	k := int32(len(c.kids))
+	if x.kidTail == 0 {
+		x.kidHead = k
+	} else {
+		c.kids[x.kidTail-1].next = k
+	}
+	x.kidTail = k
+}
+
+// removeKid removes every entry of ch from the children of src.
+func (c *CacheChains) removeKid(src, ch int32) {
+	x := &c.recs[src]
+	var prev int32
+	for k := x.kidHead; k != 0; {
+		next := c.kids[k-1].next
+		if c.kids[k-1].child == ch {
+			if prev == 0 {
+				x.kidHead = next
+			} else {
+				c.kids[prev-1].next = next
+			}
+			if x.kidTail == k {
+				x.kidTail = prev
+			}
+		} else {
+			prev = k
+		}
+		k = next
+	}
+}
+
+// kidsOf returns the children of r, in their order, duplicates included,
+// appended to buf.
+func (c *CacheChains) kidsOf(r int32, buf []int32) []int32 {
+	for k := c.recs[r].kidHead; k != 0; k = c.kids[k-1].next {
+		buf = append(buf, c.kids[k-1].child)
+	}
+	return buf
+}
