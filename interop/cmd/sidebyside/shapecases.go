@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	cacheimport "github.com/moby/buildkit/cache/remotecache/v1"
+
+	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/interop/sidebyside"
+)
+
+// shapeRow is one shape across the sizes: medians per record.
+type shapeRow struct {
+	name, doc string
+	sizes     []int
+	ours, bk  []float64 // wall µs per record; 0: not run
+	oursCPU   []float64
+	bkCPU     []float64
+}
+
+// shapeCase measures Add of every op of a cachegen shape, then Marshal, on
+// both sides, at each size (per distinct record: a graph fed twice has
+// twice as many Add calls).
+func (r *runner) shapeCase(c caseSpec) error {
+	var sh cachegen.Shape
+	for _, s := range cachegen.Shapes {
+		if s.Name == c.shape {
+			sh = s
+		}
+	}
+	if sh.New == nil {
+		return fmt.Errorf("no shape %q", c.shape)
+	}
+	bkMax := c.bkMax
+	if r.bkMax > 0 {
+		bkMax = r.bkMax
+	}
+	sr := shapeRow{name: sh.Name, doc: sh.Doc}
+	for _, n := range r.sizes {
+		g := sh.New(c.seed, n)
+		order := g.InOrder()
+		ours := cachegen.NewReplayer(g, g.Provider())
+		fmt.Printf("\n%s, %d records (%d ops)\n", c.name, n, len(g.Ops))
+		var oursN, bkN int
+		runOurs := func() error {
+			cc := remotecache.NewCacheChains()
+			if _, err := ours.Replay(cc, order); err != nil {
+				return err
+			}
+			cfg, _, err := cc.Marshal(r.ctx)
+			if err != nil {
+				return err
+			}
+			oursN = len(cfg.Records)
+			return nil
+		}
+		var runBK func() error
+		if n <= bkMax {
+			bk := sidebyside.NewBKReplayer(g, g.Provider())
+			runBK = func() error {
+				cc := cacheimport.NewCacheChains()
+				if err := bk.Replay(cc, order); err != nil {
+					return err
+				}
+				cfg, _, err := cc.Marshal(r.ctx)
+				if err != nil {
+					return err
+				}
+				bkN = len(cfg.Records)
+				return nil
+			}
+		}
+		// Fewer runs of the big sizes.
+		cs := c
+		if r.runsFlag == 0 {
+			for _, lim := range []struct{ n, runs int }{{16000, 5}, {64000, 3}} {
+				if n >= lim.n {
+					cs.fullRuns, cs.quickRuns = min(cs.fullRuns, lim.runs), min(cs.quickRuns, lim.runs)
+				}
+			}
+		}
+		rw := row{name: fmt.Sprintf("%s (%s), %s records", sh.Name, sh.Doc, thousands(n)), unit: "µs/record", per: float64(n), records: n}
+		if err := r.runPairs(cs, &rw, runOurs, runBK); err != nil {
+			return err
+		}
+		if runBK != nil && r.sideOurs && r.sideBK && oursN != bkN {
+			r.notes = append(r.notes, fmt.Sprintf("%s: config has %d records (ours), %d (BuildKit)", rw.name, oursN, bkN))
+		}
+		wall := func(s sample) float64 { return float64(s.wall) / rw.per / 1e3 }
+		cpu := func(s sample) float64 { return float64(s.cpu) / rw.per / 1e3 }
+		sr.sizes = append(sr.sizes, n)
+		sr.ours = append(sr.ours, stat(rw.ours, wall))
+		sr.oursCPU = append(sr.oursCPU, stat(rw.ours, cpu))
+		sr.bk = append(sr.bk, stat(rw.bk, wall))
+		sr.bkCPU = append(sr.bkCPU, stat(rw.bk, cpu))
+	}
+	r.shapes = append(r.shapes, sr)
+	return nil
+}
+
+// shapesTable is the summary of the shape cases: wall time per record of
+// each side at each size, the ratio, and how our time per record grows.
+func (r *runner) shapesTable() string {
+	if len(r.shapes) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	sizes := r.shapes[0].sizes
+	b.WriteString("\n| Shape |")
+	for _, n := range sizes {
+		fmt.Fprintf(&b, " %s records: ours / BuildKit µs per record |", thousands(n))
+	}
+	b.WriteString(" Ours, largest/smallest (wall) | Ours, largest/smallest (CPU) |\n|---|")
+	for range sizes {
+		b.WriteString("---|")
+	}
+	b.WriteString("---|---|\n")
+	for _, sr := range r.shapes {
+		fmt.Fprintf(&b, "| %s: %s |", sr.name, sr.doc)
+		for i := range sr.sizes {
+			o, k := sr.ours[i], sr.bk[i]
+			switch {
+			case o == 0:
+				fmt.Fprintf(&b, " – / %.2f |", k)
+			case k == 0:
+				fmt.Fprintf(&b, " %.2f / – |", o)
+			default:
+				fmt.Fprintf(&b, " %.2f / %.2f (%.0f×) |", o, k, k/o)
+			}
+		}
+		last := len(sr.sizes) - 1
+		growth := func(xs []float64) string {
+			if last < 1 || xs[0] == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.2f", xs[last]/xs[0])
+		}
+		fmt.Fprintf(&b, " %s | %s |\n", growth(sr.ours), growth(sr.oursCPU))
+	}
+	return b.String()
+}
