@@ -14,6 +14,7 @@ import (
 type blob struct {
 	dgst   digest.Digest
 	k0     uint64 // hexKey of dgst
+	node   int32  // its first node + 1 (internNode)
 	hexKey bool
 }
 
@@ -41,7 +42,7 @@ func (c *CacheChains) internChain(r *Remote, hint *resEntry) int32 {
 		// The hint's chain cut to its first k blobs.
 		n = hint.node
 		for range len(hs) - k {
-			n = c.nodes[n].parent
+			n = c.nodes.at(n).parent
 		}
 	}
 	for i := k; i < len(ds); i++ {
@@ -56,15 +57,15 @@ func (c *CacheChains) internChain(r *Remote, hint *resEntry) int32 {
 // there is none.
 func (c *CacheChains) chainHint(r int32) *resEntry {
 	for range 4 {
-		x := &c.recs[r]
+		x := c.recs.at(r)
 		if x.nslot == 0 {
 			return nil
 		}
-		s := c.slots[x.slot0]
+		s := c.slots.at(x.slot0)
 		if s.n == 0 {
 			return nil
 		}
-		r = c.links[s.off].src
+		r = c.links.at(s.off).src
 		if e := c.best(r); e != nil && e.node >= 0 {
 			return e
 		}
@@ -73,47 +74,48 @@ func (c *CacheChains) chainHint(r int32) *resEntry {
 }
 
 func (c *CacheChains) internBlob(d digest.Digest) int32 {
-	h := c.hash(string(d))
-	id, ok := c.blobIDs.find(h, string(d), func(id int32) string { return string(c.blobs[id].dgst) })
+	h := uint32(c.hash(string(d))) & hashMask
+	id, ok, taken := c.blobIDs.find(h, string(d), func(id int32) string { return string(c.blobs.at(id).dgst) })
 	if !ok {
-		id = int32(len(c.blobs))
 		k0, hex := hexKey(d)
-		c.blobs = push(c.blobs, blob{dgst: d, k0: k0, hexKey: hex})
-		c.blobIDs.add(h, string(d), id)
+		id = c.blobs.add(blob{dgst: d, k0: k0, hexKey: hex})
+		c.blobIDs.add(h, string(d), id, taken)
 	}
 	return id
 }
 
-// hashIndex finds the ids of interned strings by a 64-bit hash of them:
-// a map the garbage collector does not scan, and that grows without
-// hashing strings again. A string whose hash an earlier one has (one
-// chance in 2^64 a pair) is found by the string itself, in more.
+// hashIndex finds the ids of interned strings by a 32-bit hash of them:
+// a map the garbage collector does not scan, half the size of one of
+// 64-bit keys, and that grows without hashing strings again. A string
+// whose hash an earlier one has (a few in 100,000) is found by the string
+// itself, in more.
 type hashIndex struct {
-	byHash map[uint64]int32
+	byHash map[uint32]int32
 	more   map[string]int32
 }
 
 func newHashIndex() hashIndex {
-	return hashIndex{byHash: map[uint64]int32{}}
+	return hashIndex{byHash: map[uint32]int32{}}
 }
 
 // find returns the id of s, whose hash is h; str gives the string of an
-// id.
-func (x *hashIndex) find(h uint64, s string, str func(int32) string) (int32, bool) {
-	id, ok := x.byHash[h]
-	if !ok {
-		return 0, false
+// id. When s is not there, taken tells whether another string has h.
+func (x *hashIndex) find(h uint32, s string, str func(int32) string) (id int32, ok, taken bool) {
+	id, taken = x.byHash[h]
+	if !taken {
+		return 0, false, false
 	}
 	if str(id) == s {
-		return id, true
+		return id, true, true
 	}
 	id, ok = x.more[s]
-	return id, ok
+	return id, ok, true
 }
 
-// add indexes the new string s, of hash h, as id.
-func (x *hashIndex) add(h uint64, s string, id int32) {
-	if _, ok := x.byHash[h]; !ok {
+// add indexes the new string s, of hash h, as id; taken is what find
+// said.
+func (x *hashIndex) add(h uint32, s string, id int32, taken bool) {
+	if !taken {
 		x.byHash[h] = id
 		return
 	}
@@ -123,19 +125,34 @@ func (x *hashIndex) add(h uint64, s string, id int32) {
 	x.more[s] = id
 }
 
+// internNode returns the node of blob b on top of chain parent. A blob's
+// first node is found through the blob; only the others, of blobs on top
+// of several chains, are in nodeIDs.
 func (c *CacheChains) internNode(parent, b int32) int32 {
+	bl := c.blobs.at(b)
+	if bl.node == 0 {
+		id := c.newNode(parent, b)
+		c.blobs.at(b).node = id + 1
+		return id
+	}
+	if first := bl.node - 1; c.nodes.at(first).parent == parent {
+		return first
+	}
 	k := uint64(uint32(parent+1))<<32 | uint64(uint32(b))
 	id, ok := c.nodeIDs[k]
 	if !ok {
-		id = int32(len(c.nodes))
-		depth := int32(0)
-		if parent >= 0 {
-			depth = c.nodes[parent].depth + 1
-		}
-		c.nodes = push(c.nodes, node{parent: parent, blob: b, depth: depth})
+		id = c.newNode(parent, b)
 		c.nodeIDs[k] = id
 	}
 	return id
+}
+
+func (c *CacheChains) newNode(parent, b int32) int32 {
+	depth := int32(0)
+	if parent >= 0 {
+		depth = c.nodes.at(parent).depth + 1
+	}
+	return c.nodes.add(node{parent: parent, blob: b, depth: depth})
 }
 
 // hexKey returns the first 16 hex digits of a sha256 digest as an

@@ -17,10 +17,10 @@ type CacheChains struct {
 	roots map[digest.Digest]int32
 
 	// The graph (links.go): records, their slots and links, children.
-	recs  []rec
-	slots []slot
-	links []link
-	kids  []kid
+	recs  chunks[rec]
+	slots runs[slot]
+	links runs[link]
+	kids  chunks[kid]
 	// handles are the Record handles, by id, in chunks of handleChunk
 	// that never move.
 	handles [][]record
@@ -34,15 +34,15 @@ type CacheChains struct {
 	// way. Its keys and values hold no pointers, so the garbage collector
 	// does not scan it; a key's second and later records, rare, are in
 	// childMore.
-	children  map[uint64]int32 // first record + 1
-	childMore map[uint64][]int32
+	children  map[uint32]int32 // first record + 1
+	childMore map[uint32][]int32
 	seed      maphash.Seed
 
 	// Results and what they are made of (results.go, blobs.go).
-	results []resEntry
-	blobs   []blob
+	results chunks[resEntry]
+	blobs   chunks[blob]
 	blobIDs hashIndex
-	nodes   []node
+	nodes   chunks[node]
 	nodeIDs map[uint64]int32
 
 	// Scratch of Add and of the cycle check (order.go).
@@ -62,8 +62,8 @@ func NewCacheChains() *CacheChains {
 		roots:     map[digest.Digest]int32{},
 		sels:      []string{""},
 		selIDs:    newHashIndex(),
-		children:  map[uint64]int32{},
-		childMore: map[uint64][]int32{},
+		children:  map[uint32]int32{},
+		childMore: map[uint32][]int32{},
 		blobIDs:   newHashIndex(),
 		nodeIDs:   map[uint64]int32{},
 		seed:      maphash.MakeSeed(),
@@ -93,14 +93,14 @@ func (c *CacheChains) dgst(id int32) digest.Digest {
 }
 
 func (c *CacheChains) newRecord(dgst digest.Digest) int32 {
-	id := int32(len(c.recs))
+	id := int32(c.recs.len())
 	if id%handleChunk == 0 {
 		c.handles = append(c.handles, make([]record, handleChunk))
 	}
 	*c.handle(id) = record{cc: c, dgst: dgst, id: id}
 	k0, ok := hexKey(dgst)
 	// Its ord is above every other: its sources are all older.
-	c.recs = push(c.recs, rec{k0: k0, hexKey: ok, ord: id})
+	c.recs.add(rec{k0: k0, hexKey: ok, ord: id})
 	return id
 }
 
@@ -114,12 +114,12 @@ func (c *CacheChains) selID(s string) int32 {
 	if s == "" {
 		return 0
 	}
-	h := c.hash(s)
-	id, ok := c.selIDs.find(h, s, func(id int32) string { return c.sels[id] })
+	h := uint32(c.hash(s)) & hashMask
+	id, ok, taken := c.selIDs.find(h, s, func(id int32) string { return c.sels[id] })
 	if !ok {
 		id = int32(len(c.sels))
 		c.sels = append(c.sels, s)
-		c.selIDs.add(h, s, id)
+		c.selIDs.add(h, s, id, taken)
 	}
 	return id
 }
@@ -157,7 +157,7 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 			if src.cc != c {
 				return nil, false, errors.Wrapf(errdefs.ErrInvalidArgument, "record %s: input %d link %d: source %s belongs to another graph", dgst, i, j, src.dgst)
 			}
-			if c.recs[c.live(src.id)].dropped {
+			if c.recs.at(c.live(src.id)).dropped {
 				return nil, false, errors.Wrapf(errdefs.ErrFailedPrecondition, "record %s: input %d link %d: source %s was dropped from the graph: a merge left it only links that close a cycle", dgst, i, j, src.dgst)
 			}
 		}
@@ -190,7 +190,7 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	start := 0
 	for i, end := range c.addSlots {
 		for _, l := range c.addLinks[start:end] {
-			if c.recs[l.src].dropped || c.slotHas(r, i, l) {
+			if c.recs.at(l.src).dropped || c.slotHas(r, i, l) {
 				continue // dropped by a merge of this Add, or there already
 			}
 			if c.reaches(r, l.src) {
@@ -206,15 +206,15 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 // addNewLinks gives the new record r, of digest hash dkey, the slots and
 // links of this Add and indexes them.
 func (c *CacheChains) addNewLinks(r int32, dkey uint64) {
-	x := &c.recs[r]
-	x.slot0, x.nslot = int32(len(c.slots)), int32(len(c.addSlots))
-	off := int32(len(c.links))
-	c.links = growLinks(c.links, len(c.addLinks))
-	copy(c.links[off:], c.addLinks)
+	x := c.recs.at(r)
+	ns := int32(len(c.addSlots))
+	x.slot0, x.nslot = c.slots.alloc(ns), ns
+	off := c.links.alloc(int32(len(c.addLinks)))
+	copy(c.links.span(off, int32(len(c.addLinks))), c.addLinks)
 	start := int32(0)
 	for i, end := range c.addSlots {
 		n := end - start
-		c.slots = push(c.slots, slot{off: off + start, n: n, cap: n})
+		*c.slots.at(x.slot0 + int32(i)) = slot{off: off + start, n: n, cap: n}
 		for _, l := range c.addLinks[start:end] {
 			c.indexNew(l.src, i, l.sel, r, dkey)
 		}
@@ -271,7 +271,7 @@ func (c *CacheChains) match(dgst digest.Digest, dkey uint64) (int32, bool) {
 	}
 	if len(cands) > 1 {
 		for _, r := range cands {
-			if r = c.live(r); r != c.live(main) && !c.recs[r].dropped {
+			if r = c.live(r); r != c.live(main) && !c.recs.at(r).dropped {
 				c.merge(c.live(main), r)
 			}
 		}

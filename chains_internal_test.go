@@ -45,7 +45,7 @@ func TestAddDoesNotDuplicateResults(t *testing.T) {
 
 func (c *CacheChains) countResults(r int32) int {
 	n := 0
-	for e := c.recs[r].res; e != 0; e = c.results[e-1].next {
+	for e := c.recs.at(r).res; e != 0; e = c.results.at(e - 1).next {
 		n++
 	}
 	return n
@@ -58,13 +58,13 @@ func TestHashIndexCollisions(t *testing.T) {
 	a, b := digest.FromString("a"), digest.FromString("b")
 	ia := c.internBlob(a)
 	// Make b's hash find a's entry, as a collision would.
-	c.blobIDs.byHash[c.hash(string(b))] = ia
+	c.blobIDs.byHash[uint32(c.hash(string(b)))&hashMask] = ia
 	ib := c.internBlob(b)
-	if ib == ia || c.internBlob(b) != ib || c.internBlob(a) != ia || c.blobs[ib].dgst != b {
+	if ib == ia || c.internBlob(b) != ib || c.internBlob(a) != ia || c.blobs.at(ib).dgst != b {
 		t.Fatalf("ids %d, %d: a colliding digest is not told apart", ia, ib)
 	}
 	sa := c.selID("x")
-	c.selIDs.byHash[c.hash("y")] = sa
+	c.selIDs.byHash[uint32(c.hash("y"))&hashMask] = sa
 	sb := c.selID("y")
 	if sb == sa || c.selID("y") != sb || c.selID("x") != sa || c.sels[sb] != "y" {
 		t.Fatalf("ids %d, %d: a colliding selector is not told apart", sa, sb)

@@ -5,17 +5,22 @@ import (
 	"slices"
 )
 
-// The children index is keyed by a 64-bit hash of the source, the slot,
-// the selector and the hash of the target's digest, not by the four: the
-// records found under a key are checked in full, and a record is listed
-// once per link, so that two links whose keys collide (one chance in 2^64
-// for a pair of digests) still come and go each with its own entry.
+// The children index is keyed by a 32-bit hash of the source, the slot,
+// the selector and the hash of the target's digest, not by the four (a
+// map of 32-bit keys takes half the memory): the records found under a key
+// are checked in full, and a record is listed once per link, so that two
+// links whose keys collide (a few in a graph of 100,000 links) come and go
+// each with its own entry and cost only a check more.
 
 // key returns the children index key of a link from src, in slot with
 // selector sel, into a record whose digest hashes to dgst.
-func key(src int32, slot int, sel int32, dgst uint64) uint64 {
-	return dgst ^ mix(uint64(uint32(src))|uint64(uint32(sel))<<32) ^ mix(uint64(slot)^0x9e3779b97f4a7c15)
+func key(src int32, slot int, sel int32, dgst uint64) uint32 {
+	return uint32(dgst^mix(uint64(uint32(src))|uint64(uint32(sel))<<32)^mix(uint64(slot)^0x9e3779b97f4a7c15)) & hashMask
 }
+
+// hashMask keeps every bit of the 32-bit hashes; tests clear most to make
+// hashes collide.
+var hashMask uint32 = 1<<32 - 1
 
 // mix is splitmix64's finalizer: a bijection of 64-bit integers that
 // spreads every bit over all of them.
@@ -36,7 +41,7 @@ func (c *CacheChains) hash(s string) uint64 {
 }
 
 // childAdd lists r under k.
-func (c *CacheChains) childAdd(k uint64, r int32) {
+func (c *CacheChains) childAdd(k uint32, r int32) {
 	if c.children[k] == 0 {
 		c.children[k] = r + 1
 		return
@@ -45,7 +50,7 @@ func (c *CacheChains) childAdd(k uint64, r int32) {
 }
 
 // childRemove takes one entry of r off k's list.
-func (c *CacheChains) childRemove(k uint64, r int32) {
+func (c *CacheChains) childRemove(k uint32, r int32) {
 	more := c.childMore[k]
 	if c.children[k] == r+1 {
 		if len(more) == 0 {

@@ -30,9 +30,9 @@ const (
 func (m *marshaler) collectLayers() error {
 	c := m.c
 	n := len(m.recs)
-	nodeState := make([]uint8, len(c.nodes))
-	blobState := make([]uint8, len(c.blobs))
-	used := make([]bool, len(c.nodes))
+	nodeState := make([]uint8, c.nodes.len())
+	blobState := make([]uint8, c.blobs.len())
+	used := make([]bool, c.nodes.len())
 	top := make([]int32, n) // per output index: the written result's node, or -1
 	// Creation order, as the Info calls are made in it: with providers
 	// that disagree, the first to be asked about a blob decides.
@@ -51,7 +51,7 @@ func (m *marshaler) collectLayers() error {
 			continue
 		}
 		top[i] = e.node
-		for x := e.node; x >= 0 && !used[x]; x = c.nodes[x].parent {
+		for x := e.node; x >= 0 && !used[x]; x = c.nodes.at(x).parent {
 			used[x] = true
 		}
 	}
@@ -60,7 +60,7 @@ func (m *marshaler) collectLayers() error {
 	// output order whose chain has it, at its first place in that chain:
 	// the least output index below each node, then the shallowest node of
 	// each blob with the least.
-	minRank := make([]int32, len(c.nodes))
+	minRank := make([]int32, c.nodes.len())
 	for x := range minRank {
 		minRank[x] = math.MaxInt32
 	}
@@ -69,24 +69,24 @@ func (m *marshaler) collectLayers() error {
 			minRank[t] = min(minRank[t], int32(i))
 		}
 	}
-	for x := len(c.nodes) - 1; x >= 0; x-- { // a parent is older than its children
-		if p := c.nodes[x].parent; used[x] && p >= 0 {
+	for x := c.nodes.len() - 1; x >= 0; x-- { // a parent is older than its children
+		if p := c.nodes.at(x).parent; used[x] && p >= 0 {
 			minRank[p] = min(minRank[p], minRank[x])
 		}
 	}
-	pick := make([]int32, len(c.blobs)) // node + 1
+	pick := make([]int32, c.blobs.len()) // node + 1
 	nblobs, nlayers := 0, 0
-	for x := range c.nodes {
+	for x := range c.nodes.len() {
 		if !used[x] {
 			continue
 		}
 		nlayers++
-		b := c.nodes[x].blob
+		b := c.nodes.at(x).blob
 		p := pick[b] - 1
 		if p < 0 {
 			nblobs++
 		}
-		if p < 0 || minRank[x] < minRank[p] || (minRank[x] == minRank[p] && c.nodes[x].depth < c.nodes[p].depth) {
+		if p < 0 || minRank[x] < minRank[p] || (minRank[x] == minRank[p] && c.nodes.at(x).depth < c.nodes.at(p).depth) {
 			pick[b] = int32(x) + 1
 		}
 	}
@@ -97,7 +97,7 @@ func (m *marshaler) collectLayers() error {
 		}
 		x := p - 1
 		res := &c.best(m.order[minRank[x]]).res
-		d := res.Remote.Descriptors[c.nodes[x].depth]
+		d := res.Remote.Descriptors[c.nodes.at(x).depth]
 		if d.MediaType != "" {
 			d.MediaType = convertLayerMediaType(d.MediaType, true)
 		}
@@ -125,7 +125,7 @@ func (m *marshaler) available(r *Remote, n int32, nodeState, blobState []uint8) 
 	x := n
 	for x >= 0 && nodeState[x] == unknown {
 		path = append(path, x)
-		x = c.nodes[x].parent
+		x = c.nodes.at(x).parent
 	}
 	if x >= 0 && nodeState[x] == unavailable {
 		for _, p := range path {
@@ -134,19 +134,19 @@ func (m *marshaler) available(r *Remote, n int32, nodeState, blobState []uint8) 
 		return false, nil
 	}
 	for k := len(path) - 1; k >= 0; k-- {
-		b := c.nodes[path[k]].blob
+		b := c.nodes.at(path[k]).blob
 		if blobState[b] == unknown {
 			if err := m.ctx.Err(); err != nil {
 				return false, err
 			}
-			_, err := ip.Info(m.ctx, c.blobs[b].dgst)
+			_, err := ip.Info(m.ctx, c.blobs.at(b).dgst)
 			switch {
 			case err == nil || errdefs.IsNotImplemented(err):
 				blobState[b] = available
 			case errdefs.IsNotFound(err):
 				blobState[b] = unavailable
 			default:
-				return false, errors.Wrapf(err, "checking blob %s", c.blobs[b].dgst)
+				return false, errors.Wrapf(err, "checking blob %s", c.blobs.at(b).dgst)
 			}
 		}
 		if blobState[b] == unavailable {
@@ -167,15 +167,15 @@ func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
 	c := m.c
 	// Layers by node id: idx maps a node to its layer.
 	ls := make([]int32, 0, n)
-	idx := make([]int32, len(c.nodes))
-	for x := range c.nodes {
+	idx := make([]int32, c.nodes.len())
+	for x := range c.nodes.len() {
 		if used[x] {
 			idx[x] = int32(len(ls))
 			ls = append(ls, int32(x))
 		}
 	}
 	parentOf := func(l int32) int32 {
-		if p := c.nodes[ls[l]].parent; p >= 0 {
+		if p := c.nodes.at(ls[l]).parent; p >= 0 {
 			return idx[p]
 		}
 		return -1
@@ -184,7 +184,7 @@ func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
 	// Layers by blob rank, as keys rank<<32 | layer.
 	byBlob := make([]uint64, n)
 	for i, x := range ls {
-		byBlob[i] = uint64(blobRank[c.nodes[x].blob])<<32 | uint64(i)
+		byBlob[i] = uint64(blobRank[c.nodes.at(x).blob])<<32 | uint64(i)
 	}
 	slices.Sort(byBlob)
 	// Children of each layer (and of the virtual root, index n), as CSR,
@@ -258,7 +258,7 @@ func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
 		if p >= 0 {
 			p = rank[p]
 		}
-		m.layers[i] = outLayer{blob: c.nodes[ls[l]].blob, parent: p}
+		m.layers[i] = outLayer{blob: c.nodes.at(ls[l]).blob, parent: p}
 	}
 	m.recLayer = make([]int32, len(top))
 	for i, t := range top {
@@ -273,27 +273,29 @@ func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
 // ls, by blob id (other blobs get no rank).
 func (m *marshaler) rankBlobs(ls []int32) []int32 {
 	c := m.c
-	seen := make([]bool, len(c.blobs))
+	seen := make([]bool, c.blobs.len())
 	ks := make([]sortKey, 0, len(ls))
 	hex := true
 	for _, x := range ls {
-		b := c.nodes[x].blob
+		b := c.nodes.at(x).blob
 		if seen[b] {
 			continue
 		}
 		seen[b] = true
-		bl := &c.blobs[b]
+		bl := c.blobs.at(b)
 		ks = append(ks, sortKey{bl.k0, b})
 		hex = hex && bl.hexKey
 	}
-	byDigest := func(x, y sortKey) int { return strings.Compare(string(c.blobs[x.i].dgst), string(c.blobs[y.i].dgst)) }
+	byDigest := func(x, y sortKey) int {
+		return strings.Compare(string(c.blobs.at(x.i).dgst), string(c.blobs.at(y.i).dgst))
+	}
 	if hex {
 		sortKeys(ks)
 		forEqualKeys(ks, func(run []sortKey) { slices.SortFunc(run, byDigest) })
 	} else {
 		slices.SortFunc(ks, byDigest)
 	}
-	rank := make([]int32, len(c.blobs))
+	rank := make([]int32, c.blobs.len())
 	for r, k := range ks {
 		rank[k.i] = int32(r)
 	}

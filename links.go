@@ -64,8 +64,8 @@ func push[T any](s []T, x T) []T {
 
 // live follows merges to the record that id now stands for.
 func (c *CacheChains) live(id int32) int32 {
-	for c.recs[id].merged != 0 {
-		id = c.recs[id].merged - 1
+	for c.recs.at(id).merged != 0 {
+		id = c.recs.at(id).merged - 1
 	}
 	return id
 }
@@ -73,12 +73,12 @@ func (c *CacheChains) live(id int32) int32 {
 // slotLinks returns the links of slot i of r, or nil if r has no slot i.
 // The slice is valid until the next change of the graph.
 func (c *CacheChains) slotLinks(r int32, i int) []link {
-	x := &c.recs[r]
+	x := c.recs.at(r)
 	if i >= int(x.nslot) {
 		return nil
 	}
-	s := c.slots[int(x.slot0)+i]
-	return c.links[s.off : s.off+s.n : s.off+s.n]
+	s := c.slots.at(x.slot0 + int32(i))
+	return c.links.span(s.off, s.n)
 }
 
 // slotHas tells whether slot i of r has the link l.
@@ -95,65 +95,43 @@ func containsLink(ls []link, l link) bool {
 	return false
 }
 
-// growSlots gives r at least n slots, moving its slots to the end of slots
-// unless they are there already.
+// growSlots gives r at least n slots, moving its slots to a new run
+// unless theirs can grow.
 func (c *CacheChains) growSlots(r int32, n int) {
-	x := &c.recs[r]
-	have := int(x.nslot)
-	if have >= n {
+	x := c.recs.at(r)
+	have := x.nslot
+	if int(have) >= n {
 		return
 	}
-	if have == 0 || int(x.slot0)+have != len(c.slots) {
-		start := int32(len(c.slots))
-		for k := range have {
-			c.slots = push(c.slots, c.slots[int(x.slot0)+k])
-		}
+	if !c.slots.grow(x.slot0, have, int32(n)) {
+		start := c.slots.alloc(int32(n))
+		copy(c.slots.span(start, int32(n)), c.slots.span(x.slot0, have))
 		x.slot0 = start
-	}
-	for range n - have {
-		c.slots = push(c.slots, slot{})
 	}
 	x.nslot = int32(n)
 }
 
 // appendLink appends l to slot i of r, which must exist.
 func (c *CacheChains) appendLink(r int32, i int, l link) {
-	s := &c.slots[int(c.recs[r].slot0)+i]
+	s := c.slots.at(c.recs.at(r).slot0 + int32(i))
 	if s.n == s.cap {
 		n := max(2*s.cap, 2)
-		if s.cap > 0 && int(s.off+s.cap) == len(c.links) {
-			// The last run of links: it grows where it is.
-			c.links = growLinks(c.links, int(n-s.cap))
-		} else {
-			off := int32(len(c.links))
-			c.links = growLinks(c.links, int(n))
-			copy(c.links[off:], c.links[s.off:s.off+s.n])
+		if !c.links.grow(s.off, s.cap, n) {
+			off := c.links.alloc(n)
+			copy(c.links.span(off, s.n), c.links.span(s.off, s.n))
 			s.off = off
 		}
 		s.cap = n
 	}
-	c.links[s.off+s.n] = l
+	*c.links.at(s.off + s.n) = l
 	s.n++
-}
-
-// growLinks extends ls by n zero links, doubling its capacity when it
-// needs more.
-func growLinks(ls []link, n int) []link {
-	if len(ls)+n > cap(ls) {
-		m := make([]link, len(ls), max(2*cap(ls), len(ls)+n, 256))
-		copy(m, ls)
-		ls = m
-	}
-	ls = ls[:len(ls)+n]
-	clear(ls[len(ls)-n:])
-	return ls
 }
 
 // filterSlot keeps the links of slot i of r for which keep is true, in
 // their order, and returns how many are left.
 func (c *CacheChains) filterSlot(r int32, i int, keep func(link) bool) int {
-	s := &c.slots[int(c.recs[r].slot0)+i]
-	ls := c.links[s.off : s.off+s.n]
+	s := c.slots.at(c.recs.at(r).slot0 + int32(i))
+	ls := c.links.span(s.off, s.n)
 	n := 0
 	for _, l := range ls {
 		if keep(l) {
@@ -170,31 +148,30 @@ func (c *CacheChains) filterSlot(r int32, i int, keep func(link) bool) int {
 // several slots or with several selectors); every user of it copes.
 // Scanning it for ch would make popular bases quadratic.
 func (c *CacheChains) addKid(src, ch int32) {
-	x := &c.recs[src]
-	if x.kidTail != 0 && c.kids[x.kidTail-1].child == ch {
+	x := c.recs.at(src)
+	if x.kidTail != 0 && c.kids.at(x.kidTail-1).child == ch {
 		return
 	}
-	c.kids = push(c.kids, kid{child: ch})
-	k := int32(len(c.kids))
+	k := c.kids.add(kid{child: ch}) + 1
 	if x.kidTail == 0 {
 		x.kidHead = k
 	} else {
-		c.kids[x.kidTail-1].next = k
+		c.kids.at(x.kidTail - 1).next = k
 	}
 	x.kidTail = k
 }
 
 // removeKid removes every entry of ch from the children of src.
 func (c *CacheChains) removeKid(src, ch int32) {
-	x := &c.recs[src]
+	x := c.recs.at(src)
 	var prev int32
 	for k := x.kidHead; k != 0; {
-		next := c.kids[k-1].next
-		if c.kids[k-1].child == ch {
+		next := c.kids.at(k - 1).next
+		if c.kids.at(k-1).child == ch {
 			if prev == 0 {
 				x.kidHead = next
 			} else {
-				c.kids[prev-1].next = next
+				c.kids.at(prev - 1).next = next
 			}
 			if x.kidTail == k {
 				x.kidTail = prev
@@ -209,8 +186,8 @@ func (c *CacheChains) removeKid(src, ch int32) {
 // kidsOf returns the children of r, in their order, duplicates included,
 // appended to buf.
 func (c *CacheChains) kidsOf(r int32, buf []int32) []int32 {
-	for k := c.recs[r].kidHead; k != 0; k = c.kids[k-1].next {
-		buf = append(buf, c.kids[k-1].child)
+	for k := c.recs.at(r).kidHead; k != 0; k = c.kids.at(k - 1).next {
+		buf = append(buf, c.kids.at(k-1).child)
 	}
 	return buf
 }

@@ -27,18 +27,18 @@ func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProv
 	defer c.mu.Unlock()
 
 	m := &marshaler{ctx: ctx, c: c}
-	m.recs = make([]int32, 0, len(c.recs))
-	for id := range c.recs {
-		if r := &c.recs[id]; r.merged == 0 && !r.dropped {
+	m.recs = make([]int32, 0, c.recs.len())
+	for id := range c.recs.len() {
+		if r := c.recs.at(id); r.merged == 0 && !r.dropped {
 			m.recs = append(m.recs, int32(id))
 		}
 	}
 	// Every link must come from a record in the graph; Add keeps it so,
 	// and this check keeps a broken graph from becoming a wrong config.
 	for _, r := range m.recs {
-		for i := range int(c.recs[r].nslot) {
+		for i := range int(c.recs.at(r).nslot) {
 			for _, l := range c.slotLinks(r, i) {
-				if src := &c.recs[l.src]; src.merged != 0 || src.dropped {
+				if src := c.recs.at(l.src); src.merged != 0 || src.dropped {
 					return nil, nil, errors.Wrapf(errdefs.ErrInternal, "record %s: input %d: link from %s, which is no longer in the graph", c.dgst(r), i, c.dgst(l.src))
 				}
 			}
@@ -79,7 +79,7 @@ func (m *marshaler) build() *CacheConfig {
 	if len(m.layers) > 0 {
 		cfg.Layers = make([]CacheLayer, len(m.layers))
 		for i, l := range m.layers {
-			cfg.Layers[i] = CacheLayer{Blob: m.c.blobs[l.blob].dgst, ParentIndex: int(l.parent)}
+			cfg.Layers[i] = CacheLayer{Blob: m.c.blobs.at(l.blob).dgst, ParentIndex: int(l.parent)}
 		}
 	}
 	if len(m.order) == 0 {
@@ -94,10 +94,10 @@ func (m *marshaler) build() *CacheConfig {
 	resAt := make([]int32, n+1)
 	for _, r := range m.recs {
 		i := m.rank[r]
-		x := &c.recs[r]
+		x := c.recs.at(r)
 		slotAt[i+1] = x.nslot
 		for s := range int(x.nslot) {
-			linkAt[i+1] += c.slots[int(x.slot0)+s].n
+			linkAt[i+1] += c.slots.at(x.slot0 + int32(s)).n
 		}
 		if m.recLayer[i] >= 0 {
 			resAt[i+1] = 1
@@ -121,7 +121,7 @@ func (m *marshaler) build() *CacheConfig {
 			results[k] = CacheResult{LayerIndex: int(l), CreatedAt: c.best(r).res.CreatedAt}
 			rec.Results = results[k : k+1 : k+1]
 		}
-		ns := int(c.recs[r].nslot)
+		ns := int(c.recs.at(r).nslot)
 		if ns == 0 {
 			continue
 		}

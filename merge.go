@@ -12,7 +12,7 @@ func (c *CacheChains) merge(main, o int32) {
 	// Detach o from its children and from its sources.
 	var kids []childLink
 	for _, ch := range c.kidsOf(o, nil) {
-		for i := range int(c.recs[ch].nslot) {
+		for i := range int(c.recs.at(ch).nslot) {
 			c.filterSlot(ch, i, func(l link) bool {
 				if l.src == o {
 					c.unindexLink(o, i, l.sel, ch)
@@ -23,7 +23,7 @@ func (c *CacheChains) merge(main, o int32) {
 			})
 		}
 	}
-	x := &c.recs[o]
+	x := c.recs.at(o)
 	var parents [][]link
 	for i := range int(x.nslot) {
 		slot := c.slotLinks(o, i)
@@ -33,7 +33,7 @@ func (c *CacheChains) merge(main, o int32) {
 			c.removeKid(l.src, o)
 		}
 	}
-	x = &c.recs[o]
+	x = c.recs.at(o)
 	x.nslot, x.kidHead, x.kidTail = 0, 0, 0
 	x.merged = main + 1
 	c.moveResults(main, o)
@@ -51,7 +51,7 @@ func (c *CacheChains) merge(main, o int32) {
 		if toMain[i] {
 			// Its only way in would close a cycle. (A record a drop
 			// of this loop took already has no slots.)
-			if ls := c.slotLinks(k.ch, k.slot); len(ls) == 0 && !c.recs[k.ch].dropped {
+			if ls := c.slotLinks(k.ch, k.slot); len(ls) == 0 && !c.recs.at(k.ch).dropped {
 				c.drop(k.ch)
 			}
 			continue
@@ -69,7 +69,7 @@ func (c *CacheChains) merge(main, o int32) {
 	}
 	// Records now linked alike from main are one record.
 	for _, k := range kids {
-		if !c.recs[k.ch].dropped {
+		if !c.recs.at(k.ch).dropped {
 			c.mergeTwins(c.live(main), k.slot, k.sel, c.live(k.ch))
 		}
 	}
@@ -83,11 +83,11 @@ func (c *CacheChains) drop(r int32) {
 	for len(work) > 0 {
 		x := work[len(work)-1]
 		work = work[:len(work)-1]
-		if c.recs[x].dropped {
+		if c.recs.at(x).dropped {
 			continue
 		}
-		c.recs[x].dropped = true
-		for i := range int(c.recs[x].nslot) {
+		c.recs.at(x).dropped = true
+		for i := range int(c.recs.at(x).nslot) {
 			for _, l := range c.slotLinks(x, i) {
 				c.unindexLink(l.src, i, l.sel, x)
 				c.removeKid(l.src, x)
@@ -95,7 +95,7 @@ func (c *CacheChains) drop(r int32) {
 		}
 		kids = c.kidsOf(x, kids[:0])
 		for _, ch := range kids {
-			for i := range int(c.recs[ch].nslot) {
+			for i := range int(c.recs.at(ch).nslot) {
 				n := c.filterSlot(ch, i, func(l link) bool {
 					if l.src == x {
 						c.unindexLink(x, i, l.sel, ch)
@@ -108,7 +108,7 @@ func (c *CacheChains) drop(r int32) {
 				}
 			}
 		}
-		d := &c.recs[x]
+		d := c.recs.at(x)
 		d.nslot, d.kidHead, d.kidTail = 0, 0, 0
 		d.res, d.best = 0, 0
 	}
@@ -147,8 +147,8 @@ func (c *CacheChains) mergeTwins(src int32, slot int, sel int32, ch int32) {
 // linkedAlike tells whether a and b have as many slots and share a link in
 // each.
 func (c *CacheChains) linkedAlike(a, b int32) bool {
-	n := int(c.recs[a].nslot)
-	if n != int(c.recs[b].nslot) {
+	n := int(c.recs.at(a).nslot)
+	if n != int(c.recs.at(b).nslot) {
 		return false
 	}
 	for i := range n {

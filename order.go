@@ -22,24 +22,24 @@ func (c *CacheChains) reaches(from, to int32) bool {
 	if from == to {
 		return true
 	}
-	limit := c.recs[to].ord
-	if limit < c.recs[from].ord {
+	limit := c.recs.at(to).ord
+	if limit < c.recs.at(from).ord {
 		return false
 	}
 	gen := c.nextGen()
 	stack := append(c.stack[:0], from)
-	c.recs[from].mark = gen
+	c.recs.at(from).mark = gen
 	found := false
 	for len(stack) > 0 && !found {
 		x := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		for k := c.recs[x].kidHead; k != 0; k = c.kids[k-1].next {
-			ch := c.kids[k-1].child
+		for k := c.recs.at(x).kidHead; k != 0; k = c.kids.at(k - 1).next {
+			ch := c.kids.at(k - 1).child
 			if ch == to {
 				found = true
 				break
 			}
-			if r := &c.recs[ch]; r.mark != gen && r.ord < limit {
+			if r := c.recs.at(ch); r.mark != gen && r.ord < limit {
 				r.mark = gen
 				stack = append(stack, ch)
 			}
@@ -54,18 +54,18 @@ func (c *CacheChains) reaches(from, to int32) bool {
 // src's ord and the records src is reached from above r's ord swap their
 // ords, so that the first come after the second, in their own orders.
 func (c *CacheChains) order(src, r int32) {
-	lb, ub := c.recs[r].ord, c.recs[src].ord
+	lb, ub := c.recs.at(r).ord, c.recs.at(src).ord
 	if ub < lb {
 		return
 	}
 	gen := c.nextGen()
 	// Forward from r, below src's ord.
 	fwd := []int32{r}
-	c.recs[r].mark = gen
+	c.recs.at(r).mark = gen
 	for i := 0; i < len(fwd); i++ {
-		for k := c.recs[fwd[i]].kidHead; k != 0; k = c.kids[k-1].next {
-			ch := c.kids[k-1].child
-			if x := &c.recs[ch]; x.mark != gen && x.ord < ub {
+		for k := c.recs.at(fwd[i]).kidHead; k != 0; k = c.kids.at(k - 1).next {
+			ch := c.kids.at(k - 1).child
+			if x := c.recs.at(ch); x.mark != gen && x.ord < ub {
 				x.mark = gen
 				fwd = append(fwd, ch)
 			}
@@ -73,34 +73,34 @@ func (c *CacheChains) order(src, r int32) {
 	}
 	// Backward from src, above r's ord.
 	back := []int32{src}
-	c.recs[src].mark = gen
+	c.recs.at(src).mark = gen
 	for i := 0; i < len(back); i++ {
-		x := c.recs[back[i]]
+		x := c.recs.at(back[i])
 		for s := range int(x.nslot) {
 			for _, l := range c.slotLinks(back[i], s) {
-				if p := &c.recs[l.src]; p.mark != gen && p.ord > lb {
+				if p := c.recs.at(l.src); p.mark != gen && p.ord > lb {
 					p.mark = gen
 					back = append(back, l.src)
 				}
 			}
 		}
 	}
-	byOrd := func(a, b int32) int { return cmp.Compare(c.recs[a].ord, c.recs[b].ord) }
+	byOrd := func(a, b int32) int { return cmp.Compare(c.recs.at(a).ord, c.recs.at(b).ord) }
 	slices.SortFunc(fwd, byOrd)
 	slices.SortFunc(back, byOrd)
 	ords := make([]int32, 0, len(fwd)+len(back))
 	for _, x := range back {
-		ords = append(ords, c.recs[x].ord)
+		ords = append(ords, c.recs.at(x).ord)
 	}
 	for _, x := range fwd {
-		ords = append(ords, c.recs[x].ord)
+		ords = append(ords, c.recs.at(x).ord)
 	}
 	slices.Sort(ords)
 	for i, x := range back {
-		c.recs[x].ord = ords[i]
+		c.recs.at(x).ord = ords[i]
 	}
 	for i, x := range fwd {
-		c.recs[x].ord = ords[len(back)+i]
+		c.recs.at(x).ord = ords[len(back)+i]
 	}
 }
 
@@ -108,8 +108,8 @@ func (c *CacheChains) order(src, r int32) {
 func (c *CacheChains) nextGen() uint32 {
 	c.gen++
 	if c.gen == 0 {
-		for i := range c.recs {
-			c.recs[i].mark = 0
+		for i := range c.recs.len() {
+			c.recs.at(i).mark = 0
 		}
 		c.gen = 1
 	}

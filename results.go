@@ -26,23 +26,23 @@ func (c *CacheChains) addResults(r int32, results []Result) {
 		if c.hasResult(r, res, node) {
 			continue
 		}
-		c.results = push(c.results, resEntry{res: res, node: node})
-		c.appendResult(r, int32(len(c.results)))
+		c.results.add(resEntry{res: res, node: node})
+		c.appendResult(r, int32(c.results.len()))
 	}
 }
 
 // moveResults adds o's results to main's, as addResults would, and leaves
 // o without any.
 func (c *CacheChains) moveResults(main, o int32) {
-	for e := c.recs[o].res; e != 0; {
-		next := c.results[e-1].next
-		c.results[e-1].next = 0
-		if x := &c.results[e-1]; !c.hasResult(main, x.res, x.node) {
+	for e := c.recs.at(o).res; e != 0; {
+		next := c.results.at(e - 1).next
+		c.results.at(e - 1).next = 0
+		if x := c.results.at(e - 1); !c.hasResult(main, x.res, x.node) {
 			c.appendResult(main, e)
 		}
 		e = next
 	}
-	x := &c.recs[o]
+	x := c.recs.at(o)
 	x.res, x.best = 0, 0
 }
 
@@ -50,24 +50,24 @@ func (c *CacheChains) moveResults(main, o int32) {
 // best result is the newest; ties go to the one added first. (Records
 // have few results: the walk to the last is as short as hasResult's.)
 func (c *CacheChains) appendResult(r int32, e int32) {
-	x := &c.recs[r]
+	x := c.recs.at(r)
 	if x.res == 0 {
 		x.res = e
 	} else {
 		last := x.res
-		for c.results[last-1].next != 0 {
-			last = c.results[last-1].next
+		for c.results.at(last-1).next != 0 {
+			last = c.results.at(last - 1).next
 		}
-		c.results[last-1].next = e
+		c.results.at(last - 1).next = e
 	}
-	if x.best == 0 || c.results[e-1].res.CreatedAt.After(c.results[x.best-1].res.CreatedAt) {
+	if x.best == 0 || c.results.at(e-1).res.CreatedAt.After(c.results.at(x.best-1).res.CreatedAt) {
 		x.best = e
 	}
 }
 
 func (c *CacheChains) hasResult(r int32, res Result, node int32) bool {
-	for e := c.recs[r].res; e != 0; e = c.results[e-1].next {
-		x := &c.results[e-1]
+	for e := c.recs.at(r).res; e != 0; e = c.results.at(e - 1).next {
+		x := c.results.at(e - 1)
 		if x.node == node && x.res.CreatedAt.Equal(res.CreatedAt) {
 			return true
 		}
@@ -77,8 +77,8 @@ func (c *CacheChains) hasResult(r int32, res Result, node int32) bool {
 
 // best returns r's best result, or nil.
 func (c *CacheChains) best(r int32) *resEntry {
-	if b := c.recs[r].best; b != 0 {
-		return &c.results[b-1]
+	if b := c.recs.at(r).best; b != 0 {
+		return c.results.at(b - 1)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ func (m *marshaler) sortRecords() error {
 	ks := make([]sortKey, len(m.recs))
 	hex := true
 	for i, r := range m.recs {
-		x := &c.recs[r]
+		x := c.recs.at(r)
 		ks[i] = sortKey{x.k0, r}
 		hex = hex && x.hexKey
 	}
@@ -29,7 +29,7 @@ func (m *marshaler) sortRecords() error {
 		slices.SortFunc(ks, byRecord)
 	}
 	m.order = make([]int32, len(ks))
-	m.rank = make([]int32, len(c.recs))
+	m.rank = make([]int32, c.recs.len())
 	for i, k := range ks {
 		m.order[i] = k.i
 		m.rank[k.i] = int32(i)
@@ -42,7 +42,7 @@ func (m *marshaler) compareRecords(a, b int32) int {
 	if x := strings.Compare(string(c.dgst(a)), string(c.dgst(b))); x != 0 || a == b {
 		return x
 	}
-	na, nb := int(c.recs[a].nslot), int(c.recs[b].nslot)
+	na, nb := int(c.recs.at(a).nslot), int(c.recs.at(b).nslot)
 	if x := cmp.Compare(na, nb); x != 0 {
 		return x
 	}
@@ -86,12 +86,12 @@ func (m *marshaler) bestResult(r int32) *Result {
 func (m *marshaler) linksForCompare(r int32) [][]link {
 	c := m.c
 	if m.cmpLinks == nil {
-		m.cmpLinks = make([][][]link, len(c.recs))
+		m.cmpLinks = make([][][]link, c.recs.len())
 	}
 	if ls := m.cmpLinks[r]; ls != nil {
 		return ls
 	}
-	ls := make([][]link, c.recs[r].nslot)
+	ls := make([][]link, c.recs.at(r).nslot)
 	for i := range ls {
 		ls[i] = slices.Clone(c.slotLinks(r, i))
 		slices.SortFunc(ls[i], func(x, y link) int {
@@ -112,7 +112,7 @@ func (m *marshaler) linksForCompare(r int32) [][]link {
 // equal for records that look the same from the roots up.
 func (m *marshaler) structuralID(r int32) []byte {
 	if m.ids == nil {
-		m.ids = newStructuralIDs(len(m.c.recs))
+		m.ids = newStructuralIDs(int(m.c.recs.len()))
 	}
 	return m.ids.of(m.c, r)
 }

@@ -44,7 +44,7 @@ func (s *structuralIDs) of(c *CacheChains, r int32) []byte {
 			s.stack = s.stack[:len(s.stack)-1]
 		default:
 			s.state[x] = 1
-			for i := range int(c.recs[x].nslot) {
+			for i := range int(c.recs.at(x).nslot) {
 				for _, l := range c.slotLinks(x, i) {
 					if s.state[l.src] == 0 {
 						s.stack = append(s.stack, l.src)
@@ -63,7 +63,7 @@ func (s *structuralIDs) compute(c *CacheChains, x int32) {
 	s.buf = append(s.buf[:0], c.dgst(x)...)
 	h.Write(s.buf)
 	var n [8]byte
-	for i := range int(c.recs[x].nslot) {
+	for i := range int(c.recs.at(x).nslot) {
 		slot := c.slotLinks(x, i)
 		binary.LittleEndian.PutUint64(n[:], uint64(len(slot)))
 		h.Write(n[:])
