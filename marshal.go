@@ -62,7 +62,7 @@ type marshaler struct {
 	order []int32 // records in output order
 	rank  []int32 // output index by record
 
-	cmpLinks [][][]link // by record: links in comparison order, lazily
+	cmpLinks map[int32][]link // by slot: links in comparison order, lazily
 	ids      *structuralIDs
 
 	layers   []outLayer // in output order

@@ -39,7 +39,7 @@ func (m *marshaler) sortRecords() error {
 
 func (m *marshaler) compareRecords(a, b int32) int {
 	c := m.c
-	if x := strings.Compare(string(c.dgst(a)), string(c.dgst(b))); x != 0 || a == b {
+	if x := m.compareDigests(a, b); x != 0 || a == b {
 		return x
 	}
 	na, nb := int(c.recs.at(a).nslot), int(c.recs.at(b).nslot)
@@ -51,14 +51,14 @@ func (m *marshaler) compareRecords(a, b int32) int {
 			return x
 		}
 	}
-	la, lb := m.linksForCompare(a), m.linksForCompare(b)
-	for i := range la {
-		for j := range la[i] {
-			x, y := la[i][j], lb[i][j]
+	for i := range na {
+		la, lb := m.linksForCompare(a, i), m.linksForCompare(b, i)
+		for j := range la {
+			x, y := la[j], lb[j]
 			if d := strings.Compare(c.sels[x.sel], c.sels[y.sel]); d != 0 {
 				return d
 			}
-			if d := strings.Compare(string(c.dgst(x.src)), string(c.dgst(y.src))); d != 0 {
+			if d := m.compareDigests(x.src, y.src); d != 0 {
 				return d
 			}
 		}
@@ -74,6 +74,19 @@ func (m *marshaler) compareRecords(a, b int32) int {
 	return cmp.Compare(a, b)
 }
 
+// compareDigests compares the digests of records a and b, by their keys
+// when those differ.
+func (m *marshaler) compareDigests(a, b int32) int {
+	if a == b {
+		return 0
+	}
+	ra, rb := m.c.recs.at(a), m.c.recs.at(b)
+	if ra.hexKey && rb.hexKey && ra.k0 != rb.k0 {
+		return cmp.Compare(ra.k0, rb.k0)
+	}
+	return strings.Compare(string(m.c.dgst(a)), string(m.c.dgst(b)))
+}
+
 func (m *marshaler) bestResult(r int32) *Result {
 	if e := m.c.best(r); e != nil {
 		return &e.res
@@ -81,31 +94,34 @@ func (m *marshaler) bestResult(r int32) *Result {
 	return nil
 }
 
-// linksForCompare returns r's links, each slot sorted by selector, source
-// digest and source structure.
-func (m *marshaler) linksForCompare(r int32) [][]link {
+// linksForCompare returns the links of slot i of r sorted by selector,
+// source digest and source structure. Sorted copies of slots of several
+// links are kept, by slot.
+func (m *marshaler) linksForCompare(r int32, i int) []link {
 	c := m.c
-	if m.cmpLinks == nil {
-		m.cmpLinks = make([][][]link, c.recs.len())
-	}
-	if ls := m.cmpLinks[r]; ls != nil {
+	ls := c.slotLinks(r, i)
+	if len(ls) < 2 {
 		return ls
 	}
-	ls := make([][]link, c.recs.at(r).nslot)
-	for i := range ls {
-		ls[i] = slices.Clone(c.slotLinks(r, i))
-		slices.SortFunc(ls[i], func(x, y link) int {
-			if d := strings.Compare(c.sels[x.sel], c.sels[y.sel]); d != 0 {
-				return d
-			}
-			if d := strings.Compare(string(c.dgst(x.src)), string(c.dgst(y.src))); d != 0 {
-				return d
-			}
-			return slices.Compare(m.structuralID(x.src), m.structuralID(y.src))
-		})
+	k := c.recs.at(r).slot0 + int32(i)
+	if s, ok := m.cmpLinks[k]; ok {
+		return s
 	}
-	m.cmpLinks[r] = ls
-	return ls
+	s := slices.Clone(ls)
+	slices.SortFunc(s, func(x, y link) int {
+		if d := strings.Compare(c.sels[x.sel], c.sels[y.sel]); d != 0 {
+			return d
+		}
+		if d := m.compareDigests(x.src, y.src); d != 0 {
+			return d
+		}
+		return slices.Compare(m.structuralID(x.src), m.structuralID(y.src))
+	})
+	if m.cmpLinks == nil {
+		m.cmpLinks = map[int32][]link{}
+	}
+	m.cmpLinks[k] = s
+	return s
 }
 
 // structuralID is a digest of r's digest and, recursively, of its inputs:
@@ -129,15 +145,15 @@ func (x sortKey) compare(y sortKey) int {
 
 // sortKeys sorts ks by key (not by index). Digests are uniformly spread,
 // so a pass that puts each key in a bucket by its top bits leaves buckets
-// of about one key to sort; keys that are not spread cost a comparison
+// of a few keys to sort; keys that are not spread cost a comparison
 // sort within their bucket, never more.
 func sortKeys(ks []sortKey) {
 	if len(ks) < 64 {
 		slices.SortFunc(ks, sortKey.compare)
 		return
 	}
-	shift := 64 - bits.Len(uint(len(ks)))
-	nb := 1 << (64 - shift) // between len(ks) and twice that
+	shift := 64 - (bits.Len(uint(len(ks))) - 2)
+	nb := 1 << (64 - shift) // between a quarter and half of len(ks)
 	start := make([]int32, nb+1)
 	for _, k := range ks {
 		start[(k.k0>>shift)+1]++

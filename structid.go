@@ -15,8 +15,10 @@ import (
 // recursion (graphs can be 100,000 records deep), and one hasher and
 // scratch buffers serve every record.
 type structuralIDs struct {
-	ids   [][sha256.Size]byte // by record
-	state []uint8             // by record: 0 not yet, 1 sources pending, 2 done
+	ids [][sha256.Size]byte // in the order they are made
+	// at is, by record, 0 before its id is made, -1 while its sources'
+	// are, then the index of its id in ids plus 1.
+	at    []int32
 	h     hash.Hash
 	buf   []byte
 	keys  [][]byte
@@ -24,36 +26,35 @@ type structuralIDs struct {
 }
 
 func newStructuralIDs(n int) *structuralIDs {
-	return &structuralIDs{ids: make([][sha256.Size]byte, n), state: make([]uint8, n), h: sha256.New()}
+	return &structuralIDs{at: make([]int32, n), h: sha256.New()}
 }
 
 // of returns r's structural id.
 func (s *structuralIDs) of(c *CacheChains, r int32) []byte {
-	if s.state[r] == 2 {
-		return s.ids[r][:]
+	if k := s.at[r]; k > 0 {
+		return s.ids[k-1][:]
 	}
 	s.stack = append(s.stack[:0], r)
 	for len(s.stack) > 0 {
 		x := s.stack[len(s.stack)-1]
-		switch s.state[x] {
-		case 2:
-			s.stack = s.stack[:len(s.stack)-1]
-		case 1:
-			s.compute(c, x)
-			s.state[x] = 2
-			s.stack = s.stack[:len(s.stack)-1]
-		default:
-			s.state[x] = 1
+		switch s.at[x] {
+		case 0:
+			s.at[x] = -1
 			for i := range int(c.recs.at(x).nslot) {
 				for _, l := range c.slotLinks(x, i) {
-					if s.state[l.src] == 0 {
+					if s.at[l.src] == 0 {
 						s.stack = append(s.stack, l.src)
 					}
 				}
 			}
+		case -1:
+			s.compute(c, x)
+			s.stack = s.stack[:len(s.stack)-1]
+		default:
+			s.stack = s.stack[:len(s.stack)-1]
 		}
 	}
-	return s.ids[r][:]
+	return s.ids[s.at[r]-1][:]
 }
 
 // compute computes the id of x, whose sources all have theirs.
@@ -72,7 +73,7 @@ func (s *structuralIDs) compute(c *CacheChains, x int32) {
 		for _, l := range slot {
 			s.buf = append(s.buf, c.sels[l.sel]...)
 			s.buf = append(s.buf, 0)
-			s.buf = append(s.buf, s.ids[l.src][:]...)
+			s.buf = append(s.buf, s.ids[s.at[l.src]-1][:]...)
 		}
 		s.keys = s.keys[:0]
 		off := 0
@@ -88,5 +89,7 @@ func (s *structuralIDs) compute(c *CacheChains, x int32) {
 			h.Write(k)
 		}
 	}
-	h.Sum(s.ids[x][:0])
+	s.ids = append(s.ids, [sha256.Size]byte{})
+	h.Sum(s.ids[len(s.ids)-1][:0])
+	s.at[x] = int32(len(s.ids))
 }
