@@ -36,6 +36,9 @@ func (c *CacheChains) internChain(r *Remote, hint *resEntry) int32 {
 	n, k := int32(-1), 0
 	if hint != nil {
 		hs := hint.res.Remote.Descriptors
+		if len(ds) > 0 && &ds[0] == &hs[0] {
+			k = min(len(ds), len(hs)) // one array (as Parse makes them)
+		}
 		for k < len(ds) && k < len(hs) && ds[k].Digest == hs[k].Digest {
 			k++
 		}

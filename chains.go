@@ -2,6 +2,7 @@ package remotecache
 
 import (
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 
@@ -48,6 +49,8 @@ type CacheChains struct {
 	// Scratch of Add and of the cycle check (order.go).
 	addLinks []link
 	addSlots []int32 // end of each slot's links in addLinks
+	addFree  []bool   // by link of slot 0: no record is under its key
+	addKeys  []uint32 // by link of slot 0: its key
 	cands    []int32
 	gen      uint32
 	stack    []int32
@@ -215,7 +218,13 @@ func (c *CacheChains) addNewLinks(r int32, dkey uint64) {
 	for i, end := range c.addSlots {
 		n := end - start
 		*c.slots.at(x.slot0 + int32(i)) = slot{off: off + start, n: n, cap: n}
-		for _, l := range c.addLinks[start:end] {
+		for j, l := range c.addLinks[start:end] {
+			if i == 0 && c.addFree[j] {
+				// match found the key free: the first entry, no lookup.
+				c.addKid(l.src, r)
+				c.children[key(l.src, 0, l.sel, dkey)] = r + 1
+				continue
+			}
 			c.indexNew(l.src, i, l.sel, r, dkey)
 		}
 		start = end
@@ -238,9 +247,14 @@ func (c *CacheChains) match(dgst digest.Digest, dkey uint64) (int32, bool) {
 		}
 		cands = append(cands, r)
 	}
+	c.addFree, c.addKeys = c.addFree[:0], c.addKeys[:0]
 	for _, l := range c.addLinks[:c.addSlots[0]] {
 		k := key(l.src, 0, l.sel, dkey)
-		if f := c.children[k]; f != 0 {
+		f := c.children[k]
+		// Free, unless another link of the slot has the key too.
+		c.addFree = append(c.addFree, f == 0 && !slices.Contains(c.addKeys, k))
+		c.addKeys = append(c.addKeys, k)
+		if f != 0 {
 			add(f-1, l)
 			for _, r := range c.childMore[k] {
 				add(r, l)

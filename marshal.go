@@ -61,6 +61,7 @@ type marshaler struct {
 
 	order []int32 // records in output order
 	rank  []int32 // output index by record
+	drank []int32 // by record: the rank of its digest among the distinct ones
 
 	cmpLinks map[int32][]link // by slot: links in comparison order, lazily
 	ids      *structuralIDs

@@ -10,6 +10,10 @@ import (
 // sortRecords orders the records by digest, then by the shape of their
 // inputs (slot count, links per slot, selectors and source digests), with
 // remaining ties broken by structure, never by insertion order.
+//
+// In two passes: by digest alone, which gives each record the rank of its
+// digest among the distinct digests (m.drank); then each run of records of
+// one digest by the rest, where a source's digest is compared by its rank.
 func (m *marshaler) sortRecords() error {
 	c := m.c
 	ks := make([]sortKey, len(m.recs))
@@ -19,14 +23,33 @@ func (m *marshaler) sortRecords() error {
 		ks[i] = sortKey{x.k0, r}
 		hex = hex && x.hexKey
 	}
-	byRecord := func(x, y sortKey) int { return m.compareRecords(x.i, y.i) }
+	byDigest := func(x, y sortKey) int { return strings.Compare(string(c.dgst(x.i)), string(c.dgst(y.i))) }
 	if hex {
 		// The keys order the digests up to their 16th hex digit; only
 		// records whose keys are equal need comparing in full.
 		sortKeys(ks)
-		forEqualKeys(ks, func(run []sortKey) { slices.SortFunc(run, byRecord) })
+		forEqualKeys(ks, func(run []sortKey) { slices.SortFunc(run, byDigest) })
 	} else {
-		slices.SortFunc(ks, byRecord)
+		slices.SortFunc(ks, byDigest)
+	}
+	m.drank = make([]int32, c.recs.len())
+	rank := int32(0)
+	for i := 1; i < len(ks); i++ {
+		a, b := c.recs.at(ks[i-1].i), c.recs.at(ks[i].i)
+		if (a.hexKey && b.hexKey && a.k0 != b.k0) || c.dgst(ks[i-1].i) != c.dgst(ks[i].i) {
+			rank++
+		}
+		m.drank[ks[i].i] = rank
+	}
+	for i := 0; i < len(ks); {
+		j := i + 1
+		for j < len(ks) && m.drank[ks[j].i] == m.drank[ks[i].i] {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(ks[i:j], func(x, y sortKey) int { return m.compareRecords(x.i, y.i) })
+		}
+		i = j
 	}
 	m.order = make([]int32, len(ks))
 	m.rank = make([]int32, c.recs.len())
@@ -74,17 +97,9 @@ func (m *marshaler) compareRecords(a, b int32) int {
 	return cmp.Compare(a, b)
 }
 
-// compareDigests compares the digests of records a and b, by their keys
-// when those differ.
+// compareDigests compares the digests of records a and b, by their ranks.
 func (m *marshaler) compareDigests(a, b int32) int {
-	if a == b {
-		return 0
-	}
-	ra, rb := m.c.recs.at(a), m.c.recs.at(b)
-	if ra.hexKey && rb.hexKey && ra.k0 != rb.k0 {
-		return cmp.Compare(ra.k0, rb.k0)
-	}
-	return strings.Compare(string(m.c.dgst(a)), string(m.c.dgst(b)))
+	return cmp.Compare(m.drank[a], m.drank[b])
 }
 
 func (m *marshaler) bestResult(r int32) *Result {

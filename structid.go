@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"hash"
 	"slices"
 )
 
@@ -12,21 +11,21 @@ import (
 // sha256 of a record's digest and, for each input slot, its number of
 // links and each link's selector and source id, sorted. Records whose ids
 // are equal look the same from the roots up. Sources come first, without
-// recursion (graphs can be 100,000 records deep), and one hasher and
-// scratch buffers serve every record.
+// recursion (graphs can be 100,000 records deep), and the same scratch
+// buffers serve every record.
 type structuralIDs struct {
 	ids [][sha256.Size]byte // in the order they are made
 	// at is, by record, 0 before its id is made, -1 while its sources'
 	// are, then the index of its id in ids plus 1.
 	at    []int32
-	h     hash.Hash
+	out   []byte
 	buf   []byte
 	keys  [][]byte
 	stack []int32
 }
 
 func newStructuralIDs(n int) *structuralIDs {
-	return &structuralIDs{at: make([]int32, n), h: sha256.New()}
+	return &structuralIDs{at: make([]int32, n)}
 }
 
 // of returns r's structural id.
@@ -57,18 +56,23 @@ func (s *structuralIDs) of(c *CacheChains, r int32) []byte {
 	return s.ids[s.at[r]-1][:]
 }
 
-// compute computes the id of x, whose sources all have theirs.
+// compute computes the id of x, whose sources all have theirs: the
+// bytes hashed are put together in out, then hashed at once.
 func (s *structuralIDs) compute(c *CacheChains, x int32) {
-	h := s.h
-	h.Reset()
-	s.buf = append(s.buf[:0], c.dgst(x)...)
-	h.Write(s.buf)
-	var n [8]byte
+	s.out = append(s.out[:0], c.dgst(x)...)
 	for i := range int(c.recs.at(x).nslot) {
 		slot := c.slotLinks(x, i)
-		binary.LittleEndian.PutUint64(n[:], uint64(len(slot)))
-		h.Write(n[:])
-		// The keys: selector, a zero byte, the source's id.
+		s.out = binary.LittleEndian.AppendUint64(s.out, uint64(len(slot)))
+		if len(slot) == 1 {
+			l := slot[0]
+			sel := c.sels[l.sel]
+			s.out = binary.LittleEndian.AppendUint64(s.out, uint64(len(sel)+1+sha256.Size))
+			s.out = append(s.out, sel...)
+			s.out = append(s.out, 0)
+			s.out = append(s.out, s.ids[s.at[l.src]-1][:]...)
+			continue
+		}
+		// The keys, sorted: selector, a zero byte, the source's id.
 		s.buf = s.buf[:0]
 		for _, l := range slot {
 			s.buf = append(s.buf, c.sels[l.sel]...)
@@ -84,12 +88,10 @@ func (s *structuralIDs) compute(c *CacheChains, x int32) {
 		}
 		slices.SortFunc(s.keys, bytes.Compare)
 		for _, k := range s.keys {
-			binary.LittleEndian.PutUint64(n[:], uint64(len(k)))
-			h.Write(n[:])
-			h.Write(k)
+			s.out = binary.LittleEndian.AppendUint64(s.out, uint64(len(k)))
+			s.out = append(s.out, k...)
 		}
 	}
-	s.ids = append(s.ids, [sha256.Size]byte{})
-	h.Sum(s.ids[len(s.ids)-1][:0])
+	s.ids = append(s.ids, sha256.Sum256(s.out))
 	s.at[x] = int32(len(s.ids))
 }
