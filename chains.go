@@ -48,7 +48,7 @@ type CacheChains struct {
 
 	// Scratch of Add and of the cycle check (order.go).
 	addLinks []link
-	addSlots []int32 // end of each slot's links in addLinks
+	addSlots []int32  // end of each slot's links in addLinks
 	addFree  []bool   // by link of slot 0: no record is under its key
 	addKeys  []uint32 // by link of slot 0: its key
 	cands    []int32
