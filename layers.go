@@ -90,13 +90,33 @@ func (m *marshaler) collectLayers() error {
 			pick[b] = int32(x) + 1
 		}
 	}
-	m.descs = make(DescriptorProvider, nblobs)
+	// Read the descriptors record by record, in creation order, which
+	// walks the results (and, mostly, the callers' descriptors) in order:
+	// the picked nodes grouped by the record that owns them.
+	start := make([]int32, c.recs.len()+1)
 	for _, p := range pick {
-		if p == 0 {
-			continue
+		if p != 0 {
+			start[m.order[minRank[p-1]]+1]++
 		}
-		x := p - 1
-		res := &c.best(m.order[minRank[x]]).res
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	byOwner := make([]int32, nblobs)
+	for _, p := range pick {
+		if p != 0 {
+			o := m.order[minRank[p-1]]
+			byOwner[start[o]] = p - 1
+			start[o]++
+		}
+	}
+	m.descs = make(DescriptorProvider, nblobs)
+	o := int32(0)
+	for i, x := range byOwner {
+		for int(start[o]) <= i {
+			o++ // start[o] is now where o's nodes end
+		}
+		res := &c.best(o).res
 		d := res.Remote.Descriptors[c.nodes.at(x).depth]
 		if d.MediaType != "" {
 			d.MediaType = convertLayerMediaType(d.MediaType, true)

@@ -47,7 +47,7 @@ func (m *marshaler) sortRecords() error {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortFunc(ks[i:j], func(x, y sortKey) int { return m.compareRecords(x.i, y.i) })
+			m.sortGroup(ks[i:j])
 		}
 		i = j
 	}
@@ -58,6 +58,46 @@ func (m *marshaler) sortRecords() error {
 		m.rank[k.i] = int32(i)
 	}
 	return m.ctx.Err()
+}
+
+// groupEntry is a record of a group of one digest, as sortGroup compares
+// it: a record of one slot of one link (most of them) by that link.
+type groupEntry struct {
+	id       int32
+	simple   bool
+	sel, src int32
+}
+
+// sortGroup sorts records of one digest as compareRecords would, comparing
+// records of one link by that link without walking to it each time.
+func (m *marshaler) sortGroup(ks []sortKey) {
+	c := m.c
+	es := make([]groupEntry, len(ks))
+	for i, k := range ks {
+		es[i].id = k.i
+		if x := c.recs.at(k.i); x.nslot == 1 {
+			if ls := c.slotLinks(k.i, 0); len(ls) == 1 {
+				es[i].simple, es[i].sel, es[i].src = true, ls[0].sel, ls[0].src
+			}
+		}
+	}
+	slices.SortFunc(es, func(x, y groupEntry) int {
+		if !x.simple || !y.simple {
+			return m.compareRecords(x.id, y.id)
+		}
+		if x.sel != y.sel {
+			if d := strings.Compare(c.sels[x.sel], c.sels[y.sel]); d != 0 {
+				return d
+			}
+		}
+		if d := m.compareDigests(x.src, y.src); d != 0 {
+			return d
+		}
+		return m.compareStructure(x.id, y.id)
+	})
+	for i, e := range es {
+		ks[i].i = e.id
+	}
 }
 
 func (m *marshaler) compareRecords(a, b int32) int {
@@ -85,6 +125,15 @@ func (m *marshaler) compareRecords(a, b int32) int {
 				return d
 			}
 		}
+	}
+	return m.compareStructure(a, b)
+}
+
+// compareStructure compares records alike up to their sources' digests:
+// by structural id, then by result, then by id.
+func (m *marshaler) compareStructure(a, b int32) int {
+	if a == b {
+		return 0
 	}
 	if x := slices.Compare(m.structuralID(a), m.structuralID(b)); x != 0 {
 		return x
