@@ -72,14 +72,18 @@ func (r *runner) shapeCase(c caseSpec) error {
 				return nil
 			}
 		}
-		// Fewer runs of the big sizes.
+		// More runs of the small sizes, whose runs take milliseconds,
+		// fewer of the big ones.
 		cs := c
-		if r.runsFlag == 0 {
-			for _, lim := range []struct{ n, runs int }{{16000, 5}, {64000, 3}} {
-				if n >= lim.n {
-					cs.fullRuns, cs.quickRuns = min(cs.fullRuns, lim.runs), min(cs.quickRuns, lim.runs)
-				}
-			}
+		switch {
+		case n <= 1000:
+			cs.fullRuns, cs.quickRuns = 3*c.fullRuns, 3*c.quickRuns
+		case n <= 4000:
+			cs.fullRuns, cs.quickRuns = c.fullRuns+c.fullRuns/2, c.quickRuns+c.quickRuns/2
+		case n >= 64000:
+			cs.fullRuns, cs.quickRuns = min(c.fullRuns, 3), min(c.quickRuns, 3)
+		case n >= 16000:
+			cs.fullRuns, cs.quickRuns = min(c.fullRuns, 5), min(c.quickRuns, 3)
 		}
 		rw := row{name: fmt.Sprintf("%s (%s), %s records", sh.Name, sh.Doc, thousands(n)), unit: "µs/record", per: float64(n), records: n}
 		if err := r.runPairs(cs, &rw, runOurs, runBK); err != nil {
