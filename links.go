@@ -1,8 +1,8 @@
 package remotecache
 
-// The graph is kept in slices addressed by index, without pointers, so that
-// the garbage collector has nothing to scan in it and a record costs no
-// allocation of its own:
+// The graph is kept in arrays addressed by index (arena.go), without
+// pointers, so that the garbage collector has nothing to scan in it and a
+// record costs no allocation of its own:
 //
 //   - recs[id] is record id (ids in creation order);
 //   - a record's input slots are a run of slots, from rec.slot0;
@@ -49,17 +49,6 @@ type link struct {
 type kid struct {
 	child int32
 	next  int32 // next entry, or 0
-}
-
-// push appends x to s, doubling the capacity when it is full: append grows
-// a large slice by a quarter, which copies several times as much.
-func push[T any](s []T, x T) []T {
-	if len(s) == cap(s) {
-		n := make([]T, len(s), max(2*cap(s), 64))
-		copy(n, s)
-		s = n
-	}
-	return append(s, x)
 }
 
 // live follows merges to the record that id now stands for.
