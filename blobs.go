@@ -167,16 +167,28 @@ func hexKey(d digest.Digest) (k uint64, ok bool) {
 	if len(s) < len("sha256:")+16 || s[:7] != "sha256:" {
 		return 0, false
 	}
-	for i := 7; i < 7+16; i++ {
-		c := s[i]
-		switch {
-		case '0' <= c && c <= '9':
-			k = k<<4 | uint64(c-'0')
-		case 'a' <= c && c <= 'f':
-			k = k<<4 | uint64(c-'a'+10)
-		default:
-			return 0, false
-		}
+	// By table, without a branch per digit (which digits are letters is
+	// as random as the digest).
+	var bad uint8
+	for _, c := range []byte(s[7 : 7+16]) {
+		v := hexDigit[c]
+		bad |= v
+		k = k<<4 | uint64(v&0xf)
 	}
-	return k, true
+	return k, bad&0x80 == 0
 }
+
+// hexDigit is the value of each lower case hex digit, 0x80 for any other
+// byte.
+var hexDigit = func() (t [256]uint8) {
+	for i := range t {
+		t[i] = 0x80
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = uint8(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = uint8(c - 'a' + 10)
+	}
+	return t
+}()

@@ -70,3 +70,23 @@ func TestHashIndexCollisions(t *testing.T) {
 		t.Fatalf("ids %d, %d: a colliding selector is not told apart", sa, sb)
 	}
 }
+
+func TestHexKey(t *testing.T) {
+	for _, tc := range []struct {
+		d  digest.Digest
+		k  uint64
+		ok bool
+	}{
+		{"sha256:0123456789abcdef0000", 0x0123456789abcdef, true},
+		{"sha256:ffffffffffffffff", 0xffffffffffffffff, true},
+		{"sha256:0123456789abcdeF", 0, false},
+		{"sha256:0123456789abcde", 0, false},
+		{"sha512:0123456789abcdef", 0, false},
+		{"sha256:g123456789abcdef", 0, false},
+	} {
+		k, ok := hexKey(tc.d)
+		if ok != tc.ok || (ok && k != tc.k) {
+			t.Errorf("hexKey(%s) = %x, %v; want %x, %v", tc.d, k, ok, tc.k, tc.ok)
+		}
+	}
+}

@@ -200,13 +200,23 @@ func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
 		}
 		return -1
 	}
-	blobRank := m.rankBlobs(ls)
-	// Layers by blob rank, as keys rank<<32 | layer.
-	byBlob := make([]uint64, n)
-	for i, x := range ls {
-		byBlob[i] = uint64(blobRank[c.nodes.at(x).blob])<<32 | uint64(i)
+	blobRank, nblobs := m.rankBlobs(ls)
+	// Layers by blob rank (ranks are dense: a counting sort), each rank's
+	// in layer order; rankOf[l] is the blob rank of layer l.
+	rankOf := make([]int32, n)
+	at := make([]int32, nblobs+1)
+	for l, x := range ls {
+		rankOf[l] = blobRank[c.nodes.at(x).blob]
+		at[rankOf[l]+1]++
 	}
-	slices.Sort(byBlob)
+	for i := 1; i <= nblobs; i++ {
+		at[i] += at[i-1]
+	}
+	byBlob := make([]int32, n)
+	for l := range ls {
+		byBlob[at[rankOf[l]]] = int32(l)
+		at[rankOf[l]]++
+	}
 	// Children of each layer (and of the virtual root, index n), as CSR,
 	// each list in blob order.
 	start := make([]int32, n+2)
@@ -222,8 +232,7 @@ func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
 	}
 	kids := make([]int32, n)
 	fill := slices.Clone(start[:n+1])
-	for _, k := range byBlob {
-		l := int32(uint32(k))
+	for _, l := range byBlob {
 		p := parentOf(l)
 		if p < 0 {
 			p = int32(n)
@@ -254,13 +263,10 @@ func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
 		}
 		return -1
 	}
-	order := make([]int32, n)
-	for i, k := range byBlob {
-		order[i] = int32(uint32(k))
-	}
+	order := byBlob
 	for i := 0; i < n; {
 		j := i + 1
-		for j < n && byBlob[j]>>32 == byBlob[i]>>32 {
+		for j < n && rankOf[order[j]] == rankOf[order[i]] {
 			j++
 		}
 		if j-i > 1 {
@@ -290,8 +296,8 @@ func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
 }
 
 // rankBlobs returns the rank in digest order of the blob of each node in
-// ls, by blob id (other blobs get no rank).
-func (m *marshaler) rankBlobs(ls []int32) []int32 {
+// ls, by blob id (other blobs get no rank), and how many there are.
+func (m *marshaler) rankBlobs(ls []int32) ([]int32, int) {
 	c := m.c
 	seen := make([]bool, c.blobs.len())
 	ks := make([]sortKey, 0, len(ls))
@@ -319,5 +325,5 @@ func (m *marshaler) rankBlobs(ls []int32) []int32 {
 	for r, k := range ks {
 		rank[k.i] = int32(r)
 	}
-	return rank
+	return rank, len(ks)
 }
