@@ -24,21 +24,20 @@ const (
 	unavailable
 )
 
-// collectLayers picks each record's result and builds the layer chains,
-// one per distinct (blob, parent chain): the chain nodes (blobs.go) that
-// written results reach.
-func (m *marshaler) collectLayers() error {
+// checkResults picks each record's result, if every blob of it is
+// available, and builds the layers, one per distinct (blob, parent
+// chain): the chain nodes (blobs.go) that written results reach. It needs
+// nothing of the records' order, so it runs beside sortRecords.
+func (m *marshaler) checkResults() error {
 	c := m.c
-	n := len(m.recs)
 	nodeState := make([]uint8, c.nodes.len())
 	blobState := make([]uint8, c.blobs.len())
-	used := make([]bool, c.nodes.len())
-	top := make([]int32, n) // per output index: the written result's node, or -1
+	m.used = make([]bool, c.nodes.len())
+	m.top = make([]int32, c.recs.len())
 	// Creation order, as the Info calls are made in it: with providers
 	// that disagree, the first to be asked about a blob decides.
 	for _, r := range m.recs {
-		i := m.rank[r]
-		top[i] = -1
+		m.top[r] = -1
 		e := c.best(r)
 		if e == nil || e.node < 0 {
 			continue
@@ -50,23 +49,30 @@ func (m *marshaler) collectLayers() error {
 		if !ok {
 			continue
 		}
-		top[i] = e.node
-		for x := e.node; x >= 0 && !used[x]; x = c.nodes.at(x).parent {
-			used[x] = true
+		m.top[r] = e.node
+		for x := e.node; x >= 0 && !m.used[x]; x = c.nodes.at(x).parent {
+			m.used[x] = true
+			m.nlayers++
 		}
 	}
+	m.sortLayers()
+	return nil
+}
 
-	// A blob keeps the descriptor (and provider) of the first record in
-	// output order whose chain has it, at its first place in that chain:
-	// the least output index below each node, then the shallowest node of
-	// each blob with the least.
+// pickDescriptors gives each blob the descriptor (and provider) of the
+// first record in output order whose chain has it, at its first place in
+// that chain: the least output index below each node, then the
+// shallowest node of each blob with the least. It runs beside build.
+func (m *marshaler) pickDescriptors() {
+	c := m.c
+	used := m.used
 	minRank := make([]int32, c.nodes.len())
 	for x := range minRank {
 		minRank[x] = math.MaxInt32
 	}
-	for i, t := range top {
-		if t >= 0 {
-			minRank[t] = min(minRank[t], int32(i))
+	for _, r := range m.recs {
+		if t := m.top[r]; t >= 0 {
+			minRank[t] = min(minRank[t], m.rank[r])
 		}
 	}
 	for x := c.nodes.len() - 1; x >= 0; x-- { // a parent is older than its children
@@ -75,12 +81,11 @@ func (m *marshaler) collectLayers() error {
 		}
 	}
 	pick := make([]int32, c.blobs.len()) // node + 1
-	nblobs, nlayers := 0, 0
+	nblobs := 0
 	for x := range c.nodes.len() {
 		if !used[x] {
 			continue
 		}
-		nlayers++
 		b := c.nodes.at(x).blob
 		p := pick[b] - 1
 		if p < 0 {
@@ -123,8 +128,6 @@ func (m *marshaler) collectLayers() error {
 		}
 		m.descs[d.Digest] = DescriptorProviderPair{Descriptor: d, Provider: res.Remote.Provider}
 	}
-	m.sortLayers(used, nlayers, top)
-	return nil
 }
 
 // available tells whether every blob of the chain node can be read, asking
@@ -182,9 +185,10 @@ func (m *marshaler) available(r *Remote, n int32, nodeState, blobState []uint8) 
 
 // sortLayers orders the used nodes as layers: by blob, then by parent
 // chain (no parent first, then parent chains compared base first, blob by
-// blob), and sets m.layers and m.recLayer.
-func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
+// blob), and sets m.layers and m.layerOf.
+func (m *marshaler) sortLayers() {
 	c := m.c
+	used, n := m.used, m.nlayers
 	// Layers by node id: idx maps a node to its layer.
 	ls := make([]int32, 0, n)
 	idx := make([]int32, c.nodes.len())
@@ -286,13 +290,12 @@ func (m *marshaler) sortLayers(used []bool, n int, top []int32) {
 		}
 		m.layers[i] = outLayer{blob: c.nodes.at(ls[l]).blob, parent: p}
 	}
-	m.recLayer = make([]int32, len(top))
-	for i, t := range top {
-		m.recLayer[i] = -1
-		if t >= 0 {
-			m.recLayer[i] = rank[idx[t]]
+	for x := range c.nodes.len() {
+		if used[x] {
+			idx[x] = rank[idx[x]]
 		}
 	}
+	m.layerOf = idx
 }
 
 // rankBlobs returns the rank in digest order of the blob of each node in

@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
@@ -44,13 +45,23 @@ func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProv
 			}
 		}
 	}
-	if err := m.sortRecords(); err != nil {
-		return nil, nil, err
+	// Two by two: the records' order beside the results' checks and the
+	// layers, then the descriptors beside the config.
+	var wg sync.WaitGroup
+	var layersErr error
+	wg.Go(func() { layersErr = m.checkResults() })
+	sortErr := m.sortRecords()
+	wg.Wait()
+	if sortErr != nil {
+		return nil, nil, sortErr
 	}
-	if err := m.collectLayers(); err != nil {
-		return nil, nil, err
+	if layersErr != nil {
+		return nil, nil, layersErr
 	}
-	return m.build(), m.descs, nil
+	wg.Go(m.pickDescriptors)
+	cfg := m.build()
+	wg.Wait()
+	return cfg, m.descs, nil
 }
 
 // marshaler holds the state of one Marshal call.
@@ -66,9 +77,15 @@ type marshaler struct {
 	cmpLinks map[int32][]link // by slot: links in comparison order, lazily
 	ids      *structuralIDs
 
-	layers   []outLayer // in output order
-	recLayer []int32    // per output index: the top layer (output index), or -1
-	descs    DescriptorProvider
+	// What checkResults finds: by record, the node of the result written
+	// (or -1); the nodes that are layers, how many, and by node the
+	// output index of its layer; the layers in output order.
+	top     []int32
+	used    []bool
+	nlayers int
+	layerOf []int32
+	layers  []outLayer
+	descs   DescriptorProvider
 }
 
 // build writes the config, allocating in bulk. Records are read in
@@ -100,7 +117,7 @@ func (m *marshaler) build() *CacheConfig {
 		for s := range int(x.nslot) {
 			linkAt[i+1] += c.slots.at(x.slot0 + int32(s)).n
 		}
-		if m.recLayer[i] >= 0 {
+		if m.top[r] >= 0 {
 			resAt[i+1] = 1
 		}
 	}
@@ -117,9 +134,9 @@ func (m *marshaler) build() *CacheConfig {
 		i := m.rank[r]
 		rec := &cfg.Records[i]
 		rec.Digest = c.dgst(r)
-		if l := m.recLayer[i]; l >= 0 {
+		if t := m.top[r]; t >= 0 {
 			k := resAt[i]
-			results[k] = CacheResult{LayerIndex: int(l), CreatedAt: c.best(r).res.CreatedAt}
+			results[k] = CacheResult{LayerIndex: int(m.layerOf[t]), CreatedAt: c.best(r).res.CreatedAt}
 			rec.Results = results[k : k+1 : k+1]
 		}
 		ns := int(c.recs.at(r).nslot)
