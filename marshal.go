@@ -22,7 +22,9 @@ import (
 // per distinct blob. A blob is unavailable only when its provider says
 // errdefs.ErrNotFound; any other Info error (but "not implemented") fails
 // Marshal and names the blob. Layer media types are given in their OCI
-// form.
+// form. Marshal works in two goroutines: Info may be called on another
+// goroutine than its caller's, one call at a time, in the order of the
+// records' creation.
 func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProvider, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
