@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -143,5 +146,33 @@ func testSameGraphsAsReference(t *testing.T, every int64) {
 				t.Logf("%d replays where the reference panics", panics)
 			}
 		})
+	}
+}
+
+// Where a merge drops a record whose other links a drop in the same merge
+// took already, the collector before issue 15 indexes an empty slot and
+// panics; CacheChains drops the record and goes on, and the Add that then
+// links from it fails with ErrFailedPrecondition (docs/design.md §4).
+func TestNoPanicWhereReferencePanics(t *testing.T) {
+	extra := cachegen.Options{AgainFraction: 0.4, ExtraLinkFraction: 0.9}
+	all := cachegen.Options{AgainFraction: 0.3, ExtraLinkFraction: 0.8, MergeFraction: 0.1, RandomFraction: 0.03, MissingFraction: 0.05, ReuseBlobFraction: 0.3}
+	for _, tc := range []struct {
+		seed  int64
+		opts  cachegen.Options
+		order func(*cachegen.Graph, int64) []int
+	}{
+		{1267, extra, (*cachegen.Graph).Shuffle},
+		{1284, extra, (*cachegen.Graph).WalkOrder},
+		{1280, all, (*cachegen.Graph).WalkOrder},
+	} {
+		g := cachegen.NewWithOptions(tc.seed, 50+int(tc.seed*71)%900, tc.opts)
+		order := tc.order(g, tc.seed)
+		if o := replayInto(g, order, refchains.NewCacheChains()); !strings.HasPrefix(o.err, "panic:") {
+			t.Errorf("seed %d: the reference no longer panics (%q): pick another graph", tc.seed, o.err)
+		}
+		err := cachegen.Replay(remotecache.NewCacheChains(), g, order, nil)
+		if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+			t.Errorf("seed %d: replay: %v, want ErrFailedPrecondition", tc.seed, err)
+		}
 	}
 }
