@@ -25,10 +25,10 @@ type CacheChains struct {
 	// handles are the Record handles, by id, in chunks of handleChunk
 	// that never move.
 	handles [][]record
-	// sels are the selectors by id; 0 is "". selIDs finds them by
-	// hash (blobs.go).
-	sels   []string
-	selIDs hashIndex
+	// sels are the selectors of the links, by index; 0 is "". They are
+	// not interned: a link keeps its selector's hash to compare and index
+	// it by.
+	sels chunks[string]
 
 	// children indexes the links (childindex.go): for a source record, an
 	// input slot, a selector and a target digest, the records linked that
@@ -63,8 +63,6 @@ const handleChunk = 1024
 func NewCacheChains() *CacheChains {
 	return &CacheChains{
 		roots:     map[digest.Digest]int32{},
-		sels:      []string{""},
-		selIDs:    newHashIndex(),
 		children:  map[uint32]int32{},
 		childMore: map[uint32][]int32{},
 		blobIDs:   newHashIndex(),
@@ -112,19 +110,15 @@ func (c *CacheChains) dkey(r int32) uint64 {
 	return c.hash(string(c.dgst(r)))
 }
 
-// selID returns the id of selector s.
-func (c *CacheChains) selID(s string) int32 {
+// newLink returns the link from src through selector s, keeping s.
+func (c *CacheChains) newLink(src int32, s string) link {
 	if s == "" {
-		return 0
+		return link{src: src}
 	}
-	h := uint32(c.hash(s)) & hashMask
-	id, ok, taken := c.selIDs.find(h, s, func(id int32) string { return c.sels[id] })
-	if !ok {
-		id = int32(len(c.sels))
-		c.sels = append(c.sels, s)
-		c.selIDs.add(h, s, id, taken)
+	if c.sels.len() == 0 {
+		c.sels.add("")
 	}
-	return id
+	return link{src: src, sel: c.sels.add(s), sh: uint32(c.hash(s)) & hashMask}
 }
 
 // Add implements Target. See docs/design.md §4 for the rules: records are matched
@@ -169,8 +163,8 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	for _, slot := range deps {
 		start := len(c.addLinks)
 		for _, l := range slot {
-			nl := link{src: c.live(l.Src.(*record).id), sel: c.selID(l.Selector)}
-			if !containsLink(c.addLinks[start:], nl) {
+			nl := c.newLink(c.live(l.Src.(*record).id), l.Selector)
+			if !c.containsLink(c.addLinks[start:], nl) {
 				c.addLinks = append(c.addLinks, nl)
 			}
 		}
@@ -199,7 +193,7 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 			if c.reaches(r, l.src) {
 				continue // a link from a descendant would make a cycle
 			}
-			c.addLink(r, i, l)
+			c.addLinkKey(r, i, l, dkey)
 		}
 		start = int(end)
 	}
@@ -222,10 +216,10 @@ func (c *CacheChains) addNewLinks(r int32, dkey uint64) {
 			if i == 0 && c.addFree[j] {
 				// match found the key free: the first entry, no lookup.
 				c.addKid(l.src, r)
-				c.children[key(l.src, 0, l.sel, dkey)] = r + 1
+				c.children[key(l.src, 0, l.sh, dkey)] = r + 1
 				continue
 			}
-			c.indexNew(l.src, i, l.sel, r, dkey)
+			c.indexNew(l.src, i, l.sh, r, dkey)
 		}
 		start = end
 	}
@@ -249,7 +243,7 @@ func (c *CacheChains) match(dgst digest.Digest, dkey uint64) (int32, bool) {
 	}
 	c.addFree, c.addKeys = c.addFree[:0], c.addKeys[:0]
 	for _, l := range c.addLinks[:c.addSlots[0]] {
-		k := key(l.src, 0, l.sel, dkey)
+		k := key(l.src, 0, l.sh, dkey)
 		f := c.children[k]
 		// Free, unless another link of the slot has the key too.
 		c.addFree = append(c.addFree, f == 0 && !slices.Contains(c.addKeys, k))
@@ -296,11 +290,16 @@ func (c *CacheChains) match(dgst digest.Digest, dkey uint64) (int32, bool) {
 // addLink adds l to slot i of r unless it is there. The link must not
 // close a cycle (see reaches).
 func (c *CacheChains) addLink(r int32, i int, l link) {
+	c.addLinkKey(r, i, l, c.dkey(r))
+}
+
+// addLinkKey is addLink for r whose digest hashes to dkey.
+func (c *CacheChains) addLinkKey(r int32, i int, l link, dkey uint64) {
 	c.growSlots(r, i+1)
 	if c.slotHas(r, i, l) {
 		return
 	}
 	c.order(l.src, r)
 	c.appendLink(r, i, l)
-	c.indexLink(l.src, i, l.sel, r)
+	c.indexNew(l.src, i, l.sh, r, dkey)
 }

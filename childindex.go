@@ -12,10 +12,11 @@ import (
 // links whose keys collide (a few in a graph of 100,000 links) come and go
 // each with its own entry and cost only a check more.
 
-// key returns the children index key of a link from src, in slot with
-// selector sel, into a record whose digest hashes to dgst.
-func key(src int32, slot int, sel int32, dgst uint64) uint32 {
-	return uint32(dgst^mix(uint64(uint32(src))|uint64(uint32(sel))<<32)^mix(uint64(slot)^0x9e3779b97f4a7c15)) & hashMask
+// key returns the children index key of a link from src, in slot through
+// a selector that hashes to sel, into a record whose digest hashes to
+// dgst.
+func key(src int32, slot int, sel uint32, dgst uint64) uint32 {
+	return uint32(dgst^mix(uint64(uint32(src))|uint64(sel)<<32)^mix(uint64(slot)^0x9e3779b97f4a7c15)) & hashMask
 }
 
 // hashMask keeps every bit of the 32-bit hashes; tests clear most to make
@@ -69,20 +70,15 @@ func (c *CacheChains) childRemove(k uint32, r int32) {
 	}
 }
 
-// indexLink records that r has a (new) link from src in slot i with
-// selector sel.
-func (c *CacheChains) indexLink(src int32, i int, sel int32, r int32) {
-	c.indexNew(src, i, sel, r, c.dkey(r))
-}
-
-// indexNew is indexLink for a record whose digest hashes to dkey.
-func (c *CacheChains) indexNew(src int32, i int, sel int32, r int32, dkey uint64) {
+// indexNew records that r, whose digest hashes to dkey, has a new link
+// from src in slot i through a selector that hashes to sel.
+func (c *CacheChains) indexNew(src int32, i int, sel uint32, r int32, dkey uint64) {
 	c.addKid(src, r)
 	c.childAdd(key(src, i, sel, dkey), r)
 }
 
-// unindexLink removes what indexLink recorded in the index (not the
+// unindexLink removes what indexNew recorded in the index (not the
 // children list).
-func (c *CacheChains) unindexLink(src int32, i int, sel int32, r int32) {
+func (c *CacheChains) unindexLink(src int32, i int, sel uint32, r int32) {
 	c.childRemove(key(src, i, sel, c.dkey(r)), r)
 }

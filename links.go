@@ -41,8 +41,9 @@ type slot struct {
 
 // link is an input link of a record, stored on the target record.
 type link struct {
-	src int32 // source record
-	sel int32 // selector (CacheChains.sels)
+	src int32  // source record
+	sel int32  // selector (CacheChains.sels), 0 for none
+	sh  uint32 // hash of the selector, 0 for none
 }
 
 // kid is an entry of a children list.
@@ -72,16 +73,30 @@ func (c *CacheChains) slotLinks(r int32, i int) []link {
 
 // slotHas tells whether slot i of r has the link l.
 func (c *CacheChains) slotHas(r int32, i int, l link) bool {
-	return containsLink(c.slotLinks(r, i), l)
+	return c.containsLink(c.slotLinks(r, i), l)
 }
 
-func containsLink(ls []link, l link) bool {
+// sameLink tells whether a and b come from one source through one
+// selector.
+func (c *CacheChains) sameLink(a, b link) bool {
+	return a.src == b.src && a.sh == b.sh && (a.sel == b.sel || *c.sels.at(a.sel) == *c.sels.at(b.sel))
+}
+
+func (c *CacheChains) containsLink(ls []link, l link) bool {
 	for _, x := range ls {
-		if x == l {
+		if c.sameLink(x, l) {
 			return true
 		}
 	}
 	return false
+}
+
+// selector returns l's selector.
+func (c *CacheChains) selector(l link) string {
+	if l.sel == 0 {
+		return ""
+	}
+	return *c.sels.at(l.sel)
 }
 
 // growSlots gives r at least n slots, moving its slots to a new run

@@ -154,7 +154,7 @@ func (m *marshaler) build() *CacheConfig {
 			in := links[off:end:end]
 			off = end
 			for j, l := range slot {
-				in[j] = CacheInput{Selector: c.sels[l.sel], LinkIndex: int(m.rank[l.src])}
+				in[j] = CacheInput{Selector: c.selector(l), LinkIndex: int(m.rank[l.src])}
 			}
 			if len(in) > 1 {
 				slices.SortFunc(in, func(x, y CacheInput) int {

@@ -7,7 +7,7 @@ func (c *CacheChains) merge(main, o int32) {
 	type childLink struct {
 		ch   int32
 		slot int
-		sel  int32
+		l    link // from o
 	}
 	// Detach o from its children and from its sources.
 	var kids []childLink
@@ -15,8 +15,8 @@ func (c *CacheChains) merge(main, o int32) {
 		for i := range int(c.recs.at(ch).nslot) {
 			c.filterSlot(ch, i, func(l link) bool {
 				if l.src == o {
-					c.unindexLink(o, i, l.sel, ch)
-					kids = append(kids, childLink{ch, i, l.sel})
+					c.unindexLink(o, i, l.sh, ch)
+					kids = append(kids, childLink{ch, i, l})
 					return false
 				}
 				return true
@@ -29,7 +29,7 @@ func (c *CacheChains) merge(main, o int32) {
 		slot := c.slotLinks(o, i)
 		parents = append(parents, append([]link(nil), slot...))
 		for _, l := range slot {
-			c.unindexLink(l.src, i, l.sel, o)
+			c.unindexLink(l.src, i, l.sh, o)
 			c.removeKid(l.src, o)
 		}
 	}
@@ -56,7 +56,7 @@ func (c *CacheChains) merge(main, o int32) {
 			}
 			continue
 		}
-		c.addLink(k.ch, k.slot, link{src: main, sel: k.sel})
+		c.addLink(k.ch, k.slot, link{src: main, sel: k.l.sel, sh: k.l.sh})
 	}
 	// Links into o become links into main, unless they come from below it.
 	for i, slot := range parents {
@@ -70,7 +70,7 @@ func (c *CacheChains) merge(main, o int32) {
 	// Records now linked alike from main are one record.
 	for _, k := range kids {
 		if !c.recs.at(k.ch).dropped {
-			c.mergeTwins(c.live(main), k.slot, k.sel, c.live(k.ch))
+			c.mergeTwins(c.live(main), k.slot, k.l, c.live(k.ch))
 		}
 	}
 }
@@ -89,7 +89,7 @@ func (c *CacheChains) drop(r int32) {
 		c.recs.at(x).dropped = true
 		for i := range int(c.recs.at(x).nslot) {
 			for _, l := range c.slotLinks(x, i) {
-				c.unindexLink(l.src, i, l.sel, x)
+				c.unindexLink(l.src, i, l.sh, x)
 				c.removeKid(l.src, x)
 			}
 		}
@@ -98,7 +98,7 @@ func (c *CacheChains) drop(r int32) {
 			for i := range int(c.recs.at(ch).nslot) {
 				n := c.filterSlot(ch, i, func(l link) bool {
 					if l.src == x {
-						c.unindexLink(x, i, l.sel, ch)
+						c.unindexLink(x, i, l.sh, ch)
 						return false
 					}
 					return true
@@ -115,14 +115,15 @@ func (c *CacheChains) drop(r int32) {
 }
 
 // mergeTwins merges ch with every other record of its digest that is
-// linked from src in the same slot with the same selector and that shares
-// a link with it in every slot: Add would have made them one.
-func (c *CacheChains) mergeTwins(src int32, slot int, sel int32, ch int32) {
+// linked from src in the same slot with the same selector (l's) and that
+// shares a link with it in every slot: Add would have made them one.
+func (c *CacheChains) mergeTwins(src int32, slot int, l link, ch int32) {
 	for {
 		twin := int32(-1)
-		k := key(src, slot, sel, c.dkey(ch))
+		k := key(src, slot, l.sh, c.dkey(ch))
+		from := link{src: src, sel: l.sel, sh: l.sh}
 		check := func(r int32) {
-			if twin < 0 && r != ch && c.dgst(r) == c.dgst(ch) && c.slotHas(r, slot, link{src, sel}) && c.linkedAlike(r, ch) {
+			if twin < 0 && r != ch && c.dgst(r) == c.dgst(ch) && c.slotHas(r, slot, from) && c.linkedAlike(r, ch) {
 				twin = r
 			}
 		}
@@ -155,7 +156,7 @@ func (c *CacheChains) linkedAlike(a, b int32) bool {
 		shared := false
 		bl := c.slotLinks(b, i)
 		for _, l := range c.slotLinks(a, i) {
-			if containsLink(bl, l) {
+			if c.containsLink(bl, l) {
 				shared = true
 				break
 			}

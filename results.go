@@ -20,8 +20,15 @@ func (c *CacheChains) addResults(r int32, results []Result) {
 	if len(results) == 0 {
 		return
 	}
-	hint := c.chainHint(r)
+	var hint *resEntry
+	hinted := false
 	for _, res := range results {
+		if c.hasSameResult(r, res) {
+			continue
+		}
+		if !hinted {
+			hint, hinted = c.chainHint(r), true
+		}
 		node := c.internChain(res.Remote, hint)
 		if c.hasResult(r, res, node) {
 			continue
@@ -63,6 +70,24 @@ func (c *CacheChains) appendResult(r int32, e int32) {
 	if x.best == 0 || c.results.at(e-1).res.CreatedAt.After(c.results.at(x.best-1).res.CreatedAt) {
 		x.best = e
 	}
+}
+
+// hasSameResult tells whether r has res already, by its CreatedAt and
+// its very descriptors (the same array: a record added again often comes
+// with the results it came with), before its chain is interned. A false
+// is no answer: hasResult decides.
+func (c *CacheChains) hasSameResult(r int32, res Result) bool {
+	ds := remoteDescs(res.Remote)
+	if len(ds) == 0 {
+		return false
+	}
+	for e := c.recs.at(r).res; e != 0; e = c.results.at(e - 1).next {
+		x := c.results.at(e - 1)
+		if xs := remoteDescs(x.res.Remote); len(xs) == len(ds) && &xs[0] == &ds[0] && x.res.CreatedAt.Equal(res.CreatedAt) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *CacheChains) hasResult(r int32, res Result, node int32) bool {

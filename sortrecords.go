@@ -63,9 +63,10 @@ func (m *marshaler) sortRecords() error {
 // groupEntry is a record of a group of one digest, as sortGroup compares
 // it: a record of one slot of one link (most of them) by that link.
 type groupEntry struct {
-	id       int32
-	simple   bool
-	sel, src int32
+	id     int32
+	simple bool
+	sel    link // for the selector
+	src    int32
 }
 
 // sortGroup sorts records of one digest as compareRecords would, comparing
@@ -77,7 +78,7 @@ func (m *marshaler) sortGroup(ks []sortKey) {
 		es[i].id = k.i
 		if x := c.recs.at(k.i); x.nslot == 1 {
 			if ls := c.slotLinks(k.i, 0); len(ls) == 1 {
-				es[i].simple, es[i].sel, es[i].src = true, ls[0].sel, ls[0].src
+				es[i].simple, es[i].sel, es[i].src = true, ls[0], ls[0].src
 			}
 		}
 	}
@@ -85,8 +86,8 @@ func (m *marshaler) sortGroup(ks []sortKey) {
 		if !x.simple || !y.simple {
 			return m.compareRecords(x.id, y.id)
 		}
-		if x.sel != y.sel {
-			if d := strings.Compare(c.sels[x.sel], c.sels[y.sel]); d != 0 {
+		if x.sel.sel != y.sel.sel {
+			if d := strings.Compare(c.selector(x.sel), c.selector(y.sel)); d != 0 {
 				return d
 			}
 		}
@@ -118,7 +119,7 @@ func (m *marshaler) compareRecords(a, b int32) int {
 		la, lb := m.linksForCompare(a, i), m.linksForCompare(b, i)
 		for j := range la {
 			x, y := la[j], lb[j]
-			if d := strings.Compare(c.sels[x.sel], c.sels[y.sel]); d != 0 {
+			if d := strings.Compare(c.selector(x), c.selector(y)); d != 0 {
 				return d
 			}
 			if d := m.compareDigests(x.src, y.src); d != 0 {
@@ -173,7 +174,7 @@ func (m *marshaler) linksForCompare(r int32, i int) []link {
 	}
 	s := slices.Clone(ls)
 	slices.SortFunc(s, func(x, y link) int {
-		if d := strings.Compare(c.sels[x.sel], c.sels[y.sel]); d != 0 {
+		if d := strings.Compare(c.selector(x), c.selector(y)); d != 0 {
 			return d
 		}
 		if d := m.compareDigests(x.src, y.src); d != 0 {

@@ -65,7 +65,7 @@ func (s *structuralIDs) compute(c *CacheChains, x int32) {
 		s.out = binary.LittleEndian.AppendUint64(s.out, uint64(len(slot)))
 		if len(slot) == 1 {
 			l := slot[0]
-			sel := c.sels[l.sel]
+			sel := c.selector(l)
 			s.out = binary.LittleEndian.AppendUint64(s.out, uint64(len(sel)+1+sha256.Size))
 			s.out = append(s.out, sel...)
 			s.out = append(s.out, 0)
@@ -75,14 +75,14 @@ func (s *structuralIDs) compute(c *CacheChains, x int32) {
 		// The keys, sorted: selector, a zero byte, the source's id.
 		s.buf = s.buf[:0]
 		for _, l := range slot {
-			s.buf = append(s.buf, c.sels[l.sel]...)
+			s.buf = append(s.buf, c.selector(l)...)
 			s.buf = append(s.buf, 0)
 			s.buf = append(s.buf, s.ids[s.at[l.src]-1][:]...)
 		}
 		s.keys = s.keys[:0]
 		off := 0
 		for _, l := range slot {
-			end := off + len(c.sels[l.sel]) + 1 + sha256.Size
+			end := off + len(c.selector(l)) + 1 + sha256.Size
 			s.keys = append(s.keys, s.buf[off:end:end])
 			off = end
 		}
