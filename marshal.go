@@ -156,13 +156,27 @@ func (m *marshaler) build() *CacheConfig {
 			for j, l := range slot {
 				in[j] = CacheInput{Selector: c.selector(l), LinkIndex: int(m.rank[l.src])}
 			}
-			if len(in) > 1 {
-				slices.SortFunc(in, func(x, y CacheInput) int {
-					return cmp.Or(cmp.Compare(x.LinkIndex, y.LinkIndex), strings.Compare(x.Selector, y.Selector))
-				})
-			}
+			sortInputs(in)
 			rec.Inputs[s] = in
 		}
 	}
 	return cfg
+}
+
+// sortInputs sorts a slot's links by source index, then selector: by
+// insertion for the few links a slot has, which beats a sort call.
+func sortInputs(in []CacheInput) {
+	if len(in) > 12 {
+		slices.SortFunc(in, compareInputs)
+		return
+	}
+	for i := 1; i < len(in); i++ {
+		for j := i; j > 0 && compareInputs(in[j], in[j-1]) < 0; j-- {
+			in[j], in[j-1] = in[j-1], in[j]
+		}
+	}
+}
+
+func compareInputs(x, y CacheInput) int {
+	return cmp.Or(cmp.Compare(x.LinkIndex, y.LinkIndex), strings.Compare(x.Selector, y.Selector))
 }
