@@ -93,10 +93,15 @@ func newClient(ctx context.Context, o *options) (*s3.Client, error) {
 	if err != nil {
 		return nil, errclass.With(errors.Wrap(err, "loading AWS configuration"), errdefs.ErrInvalidArgument)
 	}
-	if cfg.Region == "" {
-		if o.endpoint == "" && cfg.BaseEndpoint == nil {
+	if cfg.Region == "" && o.endpoint == "" && cfg.BaseEndpoint == nil {
+		// On AWS, the instance's region, if there is an instance.
+		if c, err := awsconfig.LoadDefaultConfig(ctx, append(load, awsconfig.WithEC2IMDSRegion())...); err == nil && c.Region != "" {
+			cfg = c
+		} else {
 			return nil, errors.Wrap(errdefs.ErrInvalidArgument, "no region: set AWS_REGION or use WithRegion")
 		}
+	}
+	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
 	endpoint := o.endpoint
