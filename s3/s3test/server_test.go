@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -13,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +97,24 @@ func buildVersity() (string, error) {
 type gateway struct {
 	URL string // http://127.0.0.1:PORT
 	Dir string // the posix root: one directory per bucket
+	pid int
+}
+
+// cpu returns the user and system CPU time the gateway has used, from
+// /proc (Linux; 0 elsewhere), in clock ticks of 10 ms.
+func (g *gateway) cpu() time.Duration {
+	dt, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(dt[bytes.LastIndexByte(dt, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // startVersity starts a gateway on a directory of its own, stopped when
@@ -124,15 +145,17 @@ func startVersity(t testing.TB, args ...string) *gateway {
 			continue // the port may have been taken meanwhile
 		}
 		t.Cleanup(func() {
+			// It waits for open connections to close; none of its
+			// state matters once the test is over.
 			cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-exited:
-			case <-time.After(10 * time.Second):
+			case <-time.After(3 * time.Second):
 				cmd.Process.Kill()
 				<-exited
 			}
 		})
-		return &gateway{URL: "http://" + addr, Dir: dir}
+		return &gateway{URL: "http://" + addr, Dir: dir, pid: cmd.Process.Pid}
 	}
 	t.Fatalf("starting versitygw: %v", lastErr)
 	return nil
@@ -165,13 +188,17 @@ func waitListening(addr string, exited <-chan struct{}) error {
 }
 
 // client returns a plain SDK client of the gateway (or of a proxy in
-// front of it) at endpoint, for the tests' own requests.
-func client(endpoint string) *s3.Client {
+// front of it) at endpoint, for the tests' own requests; its connections
+// are closed when the test ends.
+func client(t testing.TB, endpoint string) *s3.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
 	return s3.New(s3.Options{
 		Region:       region,
 		BaseEndpoint: aws.String(endpoint),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
+		HTTPClient:   &http.Client{Transport: tr},
 	})
 }
 
@@ -187,7 +214,7 @@ type env struct {
 func newEnv(t testing.TB, args ...string) *env {
 	t.Helper()
 	gw := startVersity(t, args...)
-	e := &env{gw: gw, bucket: "cache", admin: client(gw.URL)}
+	e := &env{gw: gw, bucket: "cache", admin: client(t, gw.URL)}
 	if _, err := e.admin.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: &e.bucket}); err != nil {
 		t.Fatalf("creating bucket: %v", err)
 	}
@@ -279,7 +306,10 @@ func startProxy(t testing.TB, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
 	rp := &httputil.ReverseProxy{
+		Transport: tr,
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			// The client signed the Host it sent: keep it.
@@ -366,6 +396,18 @@ func (p *proxy) writes() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ops["PUT"] + p.ops["COPY"] + p.ops["POST"] + p.ops["DELETE"]
+}
+
+// summary lists the requests so far by operation: "GET 3, HEAD 2".
+func (p *proxy) summary() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ops := slices.Sorted(maps.Keys(p.ops))
+	parts := make([]string, len(ops))
+	for i, op := range ops {
+		parts[i] = fmt.Sprintf("%s %d", op, p.ops[op])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // reset forgets the counts.

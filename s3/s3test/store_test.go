@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -359,4 +360,48 @@ func TestWriterChecksBeforeUpload(t *testing.T) {
 	if got, err := content.ReadBlob(ctx, store, desc); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("read back %d bytes, %v", len(got), err)
 	}
+}
+
+// A blob over the max copy size is refreshed with a multipart copy in
+// parts of that size: here against a gateway whose CopyObject refuses
+// sources over 6 MiB, as S3's refuses them over 5 GiB.
+func TestTouchRefreshLargeBlob(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "--copy-object-threshold", strconv.Itoa(6<<20))
+	ctx := context.Background()
+	g := graph(9, 2, 12<<20+5)
+	store := e.store(t, s3store.WithMaxCopySize(5<<20), s3store.WithMultipartThreshold(64<<20))
+	export(t, store, g)
+	blobs := configBlobs(t, e.object(t, "manifests/buildkit"))
+	for _, d := range blobs {
+		e.age(t, "blobs/"+d.String(), 48*time.Hour)
+	}
+
+	// With CopyObject, the refresh fails, and Info says so.
+	_, err := e.store(t).Info(ctx, blobs[0])
+	if err == nil || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "refreshing blob") {
+		t.Errorf("Info refreshing with CopyObject = %v; want the gateway's refusal", err)
+	}
+
+	e.proxy.reset()
+	start := time.Now().Add(-time.Second)
+	export(t, store, g)
+	// Each blob: create, 3 part copies (5 + 5 + 2 MiB), complete.
+	if n, p := e.proxy.count("COPY"), e.proxy.count("POST"); n != 3*len(blobs) || p != 2*len(blobs) {
+		t.Errorf("%d part copies and %d POSTs for %d blobs, want 3 and 2 each", n, p, len(blobs))
+	}
+	if n := e.proxy.blobUploaded.Load(); n != 0 {
+		t.Errorf("%d blob bytes uploaded", n)
+	}
+	for _, d := range blobs {
+		info, err := e.store(t, s3store.WithReadOnly()).Info(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.UpdatedAt.Before(start) {
+			t.Errorf("blob %s updated at %v, before the refresh", d, info.UpdatedAt)
+		}
+	}
+	verify(t, store)
+	noUploadsLeft(t, e)
 }
