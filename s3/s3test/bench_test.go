@@ -189,7 +189,7 @@ func benchS3(b *testing.B, g *cachegen.Graph) {
 	case sides[0].config == string(sortSameSourceLinks(b, []byte(sides[1].config))):
 		same = "the same bytes once links of a slot from one source are ordered (BuildKit leaves them in map order)"
 	default:
-		same = "other bytes (BuildKit orders the layers of a blob on several parents, and links from one source, by map order)"
+		same = "other bytes (BuildKit leaves some orders to its maps: layers of a blob on several parents, records of one digest, links from one source)"
 	}
 	fmt.Printf("config: %d layers, %d records; BuildKit's has %s\n", len(cfg.Layers), len(cfg.Records), same)
 
