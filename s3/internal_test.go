@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/containerd/errdefs"
@@ -62,8 +63,18 @@ func TestClientOptions(t *testing.T) {
 			t.Errorf("%d options: path style %v, region %q; want %v, %q", len(tc.opts), o.UsePathStyle, o.Region, tc.pathStyle, tc.region)
 		}
 	}
-	t.Setenv("AWS_REGION", "ap-south-1")
+	// The service's endpoint from the environment decides too.
+	t.Setenv("AWS_ENDPOINT_URL_S3", "http://localhost:9000")
 	s, err := New(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := s.client.Options(); !o.UsePathStyle || o.Region != "us-east-1" || aws.ToString(o.BaseEndpoint) != "http://localhost:9000" {
+		t.Errorf("with AWS_ENDPOINT_URL_S3: path style %v, region %q, endpoint %q", o.UsePathStyle, o.Region, aws.ToString(o.BaseEndpoint))
+	}
+	os.Unsetenv("AWS_ENDPOINT_URL_S3")
+	t.Setenv("AWS_REGION", "ap-south-1")
+	s, err = New(ctx, "b")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package s3
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -140,10 +141,9 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, er
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return rep, errors.Wrapf(err, "pruning %s", s)
-	}
-	return rep, nil
+	err = g.Wait()
+	slices.SortFunc(rep.Blobs, func(a, b content.Info) int { return strings.Compare(a.Digest.String(), b.Digest.String()) })
+	return rep, errors.Wrapf(err, "pruning %s", s)
 }
 
 // listBlobs lists the objects under the blobs prefix whose names are

@@ -93,34 +93,47 @@ func newClient(ctx context.Context, o *options) (*s3.Client, error) {
 	if err != nil {
 		return nil, errclass.With(errors.Wrap(err, "loading AWS configuration"), errdefs.ErrInvalidArgument)
 	}
-	if cfg.Region == "" && o.endpoint == "" && cfg.BaseEndpoint == nil {
-		// On AWS, the instance's region, if there is an instance.
-		if c, err := awsconfig.LoadDefaultConfig(ctx, append(load, awsconfig.WithEC2IMDSRegion())...); err == nil && c.Region != "" {
-			cfg = c
-		} else {
-			return nil, errors.Wrap(errdefs.ErrInvalidArgument, "no region: set AWS_REGION or use WithRegion")
+	if client, ok := buildClient(cfg, o); ok {
+		return client, nil
+	}
+	// No region and no endpoint: on AWS, the instance's region, if there
+	// is an instance (the SDK does not ask IMDS unless told).
+	if cfg, err := awsconfig.LoadDefaultConfig(ctx, append(load, awsconfig.WithEC2IMDSRegion())...); err == nil && cfg.Region != "" {
+		if client, ok := buildClient(cfg, o); ok {
+			return client, nil
 		}
 	}
-	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
-	}
-	endpoint := o.endpoint
-	if endpoint == "" && cfg.BaseEndpoint != nil {
-		endpoint = *cfg.BaseEndpoint
-	}
-	pathStyle := isLocalEndpoint(endpoint)
-	if o.pathStyle != nil {
-		pathStyle = *o.pathStyle
-	}
-	return s3.NewFromConfig(cfg, func(so *s3.Options) {
+	return nil, errors.Wrap(errdefs.ErrInvalidArgument, "no region: set AWS_REGION or use WithRegion")
+}
+
+// buildClient makes the client of cfg and o, and says false if it has
+// neither a region nor an endpoint. The endpoint is the one the SDK
+// resolves (WithEndpoint, else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the
+// shared config), and decides the default addressing and region.
+func buildClient(cfg aws.Config, o *options) (*s3.Client, bool) {
+	ok := true
+	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
 		if o.endpoint != "" {
 			so.BaseEndpoint = aws.String(o.endpoint)
 		}
-		so.UsePathStyle = pathStyle
+		endpoint := aws.ToString(so.BaseEndpoint)
+		if so.Region == "" {
+			if endpoint == "" {
+				ok = false
+			}
+			// S3-compatible servers sign for any region; most expect
+			// this one.
+			so.Region = "us-east-1"
+		}
+		so.UsePathStyle = isLocalEndpoint(endpoint)
+		if o.pathStyle != nil {
+			so.UsePathStyle = *o.pathStyle
+		}
 		if o.accessKey != "" {
 			so.Credentials = credentials.NewStaticCredentialsProvider(o.accessKey, o.secretKey, o.token)
 		}
-	}), nil
+	})
+	return client, ok
 }
 
 // isLocalEndpoint tells whether the endpoint's host is an IP address or a

@@ -43,7 +43,7 @@ func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.
 		}
 	}
 	if s.opts.readOnly {
-		return nil, errors.Wrapf(errdefs.ErrFailedPrecondition, "writing %s: %s is read-only", wo.Desc.Digest, s)
+		return nil, errors.Wrapf(errdefs.ErrFailedPrecondition, "%s: opened read-only, no writes", s)
 	}
 	switch wo.Desc.MediaType {
 	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
