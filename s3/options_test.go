@@ -132,3 +132,33 @@ func TestInvalidDigests(t *testing.T) {
 		t.Errorf("Info = %v", err)
 	}
 }
+
+// A write that cannot be spooled fails, and so does its Commit: nothing
+// is uploaded.
+func TestSpoolFailure(t *testing.T) {
+	isolate(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := s3.New(ctx, "b", append(local, s3.WithSpoolDir(dir))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	w, err := store.Writer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	big := make([]byte, 5<<20)
+	if _, err := w.Write(big); err == nil {
+		t.Fatal("Write to a missing spool directory succeeded")
+	}
+	if _, err := w.Write([]byte("more")); err == nil {
+		t.Error("Write after a failed write succeeded")
+	}
+	if err := w.Commit(ctx, 0, ""); err == nil || !strings.Contains(err.Error(), "spooling") {
+		t.Errorf("Commit = %v, want the spool's failure", err)
+	}
+}

@@ -56,8 +56,8 @@ func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.
 		}
 	}
 	alg := digest.Canonical
-	if a := wo.Desc.Digest.Algorithm(); wo.Desc.Digest != "" && a.Available() {
-		alg = a
+	if wo.Desc.Digest != "" && wo.Desc.Digest.Algorithm().Available() {
+		alg = wo.Desc.Digest.Algorithm()
 	}
 	now := time.Now()
 	return &writer{
@@ -87,6 +87,7 @@ type writer struct {
 	started  time.Time
 	updated  time.Time
 	done     bool
+	err      error // a failed spool write: the spool no longer matches
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -95,10 +96,14 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, errors.Wrap(errdefs.ErrFailedPrecondition, "write after commit or close")
 	}
+	if w.err != nil {
+		return 0, w.err
+	}
 	if w.file == nil && len(w.mem)+len(p) > spoolMemory {
 		f, err := os.CreateTemp(w.s.opts.spoolDir, "remotecache-s3-")
 		if err != nil {
-			return 0, errors.Wrap(err, "spooling write")
+			w.err = errors.Wrap(err, "spooling write")
+			return 0, w.err
 		}
 		// Unlinked at once where the system allows: nothing is left
 		// behind, whatever happens. Elsewhere release removes it.
@@ -107,15 +112,16 @@ func (w *writer) Write(p []byte) (int, error) {
 		}
 		w.file = f
 		if _, err := f.Write(w.mem); err != nil {
-			return 0, errors.Wrap(err, "spooling write")
+			w.err = errors.Wrap(err, "spooling write")
+			return 0, w.err
 		}
 		w.mem = nil
 	}
 	if w.file != nil {
 		if _, err := w.file.Write(p); err != nil {
-			// Size and digest no longer agree with the file: Commit
-			// fails on them.
-			return 0, errors.Wrap(err, "spooling write")
+			// The file may hold part of p: nothing can be committed.
+			w.err = errors.Wrap(err, "spooling write")
+			return 0, w.err
 		}
 	} else {
 		w.mem = append(w.mem, p...)
@@ -155,6 +161,7 @@ func (w *writer) Truncate(size int64) error {
 	}
 	w.release()
 	w.digester = w.alg.Digester()
+	w.err = nil
 	return nil
 }
 
@@ -190,6 +197,9 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 	}
 	w.done = true
 	defer w.release()
+	if w.err != nil {
+		return w.err
+	}
 	if size == 0 {
 		size = w.desc.Size
 	}

@@ -351,6 +351,19 @@ func TestWriterChecksBeforeUpload(t *testing.T) {
 		t.Errorf("objects left: %q", keys)
 	}
 
+	// Without a descriptor, the blob is named by what Commit expects.
+	w, err = store.Writer(ctx, content.WithRef("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(dt)
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.object(t, "blobs/"+desc.Digest.String()); !bytes.Equal(got, dt) {
+		t.Errorf("blob written without a descriptor: %q", got)
+	}
+
 	// A write of a spool's size (over 4 MiB) round trips too.
 	big := bytes.Repeat([]byte("0123456789abcdef"), 5<<16)
 	desc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(big), Size: int64(len(big))}
