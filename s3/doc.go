@@ -47,8 +47,12 @@
 // copies the object onto itself with its metadata and content type and a
 // new "updated-at", as BuildKit's exporter does: bucket lifecycle rules
 // that expire objects by age then keep the blobs a live cache still uses.
-// Blobs over 5 GiB, CopyObject's limit, are copied in parts. A store
-// opened WithReadOnly never refreshes, uploads or deletes.
+// Blobs over 5 GiB, CopyObject's limit, are copied in parts. Some servers
+// keep an object's modification time when it is copied onto itself
+// (Versity's posix backend does), so the refresh time is the later of the
+// object's LastModified and its updated-at. A store opened WithReadOnly
+// never refreshes, uploads or deletes; open a store that a copy reads from
+// read-only, since the exporter asks its sources' Info too.
 //
 // # Import
 //
