@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,9 @@ type memRegistry struct {
 	tags      map[string]digest.Digest // "repo:tag"
 	uploads   int
 	manifests int // manifests pushed
+	// blobDelay is how long each read of a blob (not a check) waits
+	// before it is answered, to make a copy from it slow.
+	blobDelay atomic.Int64
 }
 
 func startRegistry(t *testing.T) (host string, reg *memRegistry) {
@@ -40,6 +44,9 @@ func startRegistry(t *testing.T) (host string, reg *memRegistry) {
 }
 
 func (reg *memRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+		time.Sleep(time.Duration(reg.blobDelay.Load()))
+	}
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	p := strings.TrimPrefix(r.URL.Path, "/v2/")
@@ -157,7 +164,7 @@ func TestRegistry(t *testing.T) {
 
 	clitest.FailsWith(t, runTool(t, "inspect", "--quiet", "registry:"+host+"/team/cache:nope"), "not found")
 	r = runTool(t, "prune", "--quiet", v1)
-	if r.Code != 2 || !strings.Contains(r.Stderr, "only OCI layout directories can be pruned") {
+	if r.Code != 2 || !strings.Contains(r.Stderr, "only OCI layout directories and s3: locations can be pruned") {
 		t.Errorf("prune of a registry: exit %d\n%s", r.Code, r.Stderr)
 	}
 }

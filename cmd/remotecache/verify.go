@@ -2,31 +2,35 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 
 	"github.com/buildcache/remotecache"
 	"github.com/pkg/errors"
+	"github.com/spf13/cobra"
 )
 
-var verifyCommand = &command{
-	name: "verify",
-	args: "SRC",
-	summary: `Check that every blob of the cache that SRC's tag names (the manifest, the
+func (c *cli) verifyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify SRC",
+		Short: "Check that a cache is whole",
+		Long: `Check that every blob of the cache that SRC's tag names (the manifest, the
 cache config and every layer) is in the store with the size and digest its
-descriptor gives, and that every layer the config names is in the manifest.
-Each problem is written to stdout, one per line, and the exit status is 1.
-Nothing is written into SRC.`,
-	nargs: exactly(1),
-	flags: func(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
-		return func(ctx context.Context, c *cli, args []string) error {
+descriptor gives, that the config has none of the problems that make an
+import refuse it, and that every layer the config names is in the
+manifest. Each problem is written to stdout, one per line, and the exit
+status is 1. Nothing is written into SRC.`,
+		Args:                  exactArgs(1),
+		DisableFlagsInUseLine: true,
+		Annotations:           map[string]string{footerAnnotation: locations},
+		ValidArgsFunction:     completeLocations,
+		RunE: c.runE(func(ctx context.Context, args []string) error {
 			locs, err := parseLocations(args)
 			if err != nil {
 				return err
 			}
 			return c.verify(ctx, locs[0])
-		}
-	},
+		}),
+	}
 }
 
 func (c *cli) verify(ctx context.Context, l location) error {
@@ -52,6 +56,10 @@ func (c *cli) verify(ctx context.Context, l location) error {
 	m, err := remotecache.ReadManifest(ctx, src, desc)
 	if err != nil {
 		return errors.Wrapf(err, "%s", l)
+	}
+	if m.Format == remotecache.FormatConfigOnly {
+		fmt.Fprintf(c.stdout, "%s: ok: config %s and %s\n", l, desc.Digest, plural(len(m.Layers), "layer blob"))
+		return nil
 	}
 	fmt.Fprintf(c.stdout, "%s: ok: manifest %s, config and %s\n", l, desc.Digest, plural(len(m.Layers), "layer blob"))
 	return nil
