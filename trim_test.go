@@ -123,9 +123,9 @@ func tmCheckKept(t *testing.T, in, out *remotecache.CacheConfig, rep remotecache
 	}
 	for k, rs := range want {
 		if _, ok := got[k]; ok != leads[k] {
-			t.Errorf("record %s: kept %v, leads to a kept result %v", k[:20], ok, leads[k])
+			t.Errorf("record %.20s: kept %v, leads to a kept result %v", k, ok, leads[k])
 		} else if ok && !slices.Equal(got[k], rs) {
-			t.Errorf("record %s: results %q, want %q", k[:20], got[k], rs)
+			t.Errorf("record %.20s: results %q, want %q", k, got[k], rs)
 		}
 	}
 	if rep.After.Records != len(out.Records) || rep.Before.Records != len(in.Records) {
