@@ -77,9 +77,10 @@ type TrimReport struct {
 // Trim returns a copy of cfg cut down to a budget, a total blob size
 // (WithMaxSize), a maximum age of results (WithMaxAge), or both; at least
 // one is required. cfg is not changed, and the copy shares no memory with
-// it. sizes gives the size of every layer blob cfg names: from the
-// manifest's layer descriptors (Manifest.BlobSizes), or from the layers'
-// LayerAnnotations in the config-only form. A blob without a size, or with
+// it. sizes gives the size of every layer blob cfg names:
+// Manifest.BlobSizes, which has them from the manifest's layer descriptors
+// (in the config-only form, from the layers' LayerAnnotations). A blob
+// without a size, or with
 // a negative one, is an error of class errdefs.ErrInvalidArgument naming
 // it, as is a config that Parse would refuse (CheckConfig).
 //
