@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -82,6 +83,31 @@ func TestParseLocation(t *testing.T) {
 	}
 	if got := (location{scheme: "s3", tag: "a;b"}).names(); len(got) != 2 || got[0] != "a" || got[1] != "b" {
 		t.Errorf("names() = %q", got)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "1048576": 1 << 20, "5GB": 5e9, "5gb": 5e9, "5G": 5e9, "1.5MB": 1.5e6, "2GiB": 2 << 30, "512 KiB": 512 << 10,
+		"10B": 10, "3tb": 3e12, "1TiB": 1 << 40, "2.5k": 2500,
+		"": -1, "GB": -1, "5XB": -1, "-1": -1, "1e9": -1, "5 G B": -1, "99999999999TB": -1,
+	} {
+		got, err := parseSize(in)
+		if (err != nil) != (want < 0) || (err == nil && got != want) {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+func TestParseAge(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"720h": 720 * time.Hour, "90m": 90 * time.Minute, "30d": 30 * 24 * time.Hour, "1.5d": 36 * time.Hour, "1h30m": 90 * time.Minute,
+		"": -1, "d": -1, "soon": -1, "1w": -1,
+	} {
+		got, err := parseAge(in)
+		if (err != nil) != (want < 0) || (err == nil && got != want) {
+			t.Errorf("parseAge(%q) = %v, %v; want %v", in, got, err, want)
+		}
 	}
 }
 

@@ -381,6 +381,20 @@ func TestUsageErrors(t *testing.T) {
 		{"completion", "tcsh"},
 		{"help", "copy", "extra"},
 		{"--bogus"},
+		{"trim", "oci:a", "oci:b"},
+		{"trim", "oci:a", "--max-age", "1h"},
+		{"trim", "oci:a", "oci:b", "--max-size", "lots"},
+		{"trim", "oci:a", "oci:b", "--max-size", "5XB"},
+		{"trim", "oci:a", "oci:b", "--max-size", "-1"},
+		{"trim", "oci:a", "oci:b", "--max-age", "0s"},
+		{"trim", "oci:a", "oci:b", "--max-age", "-2h"},
+		{"trim", "oci:a", "oci:b", "--max-age", "soon"},
+		{"trim", "oci:a", "s3:bucket", "--max-age", "1h", "--format", "oci-index"},
+		{"trim", "oci:a", "oci:b", "--max-age", "1h", "--concurrency", "0"},
+		{"diff", "oci:a"},
+		{"diff", "oci:a", "oci:b", "--json", "--dot"},
+		{"diff", "oci:a", "oci:b", "--dry-run"},
+		{"verify", "oci:a", "--dry-run"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := runTool(t, args...)

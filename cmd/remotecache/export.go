@@ -32,6 +32,14 @@ func addExportFlags(cmd *cobra.Command) *exportFlags {
 	return f
 }
 
+// check checks what the flags say on their own.
+func (f *exportFlags) check() error {
+	if f.concurrency < 1 {
+		return usagef("--concurrency %d: must be at least 1", f.concurrency)
+	}
+	return nil
+}
+
 // manifestFormat is the form to write into dst: --format if given, else
 // the config-only form for an object store and an image manifest for the
 // others. An object store takes only the config-only form, and only an
@@ -83,41 +91,33 @@ func (r *exportResult) print(c *cli, asJSON bool) error {
 	return err
 }
 
-// export imports every source into one exporter, writes the cache into
-// the destination and moves the destination's tag to it.
+// export reads every source and writes their union into the destination,
+// moving its tag last.
 func (c *cli) export(ctx context.Context, srcLocs []location, dstLoc location, f *exportFlags) (*exportResult, error) {
 	format, err := f.manifestFormat(dstLoc)
 	if err != nil {
 		return nil, err
 	}
-	if f.concurrency < 1 {
-		return nil, usagef("--concurrency %d: must be at least 1", f.concurrency)
+	if err := f.check(); err != nil {
+		return nil, err
 	}
+	// Sources first, so that one that cannot be read leaves no new empty
+	// layout behind at DST.
+	caches, closeAll, err := readCaches(ctx, srcLocs)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
+	return c.write(ctx, caches, dstLoc, format, f.concurrency)
+}
 
-	// Sources first, each with the manifest its tag names, so that a
-	// source that cannot be read leaves no new empty layout behind at DST.
-	srcs := make([]source, 0, len(srcLocs))
-	defer func() {
-		for _, s := range srcs {
-			s.Close()
-		}
-	}()
-	manifests := make([]ocispec.Descriptor, len(srcLocs))
+// write adds the configs of caches, each with the blobs of its store, to
+// one exporter, writes the cache into dstLoc in the given form and moves
+// dstLoc's tag to it.
+func (c *cli) write(ctx context.Context, caches []*storedCache, dstLoc location, format remotecache.ManifestFormat, concurrency int) (*exportResult, error) {
 	var pl planner
-	for i, l := range srcLocs {
-		s, err := openSource(ctx, l)
-		if err != nil {
-			return nil, err
-		}
-		srcs = append(srcs, s)
-		if manifests[i], err = s.manifest(ctx); err != nil {
-			return nil, err
-		}
-		m, err := remotecache.ReadManifest(ctx, s, manifests[i])
-		if err != nil {
-			return nil, errors.Wrapf(err, "%s", l)
-		}
-		pl.add(m, format)
+	for _, sc := range caches {
+		pl.add(sc)
 	}
 	dst, err := openDestination(ctx, dstLoc)
 	if err != nil {
@@ -126,20 +126,20 @@ func (c *cli) export(ctx context.Context, srcLocs []location, dstLoc location, f
 	defer dst.Close()
 
 	t := &tally{failures: &c.failures}
-	sink, stop := c.progress(pl.plan())
+	sink, stop := c.progress(pl.plan(format))
 	defer stop(false)
 	t.next = sink
 	exp, err := remotecache.NewExporter(dst,
 		remotecache.WithManifestFormat(format),
-		remotecache.WithConcurrency(f.concurrency),
+		remotecache.WithConcurrency(concurrency),
 		remotecache.WithProgress(t))
 	if err != nil {
 		return nil, err
 	}
-	for i, s := range srcs {
-		done := remotecache.OneOff(t, "importing "+srcLocs[i].String())
-		if err := done(remotecache.Import(ctx, s, manifests[i], exp)); err != nil {
-			return nil, errors.Wrapf(err, "%s", srcLocs[i])
+	for _, sc := range caches {
+		done := remotecache.OneOff(t, "importing "+sc.loc.String())
+		if err := done(remotecache.ParseConfig(sc.cfg, sc.m.Descriptors(sc.src), exp)); err != nil {
+			return nil, errors.Wrapf(err, "%s: cache config %s", sc.loc, sc.m.Config.Digest)
 		}
 	}
 	resp, err := exp.Finalize(ctx)
@@ -164,27 +164,45 @@ func (c *cli) export(ctx context.Context, srcLocs []location, dstLoc location, f
 	return &r, nil
 }
 
-// planner adds up what the sources' manifests list, for the overall bar.
+// planner adds up the blobs the caches' configs name, for the overall
+// bar.
 type planner struct {
 	seen  map[digest.Digest]bool
 	blobs int
 	bytes int64
 	meta  int64 // the largest config and manifest: one of each is written
-	form  remotecache.ManifestFormat
 }
 
-func (p *planner) add(m *remotecache.Manifest, format remotecache.ManifestFormat) {
+// add adds the blobs a cache's config names.
+func (p *planner) add(sc *storedCache) {
+	sizes := sc.blobSizes()
+	for _, l := range sc.cfg.Layers {
+		p.addBlob(l.Blob, sizes[l.Blob])
+	}
+	p.addMeta(sc.m)
+}
+
+// addManifest adds the blobs a manifest lists.
+func (p *planner) addManifest(m *remotecache.Manifest) {
+	for _, l := range m.Layers {
+		p.addBlob(l.Digest, l.Size)
+	}
+	p.addMeta(m)
+}
+
+func (p *planner) addBlob(d digest.Digest, size int64) {
 	if p.seen == nil {
 		p.seen = map[digest.Digest]bool{}
 	}
-	p.form = format
-	for _, l := range m.Layers {
-		if !p.seen[l.Digest] {
-			p.seen[l.Digest] = true
-			p.blobs++
-			p.bytes += l.Size
-		}
+	if !p.seen[d] {
+		p.seen[d] = true
+		p.blobs++
+		p.bytes += max(size, 0)
 	}
+}
+
+// addMeta counts a config and a manifest the size of m's.
+func (p *planner) addMeta(m *remotecache.Manifest) {
 	meta := m.Config.Size
 	if m.Format != remotecache.FormatConfigOnly {
 		meta += m.Descriptor.Size
@@ -192,10 +210,12 @@ func (p *planner) add(m *remotecache.Manifest, format remotecache.ManifestFormat
 	p.meta = max(p.meta, meta)
 }
 
-func (p *planner) plan() plan {
+// plan is what an export in the given form writes: the blobs, a config
+// and, but in the config-only form, a manifest.
+func (p *planner) plan(format remotecache.ManifestFormat) plan {
 	pl := plan{blobs: p.blobs + 2, bytes: p.bytes + p.meta}
-	if p.form == remotecache.FormatConfigOnly {
-		pl.blobs-- // no manifest
+	if format == remotecache.FormatConfigOnly {
+		pl.blobs--
 	}
 	return pl
 }

@@ -124,7 +124,12 @@ func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, gra
 	if err != nil {
 		return errors.Wrapf(err, "%s", l)
 	}
-	c.printPrune(s.String(), dryRun, rep.Blobs, rep.Bytes, "; kept "+plural(rep.Kept, "blob"))
+	// Every config under the prefix counts, whatever its name.
+	where := l.scheme + ":" + l.path
+	if l.prefix != "" {
+		where += "/" + l.prefix
+	}
+	c.printPrune(where, dryRun, rep.Blobs, rep.Bytes, "; kept "+plural(rep.Kept, "blob"))
 	return nil
 }
 

@@ -12,7 +12,7 @@ import (
 func (c *cli) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "remotecache COMMAND",
-		Short: "Copy, inspect, verify, prune, merge, trim and compare build caches",
+		Short: "Copy, inspect, verify, repair, prune, merge, trim and compare build caches",
 		Long: `remotecache works on build caches in the remote cache format that BuildKit
 reads and writes, wherever they are: an OCI image layout directory, a
 registry, an S3 bucket.`,
@@ -50,6 +50,8 @@ registry, an S3 bucket.`,
 		c.verifyCommand(),
 		c.pruneCommand(),
 		c.mergeCommand(),
+		c.trimCommand(),
+		c.diffCommand(),
 		c.versionCommand(),
 		c.completionCommand(),
 	)

@@ -175,6 +175,26 @@ func TestCLI(t *testing.T) {
 	}
 	c.ok(t, "verify", "--quiet", merged)
 
+	// The lifecycle commands on a bucket: the copy in the bucket is the
+	// fixture's cache; a trim that keeps everything keeps the form; a
+	// lost blob is repaired in place.
+	if r := c.ok(t, "diff", "oci:"+fixture, loc); !strings.Contains(r.Stdout, "A and B hold the same cache") {
+		t.Errorf("diff of the fixture and its copy in the bucket:\n%s", r.Stdout)
+	}
+	trimmed := "s3:" + e.bucket + "/trimmed/"
+	if r := c.ok(t, "trim", "--quiet", loc, trimmed, "--max-age", "876000h"); !strings.Contains(r.Stdout, "nothing to drop") || !strings.HasSuffix(r.Stdout, " config-only\n") {
+		t.Errorf("trim into a bucket:\n%s", r.Stdout)
+	}
+	lost := "sha256:258f55c32c55f89557d716faf546897e558dcb4c69dd6af1c6b5a270f61a16fc"
+	if _, err := e.admin.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &e.bucket, Key: ptr("trimmed/blobs/" + lost)}); err != nil {
+		t.Fatal(err)
+	}
+	clitest.FailsWith(t, c.run(t, "verify", "--quiet", trimmed), "1 problem")
+	r = c.ok(t, "verify", "--repair", trimmed)
+	if !strings.Contains(r.Stdout, "1 blob missing\n  "+lost) || !strings.Contains(r.Stdout, "dropped 2 results") || !strings.Contains(r.Stdout, trimmed+":buildkit: ok: config ") {
+		t.Errorf("verify --repair of a bucket:\n%s", r.Stdout)
+	}
+
 	// Failures: a name that is not there, a bucket that is not.
 	clitest.FailsWith(t, c.run(t, "inspect", "--quiet", "s3:"+e.bucket+"/ci/:nope"), "ci/manifests/nope", "does not exist")
 	clitest.FailsWith(t, c.run(t, "copy", "--quiet", "s3:no-such-bucket", "oci:"+filepath.Join(t.TempDir(), "x")), "no-such-bucket")
@@ -232,3 +252,5 @@ func TestCLIPrune(t *testing.T) {
 		t.Errorf("prune --grace-period 0s printed:\n%s", r.Stdout)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
