@@ -48,8 +48,10 @@ type layoutRow struct {
 //     store on the directory (what the client gives buildkitd), then
 //     client/ociindex's Put of the tag.
 //
-// Opening the store is not timed. Each run then exports again into the
-// same directory ("re-export"; ours and BuildKit only).
+// Opening the store is not timed; Finalize and the tag are timed apart
+// (a GC runs between them) and reported whole and Finalize alone. Each run
+// then exports again into the same directory ("re-export"; ours and
+// BuildKit only).
 func (r *runner) layoutCase(c caseSpec) error {
 	t0 := time.Now()
 	g := cachegen.NewWithOptions(c.seed, c.records, cachegen.Options{BlobSize: c.blobSize, MaxBlobs: c.maxBlobs})
@@ -75,109 +77,118 @@ func (r *runner) layoutCase(c caseSpec) error {
 		runIdx++
 		return filepath.Join(r.base, fmt.Sprintf("%s-%s-%d", c.name, side, runIdx))
 	}
-	// timed replays the graph into a new exporter (not timed), syncs the
-	// disks (not timed) and measures fin, which finalizes and tags.
-	timed := func(phase, side string, fin func() (ocispec.Descriptor, error)) (sample, ocispec.Descriptor, error) {
+	// timed syncs the disks (not timed), measures fin, which finalizes,
+	// then tagFn, which tags what fin wrote (if not nil). It returns the
+	// sum of the two (the export) and fin's sample alone.
+	timed := func(phase, side string, fin func() (ocispec.Descriptor, error), tagFn func(ocispec.Descriptor) error) (total, finOnly sample, desc ocispec.Descriptor, err error) {
 		syncDisks()
-		var desc ocispec.Descriptor
-		s, err := r.measure(c.name+"/"+phase, side, func() error {
+		finOnly, err = r.measure(c.name+"/"+phase, side, func() error {
 			var err error
 			desc, err = fin()
 			return err
 		})
-		return s, desc, err
+		if err != nil || tagFn == nil {
+			return finOnly, finOnly, desc, err
+		}
+		t, err := r.measure(c.name+"/"+phase+"-tag", side, func() error { return tagFn(desc) })
+		total = sample{wall: finOnly.wall + t.wall, cpu: finOnly.cpu + t.cpu, mallocs: finOnly.mallocs + t.mallocs}
+		return total, finOnly, desc, err
 	}
+	// manifestDesc is the descriptor a Finalize response names.
+	manifestDesc := func(res map[string]string) (ocispec.Descriptor, error) {
+		var desc ocispec.Descriptor
+		err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc)
+		return desc, err
+	}
+
+	// phases are the samples of one run of a side: the first export and
+	// the re-export, each whole and its Finalize alone.
+	type phases struct{ first, firstFin, again, againFin sample }
 
 	// ours exports twice into a new layout; it returns the blobs of the
 	// first export, read back, for the floor.
-	oursRun := func() (first, again sample, blobs []floorBlob, err error) {
+	oursRun := func() (ph phases, blobs []floorBlob, err error) {
 		dir := newDir("ours")
 		defer os.RemoveAll(dir)
 		s, err := ocilayout.OpenContext(r.ctx, dir)
 		if err != nil {
-			return first, again, nil, err
+			return ph, nil, err
 		}
 		defer s.Close()
-		export := func(phase string) (sample, ocispec.Descriptor, error) {
+		export := func(phase string) (total, fin sample, desc ocispec.Descriptor, err error) {
 			var opts []remotecache.ExportOption
 			if r.conc > 0 {
 				opts = append(opts, remotecache.WithConcurrency(r.conc))
 			}
 			exp, err := remotecache.NewExporter(s, opts...)
 			if err != nil {
-				return sample{}, ocispec.Descriptor{}, err
+				return total, fin, desc, err
 			}
 			if _, err := ours.Replay(exp, order); err != nil {
-				return sample{}, ocispec.Descriptor{}, err
+				return total, fin, desc, err
 			}
 			return timed(phase, "ours", func() (ocispec.Descriptor, error) {
 				res, err := exp.Finalize(r.ctx)
 				if err != nil {
 					return ocispec.Descriptor{}, err
 				}
-				var desc ocispec.Descriptor
-				if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-					return desc, err
-				}
-				return desc, s.Tag(r.ctx, tag, desc)
-			})
+				return manifestDesc(res)
+			}, func(desc ocispec.Descriptor) error { return s.Tag(r.ctx, tag, desc) })
 		}
-		first, desc, err := export("first")
-		if err != nil {
-			return first, again, nil, fmt.Errorf("first export: %w", err)
+		var desc ocispec.Descriptor
+		if ph.first, ph.firstFin, desc, err = export("first"); err != nil {
+			return ph, nil, fmt.Errorf("first export: %w", err)
 		}
 		if blobs, err = exportedBlobs(r.ctx, s, src, desc); err != nil {
-			return first, again, nil, err
+			return ph, nil, err
 		}
-		if again, _, err = export("again"); err != nil {
-			return first, again, nil, fmt.Errorf("re-export: %w", err)
+		if ph.again, ph.againFin, _, err = export("again"); err != nil {
+			return ph, nil, fmt.Errorf("re-export: %w", err)
 		}
 		if got, err := s.Resolve(r.ctx, tag); err != nil || got.Digest != desc.Digest {
-			return first, again, nil, fmt.Errorf("tag after the re-export: %v, %v", got.Digest, err)
+			return ph, nil, fmt.Errorf("tag after the re-export: %v, %v", got.Digest, err)
 		}
-		return first, again, blobs, nil
+		return ph, blobs, nil
 	}
 
-	bkRun := func() (first, again sample, err error) {
+	bkRun := func() (ph phases, err error) {
 		dir := newDir("buildkit")
 		defer os.RemoveAll(dir)
 		store, err := local.NewStore(dir)
 		if err != nil {
-			return first, again, err
+			return ph, err
 		}
-		export := func(phase string) (sample, error) {
+		export := func(phase string) (total, fin sample, err error) {
 			exp := bkremotecache.NewExporter(store, "", true, true, compression.Config{})
 			if _, err := bk.Replay(exp, order); err != nil {
-				return sample{}, err
+				return total, fin, err
 			}
-			s, _, err := timed(phase, "buildkit", func() (ocispec.Descriptor, error) {
+			total, fin, _, err = timed(phase, "buildkit", func() (ocispec.Descriptor, error) {
 				res, err := exp.Finalize(r.ctx)
 				if err != nil {
 					return ocispec.Descriptor{}, err
 				}
-				var desc ocispec.Descriptor
-				if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-					return desc, err
-				}
-				return desc, ociindex.NewStoreIndex(dir).Put(desc, ociindex.Tag(tag))
+				return manifestDesc(res)
+			}, func(desc ocispec.Descriptor) error {
+				return ociindex.NewStoreIndex(dir).Put(desc, ociindex.Tag(tag))
 			})
-			return s, err
+			return total, fin, err
 		}
-		if first, err = export("first"); err != nil {
-			return first, again, fmt.Errorf("first export: %w", err)
+		if ph.first, ph.firstFin, err = export("first"); err != nil {
+			return ph, fmt.Errorf("first export: %w", err)
 		}
-		if again, err = export("again"); err != nil {
-			return first, again, fmt.Errorf("re-export: %w", err)
+		if ph.again, ph.againFin, err = export("again"); err != nil {
+			return ph, fmt.Errorf("re-export: %w", err)
 		}
-		return first, again, nil
+		return ph, nil
 	}
 
 	floorRun := func(blobs []floorBlob) (sample, error) {
 		dir := newDir("floor")
 		defer os.RemoveAll(dir)
-		s, _, err := timed("first", "floor", func() (ocispec.Descriptor, error) {
+		s, _, _, err := timed("first", "floor", func() (ocispec.Descriptor, error) {
 			return ocispec.Descriptor{}, writeFloor(r.ctx, dir, blobs, 4)
-		})
+		}, nil)
 		if err != nil {
 			return s, err
 		}
@@ -191,7 +202,7 @@ func (r *runner) layoutCase(c caseSpec) error {
 	}
 
 	// The warm-up run of ours also gives the floor its blobs.
-	_, _, blobs, err := oursRun()
+	_, blobs, err := oursRun()
 	if err != nil {
 		return fmt.Errorf("ours (warm-up): %w", err)
 	}
@@ -203,14 +214,16 @@ func (r *runner) layoutCase(c caseSpec) error {
 		return fmt.Errorf("floor (warm-up): %w", err)
 	}
 	if r.sideBK {
-		if _, _, err := bkRun(); err != nil {
+		if _, err := bkRun(); err != nil {
 			return fmt.Errorf("buildkit (warm-up): %w", err)
 		}
 	}
 
 	label := fmt.Sprintf("%d × %s (%d records) into an OCI layout", len(g.Blobs), size(c.blobSize), len(g.Ops))
-	first := layoutRow{name: "Export " + label + ", fresh layout"}
-	again := layoutRow{name: "Export " + label + ", re-export"}
+	first := layoutRow{name: "Export " + label + ", fresh layout: Finalize + tag"}
+	firstFin := layoutRow{name: "… of which Finalize"}
+	again := layoutRow{name: "Export " + label + ", re-export: Finalize + tag"}
+	againFin := layoutRow{name: "… of which Finalize"}
 	n := r.runs(c)
 	for i := range n {
 		f, err := floorRun(blobs)
@@ -219,22 +232,30 @@ func (r *runner) layoutCase(c caseSpec) error {
 		}
 		first.floor = append(first.floor, f)
 		for _, side := range r.sides() {
-			var fs, as sample
+			var ph phases
 			var err error
 			if side == "ours" {
-				fs, as, _, err = oursRun()
-				first.ours, again.ours = append(first.ours, fs), append(again.ours, as)
+				ph, _, err = oursRun()
 			} else {
-				fs, as, err = bkRun()
-				first.bk, again.bk = append(first.bk, fs), append(again.bk, as)
+				ph, err = bkRun()
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", side, err)
 			}
+			for _, x := range []struct {
+				row *layoutRow
+				s   sample
+			}{{&first, ph.first}, {&firstFin, ph.firstFin}, {&again, ph.again}, {&againFin, ph.againFin}} {
+				if side == "ours" {
+					x.row.ours = append(x.row.ours, x.s)
+				} else {
+					x.row.bk = append(x.row.bk, x.s)
+				}
+			}
 		}
 		fmt.Printf("  run %d/%d: first%s; re-export%s\n", i+1, n, layoutProgress(first), layoutProgress(again))
 	}
-	r.layouts = append(r.layouts, first, again)
+	r.layouts = append(r.layouts, first, firstFin, again, againFin)
 	r.notes = append(r.notes, fmt.Sprintf("Export %s: the floor writes the %d blobs ours writes (%s: the manifest's distinct layers, the config, the manifest), 4 at a time; ours is Finalize + Tag through ocilayout, BuildKit's is Finalize into containerd's local store + ociindex Put; copies at a time: %s (ours), 4 (BuildKit); load average %s at the start, %s at the end",
 		label, len(blobs), size(total), r.concDesc(), load0, loadAvg()))
 	return nil
