@@ -165,8 +165,7 @@ const ingestDir = "ingest"
 // when no other Store is open, so no other writer of this package is
 // using any of them.
 func (s *Store) unfinished() ([]string, error) {
-	live := s.tempFiles()
-	var paths []string
+	var temps, paths []string
 	root := filepath.Join(s.dir, blobsDir)
 	algs, err := os.ReadDir(root)
 	if err != nil && !os.IsNotExist(err) {
@@ -181,9 +180,18 @@ func (s *Store) unfinished() ([]string, error) {
 			return nil, err
 		}
 		for _, e := range entries {
-			if p := filepath.Join(root, a.Name(), e.Name()); isTemp(e.Name()) && !live[p] {
-				paths = append(paths, p)
+			if isTemp(e.Name()) {
+				temps = append(temps, filepath.Join(root, a.Name(), e.Name()))
 			}
+		}
+	}
+	// s's writers in progress, once the files are listed: a writer that
+	// makes its file after the listing is not in it, one that made it
+	// before and is still writing is in both.
+	live := s.tempFiles()
+	for _, p := range temps {
+		if !live[p] {
+			paths = append(paths, p)
 		}
 	}
 	ingests, err := os.ReadDir(filepath.Join(s.dir, ingestDir))
