@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -324,6 +325,15 @@ func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) (
 		idx, err := s.readIndex()
 		if err != nil {
 			return err
+		}
+		var named []ocispec.Descriptor
+		for _, d := range idx.Manifests {
+			if tagName(d) == name {
+				named = append(named, d)
+			}
+		}
+		if len(named) == 1 && reflect.DeepEqual(named[0], entry) {
+			return nil // the tag names this already: index.json stays as it is
 		}
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return tagName(d) == name })
 		idx.Manifests = append(idx.Manifests, entry)

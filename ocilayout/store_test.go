@@ -373,6 +373,17 @@ func TestTagResolve(t *testing.T) {
 	if _, err := s.Resolve(ctx, "nope"); !errdefs.IsNotFound(err) {
 		t.Fatalf("Resolve(nope) = %v", err)
 	}
+	// Tagging again what a tag names already leaves index.json as it is.
+	before, err := os.Stat(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag(ctx, "latest", d2); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := os.Stat(filepath.Join(dir, "index.json")); err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("index.json replaced by a tag that did not move (%v)", err)
+	}
 	// A manifest whose blobs are not all there cannot be tagged.
 	missing := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("x"), Size: 1}
 	if err := s.Tag(ctx, "latest", missing); !errdefs.IsNotFound(err) {
