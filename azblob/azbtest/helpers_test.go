@@ -12,8 +12,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
-	"github.com/buildcache/remotecache/internal/cachegen"
 	azbstore "github.com/buildcache/remotecache/azblob"
+	"github.com/buildcache/remotecache/internal/cachegen"
 )
 
 // graph makes a reproducible cache graph of n records whose blobs are
