@@ -95,7 +95,7 @@ func (e *responseError) Error() string {
 	var b strings.Builder
 	if r := e.re.RawResponse; r != nil {
 		if req := r.Request; req != nil {
-			b.WriteString(req.Method + " " + req.URL.Scheme + "://" + req.URL.Host + req.URL.EscapedPath() + ": ")
+			b.WriteString(req.Method + " " + req.URL.Scheme + "://" + req.URL.Host + req.URL.Path + ": ")
 		}
 		if r.Status != "" {
 			b.WriteString(r.Status)

@@ -379,6 +379,8 @@ type proxy struct {
 	attempts map[string]int // by "METHOD path?query": tries of one request
 	aged     map[string]time.Time
 
+	rp http.Handler // the reverse proxy itself, without counts or faults
+
 	uploaded     atomic.Int64 // body bytes of Put Blob and Put Block requests
 	blobUploaded atomic.Int64 // the same, for blobs under blobs/ only
 }
@@ -405,6 +407,7 @@ func startProxy(t testing.TB, target string) *proxy {
 		ModifyResponse: p.modify,
 		ErrorLog:       log.New(io.Discard, "", 0),
 	}
+	p.rp = rp
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -437,6 +440,10 @@ func startProxy(t testing.TB, target string) *proxy {
 	p.URL = "http://" + ln.Addr().String()
 	return p
 }
+
+// handler returns the reverse proxy to Azurite, for faults that let a
+// request through and then break its response.
+func (p *proxy) handler() http.Handler { return p.rp }
 
 // opOf names what a request does.
 func opOf(r *http.Request) string {
