@@ -39,13 +39,12 @@
 // size (32 MiB) with one Put Blob, else staged in blocks of that size, 4
 // at a time, read from the spool, so that the SDK can retry each without a
 // copy, and committed with Put Block List. Nothing is visible until then;
-// Azure drops uncommitted blocks after a week. A blob is written only if
-// it does not exist (If-None-Match: *), as BuildKit writes blobs. The
-// config is written last, under every name, and only in the config-only
-// form: a write of an OCI or Docker manifest or index, or of a config
-// whose layers lack annotations, is refused with
-// errdefs.ErrInvalidArgument. A write into a missing container creates
-// it, as BuildKit's exporter does (WithCreateContainer).
+// Azure drops uncommitted blocks after a week. The config is written
+// last, under every name, and only in the config-only form: a write of an
+// OCI or Docker manifest or index, or of a config whose layers lack
+// annotations, is refused with errdefs.ErrInvalidArgument. A write into a
+// missing container creates it, as BuildKit's exporter does
+// (WithCreateContainer).
 //
 // # Refresh (touch_refresh)
 //

@@ -13,10 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -224,7 +222,7 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 		return w.commitConfig(ctx, got)
 	}
 	name := w.s.BlobKey(got)
-	if err := w.s.upload(ctx, name, w.body(), w.size, w.desc.MediaType, true); err != nil {
+	if err := w.s.upload(ctx, name, w.body(), w.size, w.desc.MediaType); err != nil {
 		return errors.Wrapf(err, "uploading blob %s to %s", got, w.s.where(name))
 	}
 	return nil
@@ -256,7 +254,7 @@ func (w *writer) commitConfig(ctx context.Context, dgst digest.Digest) error {
 		key := w.s.ConfigKey(name)
 		// Last writer wins, as with BuildKit's: the config moves the
 		// name.
-		if err := w.s.upload(ctx, key, bytes.NewReader(dt), int64(len(dt)), remotecache.CacheConfigMediaTypeV0, false); err != nil {
+		if err := w.s.upload(ctx, key, bytes.NewReader(dt), int64(len(dt)), remotecache.CacheConfigMediaTypeV0); err != nil {
 			return errors.Wrapf(err, "writing cache config %s to %s", dgst, w.s.where(key))
 		}
 	}
@@ -291,43 +289,30 @@ func checkConfigOnly(dt []byte) error {
 // blocks (at most the block concurrency at once), each a section of body
 // the SDK can read again to retry, then committed with Put Block List, so
 // that the blob appears whole or not at all (Azure drops uncommitted
-// blocks after a week). With onlyNew, the blob is written only if it does
-// not exist (If-None-Match: *), as BuildKit writes blobs, and one that
-// does is success: blobs are named by their digest. A missing container is
-// created (withContainer).
-func (s *Store) upload(ctx context.Context, name string, body io.ReaderAt, size int64, mediaType string, onlyNew bool) error {
+// blocks after a week). A blob that is there is written over, last
+// writer winning: the exporter writes only blobs its Info did not find
+// with their size, and a blob's name is its digest, so the bytes are the
+// same unless the blob was damaged. (BuildKit writes a blob only if it
+// does not exist, If-None-Match: *, which keeps a damaged one; it sends
+// the bytes anyway.) A missing container is created (withContainer).
+func (s *Store) upload(ctx context.Context, name string, body io.ReaderAt, size int64, mediaType string) error {
 	bb := s.cc.NewBlockBlobClient(name)
 	var headers *blob.HTTPHeaders
 	if mediaType != "" {
 		headers = &blob.HTTPHeaders{BlobContentType: &mediaType}
 	}
-	var cond *blob.AccessConditions
-	if onlyNew {
-		etag := azcore.ETagAny
-		cond = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: &etag}}
-	}
-	err := s.withContainer(ctx, func() error {
+	return classify(s.withContainer(ctx, func() error {
 		if size <= s.opts.blockSize {
-			_, err := bb.Upload(ctx, streaming.NopCloser(io.NewSectionReader(body, 0, size)), &blockblob.UploadOptions{
-				HTTPHeaders:      headers,
-				AccessConditions: cond,
-			})
+			_, err := bb.Upload(ctx, streaming.NopCloser(io.NewSectionReader(body, 0, size)), &blockblob.UploadOptions{HTTPHeaders: headers})
 			return err
 		}
 		ids, err := s.stageBlocks(ctx, bb, body, size)
 		if err != nil {
 			return err
 		}
-		_, err = bb.CommitBlockList(ctx, ids, &blockblob.CommitBlockListOptions{
-			HTTPHeaders:      headers,
-			AccessConditions: cond,
-		})
+		_, err = bb.CommitBlockList(ctx, ids, &blockblob.CommitBlockListOptions{HTTPHeaders: headers})
 		return err
-	})
-	if onlyNew && bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) {
-		return nil
-	}
-	return classify(err)
+	}))
 }
 
 // stageBlocks stages body in blocks of the block size (larger for blobs

@@ -316,7 +316,7 @@ func TestNames(t *testing.T) {
 }
 
 // A blob deleted behind the store's back is not found, and the next export
-// uploads it again.
+// uploads it again; so is one cut short.
 func TestDeletedBlob(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -340,6 +340,16 @@ func TestDeletedBlob(t *testing.T) {
 	export(t, store, g)
 	if n := e.proxy.countName("PUT", name); n != 1 {
 		t.Errorf("deleted blob uploaded %d times", n)
+	}
+	verify(t, store)
+
+	// Cut short: Info gives another size, and the export writes it over.
+	cut := g.Blobs[d].Bytes()[:g.Blobs[d].Descriptor.Size/2]
+	e.upload(t, name, string(cut))
+	e.proxy.reset()
+	export(t, store, g)
+	if n := e.proxy.countName("PUT", name); n != 1 {
+		t.Errorf("cut blob uploaded %d times", n)
 	}
 	verify(t, store)
 }
@@ -463,8 +473,7 @@ func TestWriterChecksBeforeUpload(t *testing.T) {
 	if got := e.blob(t, "blobs/"+desc.Digest.String()); !bytes.Equal(got, dt) {
 		t.Errorf("blob written without a descriptor: %q", got)
 	}
-	// Written again: already there, which is success, and not sent
-	// over it (If-None-Match).
+	// Written again: written over, the same bytes.
 	if err := content.WriteBlob(ctx, store, "e", bytes.NewReader(dt), desc); err != nil {
 		t.Errorf("writing a blob that is there: %v", err)
 	}
