@@ -242,15 +242,19 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 		t.Errorf("%d block lists committed", n)
 	}
 
-	// Cancelled while blocks are in flight.
+	// Cancelled while the second block is in flight.
 	cctx, cancel := context.WithCancel(ctx)
-	var once sync.Once
+	blocks = 0
 	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
 		if opOf(r) == "BLOCK" {
-			once.Do(func() {
-				go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-			})
-			time.Sleep(100 * time.Millisecond)
+			mu.Lock()
+			blocks++
+			n := blocks
+			mu.Unlock()
+			if n == 2 {
+				cancel()
+				time.Sleep(100 * time.Millisecond)
+			}
 		}
 		return false
 	})
