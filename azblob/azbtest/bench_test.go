@@ -63,6 +63,7 @@ func BenchmarkAzblobSideBySide(b *testing.B) {
 	})
 }
 
+// benchAzblob runs BenchmarkAzblobSideBySide for one graph.
 func benchAzblob(b *testing.B, g *cachegen.Graph) {
 	runs := 5
 	if v := os.Getenv("AZBENCH_RUNS"); v != "" {
@@ -236,10 +237,12 @@ type azSample struct {
 	wall, cpu, serverCPU time.Duration
 }
 
+// azWall, azCPU and azServerCPU pick one figure of a sample.
 func azWall(s azSample) time.Duration      { return s.wall }
 func azCPU(s azSample) time.Duration       { return s.cpu }
 func azServerCPU(s azSample) time.Duration { return s.serverCPU }
 
+// azMedian returns the median of f over s.
 func azMedian(s []azSample, f func(azSample) time.Duration) time.Duration {
 	d := make([]time.Duration, len(s))
 	for i, x := range s {
@@ -252,6 +255,7 @@ func azMedian(s []azSample, f func(azSample) time.Duration) time.Duration {
 	return d[len(d)/2]
 }
 
+// ms prints d in whole milliseconds.
 func ms(d time.Duration) string {
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
 }

@@ -107,6 +107,8 @@ func bkExporter(ctx context.Context, attrs map[string]string, g *cachegen.Graph)
 	return func() error { _, err := exp.Finalize(ctx); return err }, nil
 }
 
+// bkExport exports g with BuildKit's azblob exporter under prefix and
+// name, failing the test if it fails.
 func bkExport(t testing.TB, e *env, g *cachegen.Graph, prefix, name string) {
 	t.Helper()
 	fin, err := bkExporter(context.Background(), bkAttrs(e, prefix, name), g)

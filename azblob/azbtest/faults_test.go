@@ -30,6 +30,7 @@ type faultPlan struct {
 	fired  []string
 }
 
+// fault is one fault of a plan: the first request match takes gets do.
 type fault struct {
 	name  string
 	match func(r *http.Request) bool
@@ -37,6 +38,8 @@ type fault struct {
 	done  bool
 }
 
+// handle is a proxy fault function: the first fault not fired yet that
+// matches r answers it.
 func (p *faultPlan) handle(w http.ResponseWriter, r *http.Request, _ int) bool {
 	p.mu.Lock()
 	var f *fault
@@ -55,10 +58,12 @@ func (p *faultPlan) handle(w http.ResponseWriter, r *http.Request, _ int) bool {
 	return f.do(w, r)
 }
 
+// isBlob tells whether r is about a layer blob.
 func isBlob(r *http.Request) bool {
 	return strings.HasPrefix(blobName(r), "blobs/sha256:")
 }
 
+// is matches the requests of op on layer blobs (and every listing).
 func is(op string) func(r *http.Request) bool {
 	return func(r *http.Request) bool { return opOf(r) == op && (isBlob(r) || op == "LIST") }
 }

@@ -121,6 +121,7 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// blobBytes returns the bytes of blob d of one of the graphs.
 func blobBytes(t testing.TB, d digest.Digest, gs ...*cachegen.Graph) []byte {
 	t.Helper()
 	for _, g := range gs {

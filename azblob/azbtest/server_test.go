@@ -186,6 +186,7 @@ func stopAzurite() {
 	os.RemoveAll(server.dir)
 }
 
+// output returns what Azurite printed so far.
 func (a *azurite) output() string {
 	return a.out.String()
 }
@@ -207,6 +208,7 @@ func (a *azurite) cpu() time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
+// lockedWriter is a writer for the two output streams of a process.
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -218,6 +220,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// freePort returns an address of 127.0.0.1 with a port free just now.
 func freePort() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -227,6 +230,8 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// waitListening waits until something listens at addr, or the process
+// exits, or a minute passes.
 func waitListening(addr string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -388,6 +393,8 @@ type proxy struct {
 // writeOps are the operations that change the container.
 var writeOps = []string{"PUT", "BLOCK", "BLOCKLIST", "METADATA", "PROPERTIES", "COPY", "CREATE", "DELETE"}
 
+// startProxy starts a proxy in front of target, stopped when the test
+// ends.
 func startProxy(t testing.TB, target string) *proxy {
 	t.Helper()
 	u, err := url.Parse(target)
@@ -601,6 +608,7 @@ func (p *proxy) reset() {
 	p.blobUploaded.Store(0)
 }
 
+// countingBody adds the bytes read from a request body to counters.
 type countingBody struct {
 	io.ReadCloser
 	n []*atomic.Int64
