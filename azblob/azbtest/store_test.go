@@ -491,11 +491,12 @@ func TestWriterChecksBeforeUpload(t *testing.T) {
 
 // Each way of giving the account works: a connection string, the account
 // URL with a shared key (BuildKit's account_url, account_name and
-// secret_access_key), and $AZURE_STORAGE_CONNECTION_STRING.
+// secret_access_key), $AZURE_STORAGE_CONNECTION_STRING, and a client of
+// the caller's.
 func TestCredentials(t *testing.T) {
 	e := newEnv(t)
 	g := graph(10, 10, 0)
-	opts := clientOptions(t, 3)
+	clientOpts := clientOptions(t, 3)
 	for _, tc := range []struct {
 		name string
 		env  string
@@ -504,13 +505,18 @@ func TestCredentials(t *testing.T) {
 		{"connection string", "", []azbstore.Option{azbstore.WithConnectionString(connectionString(e.proxy.URL))}},
 		{"shared key", "", []azbstore.Option{azbstore.WithAccountURL(e.proxy.URL + "/" + account), azbstore.WithSharedKey(account, accountKey)}},
 		{"environment", connectionString(e.proxy.URL), nil},
+		{"client", "", []azbstore.Option{azbstore.WithClient(client(t, e.proxy.URL))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.env != "" {
 				t.Setenv(azbstore.EnvConnectionString, tc.env)
 				defer os.Unsetenv(azbstore.EnvConnectionString)
 			}
-			store, err := azbstore.New(context.Background(), e.container, append(tc.opts, azbstore.WithClientOptions(opts), azbstore.WithNames(tc.name))...)
+			opts := append(tc.opts, azbstore.WithNames(tc.name))
+			if tc.name != "client" {
+				opts = append(opts, azbstore.WithClientOptions(clientOpts))
+			}
+			store, err := azbstore.New(context.Background(), e.container, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -520,7 +526,7 @@ func TestCredentials(t *testing.T) {
 	}
 	// A wrong key is refused, and it is not "not found".
 	store, err := azbstore.New(context.Background(), e.container, azbstore.WithAccountURL(e.proxy.URL+"/"+account),
-		azbstore.WithSharedKey(account, "d3Jvbmc="), azbstore.WithClientOptions(opts))
+		azbstore.WithSharedKey(account, "d3Jvbmc="), azbstore.WithClientOptions(clientOpts))
 	if err != nil {
 		t.Fatal(err)
 	}
