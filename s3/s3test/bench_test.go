@@ -114,7 +114,7 @@ func benchS3(b *testing.B, g *cachegen.Graph) {
 		if err != nil {
 			return nil, err
 		}
-		if err := bkReplayer.Replay(exp, nil); err != nil {
+		if _, err := bkReplayer.Replay(exp, nil); err != nil {
 			return nil, err
 		}
 		return func() error { _, err := exp.Finalize(ctx); return err }, nil
