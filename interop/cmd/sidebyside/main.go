@@ -24,6 +24,14 @@
 //     into that store, which has every blob already ("re-export"). Dirty
 //     pages are written back (sync) before each timed Finalize, so neither
 //     side pays for the other's write-back.
+//   - layout-1m: the graph of finalize-1m exported into fresh OCI layout
+//     directories three ways (layout.go): the floor (a plain loop that
+//     writes the same blobs, each hashed while written to its own temp
+//     file, synced and renamed, 4 at a time), ours (Finalize and Tag
+//     through ocilayout) and BuildKit's type=local path (Finalize into
+//     containerd's local store, then client/ociindex); then ours and
+//     BuildKit's again into the same layout. A table of its own gives
+//     ours/floor and ours/BuildKit.
 //
 // Other flags: -cases picks cases, -runs sets the runs per side, -side runs
 // one side only (for profiling), -buildkit-first runs BuildKit first in each
@@ -59,7 +67,7 @@ func main() {
 		quick      = flag.Bool("quick", false, "fewer runs; skip marshal-100k and finalize-32m")
 		out        = flag.String("out", "", "also write the results as a markdown table to `file`")
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile to `file`; samples of measured runs carry the pprof labels case, side and run")
-		cases      = flag.String("cases", "", "comma-separated cases to run (default: all for the mode): marshal-1k,marshal-10k,marshal-100k,import-10k,import-100k,finalize-1m,finalize-32m")
+		cases      = flag.String("cases", "", "comma-separated cases to run (default: all for the mode): marshal-1k,marshal-10k,marshal-100k,import-10k,import-100k,finalize-1m,finalize-32m,layout-1m")
 		side       = flag.String("side", "both", "which side to run: both, ours or buildkit (one side gives no ratio; for profiling)")
 		runsFlag   = flag.Int("runs", 0, "runs per side for every case (0: the mode's default)")
 		bkFirst    = flag.Bool("buildkit-first", false, "in each pair of runs, run BuildKit's side first (default: ours first)")
@@ -86,6 +94,7 @@ type caseSpec struct {
 	maxBlobs  int
 	seed      int64
 	parse     bool // an import case: Parse of one config into a new graph
+	layout    bool // a layout case (layout.go): floor, ours, BuildKit into OCI layouts
 }
 
 var allCases = []caseSpec{
@@ -96,6 +105,7 @@ var allCases = []caseSpec{
 	{name: "import-100k", quickRuns: 3, fullRuns: 9, records: 100000, seed: 1, parse: true},
 	{name: "finalize-1m", quickRuns: 3, fullRuns: 11, inQuick: true, warmup: true, records: 800, blobSize: 1 << 20, maxBlobs: 200, seed: 2},
 	{name: "finalize-32m", quickRuns: 3, fullRuns: 9, records: 80, blobSize: 32 << 20, maxBlobs: 20, seed: 2},
+	{name: "layout-1m", quickRuns: 3, fullRuns: 11, inQuick: true, records: 800, blobSize: 1 << 20, maxBlobs: 200, seed: 2, layout: true},
 }
 
 type runner struct {
@@ -108,6 +118,7 @@ type runner struct {
 	sideBK     bool
 	base       string
 	rows       []row
+	layouts    []layoutRow
 	notes      []string
 	totalStart time.Time
 }
@@ -165,7 +176,9 @@ func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int,
 	}
 
 	for _, c := range selected {
-		if c.parse {
+		if c.layout {
+			err = r.layoutCase(c)
+		} else if c.parse {
 			err = r.importCase(c)
 		} else if c.blobSize == 0 {
 			err = r.marshalCase(c)
@@ -177,7 +190,7 @@ func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int,
 		}
 	}
 
-	table := r.table()
+	table := r.table() + r.layoutTable()
 	fmt.Println()
 	fmt.Print(table)
 	for _, n := range r.notes {
