@@ -57,6 +57,13 @@ func TestParseLocation(t *testing.T) {
 		{"s3:bucket:;a", location{}},
 		{"s3:buck et", location{}},
 		{"s3:-bucket", location{}},
+		{"azblob:cache", location{scheme: "azblob", path: "cache", tag: "buildkit"}},
+		{"azblob:cache/ci", location{scheme: "azblob", path: "cache", prefix: "ci", tag: "buildkit"}},
+		{"azblob:cache/ci/:main;pr-1", location{scheme: "azblob", path: "cache", prefix: "ci/", tag: "main;pr-1"}},
+		{"azblob:", location{}},
+		{"azblob:/ci", location{}},
+		{"azblob:cache:", location{}},
+		{"azblob:cache:a;", location{}},
 	} {
 		got, err := parseLocation(tc.in)
 		if (err != nil) != (tc.want == location{}) || got != tc.want {
@@ -76,6 +83,7 @@ func TestParseLocation(t *testing.T) {
 		{scheme: "s3", path: "b", prefix: "x", tag: defaultName}:          "s3:b/x:buildkit",
 		{scheme: "oci", path: "a:b/c", tag: "latest"}:                     "oci:a:b/c:latest",
 		{scheme: "s3", path: "bucket", prefix: "a:b/c", tag: defaultName}: "s3:bucket/a:b/c:buildkit",
+		{scheme: "azblob", path: "c", prefix: "ci", tag: "a;b"}:           "azblob:c/ci:a;b",
 	} {
 		if s := l.String(); s != want {
 			t.Errorf("%+v.String() = %q, want %q", l, s, want)

@@ -127,7 +127,7 @@ func TestCompletion(t *testing.T) {
 	}
 	// What the scripts ask the tool for.
 	for args, want := range map[string][]string{
-		"copy ":             {"oci:", "registry:", "s3:"},
+		"copy ":             {"oci:", "registry:", "s3:", "azblob:"},
 		"copy r":            {"registry:"},
 		"copy --progress ":  {"auto", "tty", "plain", "json", "quiet"},
 		"copy --format ":    {"image-manifest", "oci-index", "manifest-list", "config-only"},
@@ -165,7 +165,7 @@ func TestHelpEveryCommand(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"copy", "inspect", "verify", "prune", "merge"} {
-		if r := ok(t, name, "--help"); !strings.Contains(r.Stdout, "Locations:\n  oci:DIR[:TAG]") || !strings.Contains(r.Stdout, "s3:BUCKET[/PREFIX][:NAME]") {
+		if r := ok(t, name, "--help"); !strings.Contains(r.Stdout, "Locations:\n  oci:DIR[:TAG]") || !strings.Contains(r.Stdout, "s3:BUCKET[/PREFIX][:NAME]") || !strings.Contains(r.Stdout, "azblob:CONTAINER[/PREFIX][:NAME]") {
 			t.Errorf("%s --help does not describe the locations:\n%s", name, r.Stdout)
 		}
 	}

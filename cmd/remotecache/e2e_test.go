@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	os.Setenv("AWS_CONFIG_FILE", os.DevNull)
 	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	for _, k := range []string{"AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN"} {
+		os.Unsetenv(k)
+	}
 	dir, err := os.MkdirTemp("", "remotecache-cli-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -370,6 +373,8 @@ func TestUsageErrors(t *testing.T) {
 		{"copy", "oci:a", "oci:b", "--format", "config-only"},
 		{"copy", "oci:a", "registry:localhost:1/r", "--format=config-only"},
 		{"copy", "oci:a", "s3:bucket", "--format", "oci-index"},
+		{"copy", "oci:a", "azblob:container/ci", "--format", "manifest-list"},
+		{"copy", "azblob:", "oci:b"},
 		{"merge", "oci:a", "oci:b", "s3:bucket/ci/", "--format", "image-manifest"},
 		{"inspect", "s3:"},
 		{"verify", "s3:bucket:a;;b"},
@@ -441,6 +446,7 @@ func TestFailures(t *testing.T) {
 		// No endpoint, no region: nowhere to send a request.
 		{[]string{"inspect", "s3:bucket/ci/:main"}, "s3 bucket bucket: no region: set AWS_REGION"},
 		{[]string{"copy", "oci:" + src, "s3:bucket"}, "no region"},
+		{[]string{"inspect", "azblob:cache/ci:main"}, "azblob container cache: no storage account: set $AZURE_STORAGE_CONNECTION_STRING"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			clitest.FailsWith(t, runTool(t, append(tc.args, "--quiet")...), tc.want)

@@ -24,7 +24,7 @@ type exportFlags struct {
 func addExportFlags(cmd *cobra.Command) *exportFlags {
 	f := &exportFlags{}
 	fs := cmd.Flags()
-	fs.StringVar(&f.format, "format", "", "write the manifest as `FORM`: image-manifest (the default), oci-index or manifest-list; config-only into s3: (its only form)")
+	fs.StringVar(&f.format, "format", "", "write the manifest as `FORM`: image-manifest (the default), oci-index or manifest-list; config-only into s3: and azblob: (their only form)")
 	fs.IntVar(&f.concurrency, "concurrency", 4, "copy up to `N` layer blobs at once")
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(

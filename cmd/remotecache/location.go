@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"os"
 	"regexp"
+	"slices"
 	"strings"
 
+	"github.com/buildcache/remotecache/azblob"
 	"github.com/buildcache/remotecache/ocilayout"
 	"github.com/buildcache/remotecache/registry"
 	"github.com/buildcache/remotecache/s3"
@@ -15,13 +18,13 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// A location is where a cache is: oci:DIR[:TAG], registry:HOST/REPO[:TAG]
-// or s3:BUCKET[/PREFIX][:NAME]. It is parsed, then opened as a source (to
+// A location is where a cache is: oci:DIR[:TAG], registry:HOST/REPO[:TAG],
+// s3:BUCKET[/PREFIX][:NAME] or azblob:CONTAINER[/PREFIX][:NAME]. It is parsed, then opened as a source (to
 // read) or a destination (to write and tag); each kind of store adds a
 // case to parseLocation and open.
 type location struct {
-	scheme string // schemeOCI, schemeRegistry or schemeS3
-	path   string // the directory, HOST/REPO, or the bucket
+	scheme string // schemeOCI, schemeRegistry, schemeS3 or schemeAzblob
+	path   string // the directory, HOST/REPO, the bucket or the container
 	prefix string // of an object store: the string every key starts with
 	tag    string // the tag, or an object store's names joined with ";"
 }
@@ -30,12 +33,16 @@ const (
 	schemeOCI      = "oci"
 	schemeRegistry = "registry"
 	schemeS3       = "s3"
+	schemeAzblob   = "azblob"
 	defaultTag     = "latest"
 	// defaultName is the name of a cache in an object store, BuildKit's.
 	defaultName = "buildkit"
 )
 
-const locationForms = "oci:DIR[:TAG], registry:HOST/REPO[:TAG] or s3:BUCKET[/PREFIX][:NAME]"
+const locationForms = "oci:DIR[:TAG], registry:HOST/REPO[:TAG], s3:BUCKET[/PREFIX][:NAME] or azblob:CONTAINER[/PREFIX][:NAME]"
+
+// schemes are the kinds of location.
+var schemes = []string{schemeOCI, schemeRegistry, schemeS3, schemeAzblob}
 
 func (l location) String() string {
 	if l.objectStore() {
@@ -50,7 +57,7 @@ func (l location) String() string {
 
 // objectStore tells whether l is in an object store, which takes the
 // config-only form and nothing else.
-func (l location) objectStore() bool { return l.scheme == schemeS3 }
+func (l location) objectStore() bool { return l.scheme == schemeS3 || l.scheme == schemeAzblob }
 
 // names are the names of an object store's cache.
 func (l location) names() []string { return strings.Split(l.tag, ";") }
@@ -70,15 +77,16 @@ var bucketPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 // tag is what follows a colon after the last slash (HOST may have a
 // port); in an object store's location, NAME is what follows the last
 // colon when it has no slash, and PREFIX is everything between the first
-// slash and it, kept as it is (BuildKit joins it to the keys as a plain
-// string: "ci/" is a directory, "ci" a prefix of names).
+// slash and it, kept as it is: BuildKit's s3 cache joins it to the keys as
+// a plain string ("ci/" is a directory, "ci" a prefix of names), its
+// azblob cache as a path ("ci" and "ci/" are one directory).
 func parseLocation(s string) (location, error) {
 	scheme, rest, ok := strings.Cut(s, ":")
 	switch {
 	case !ok:
 		return location{}, errors.Errorf("%q: want %s", s, locationForms)
-	case scheme != schemeOCI && scheme != schemeRegistry && scheme != schemeS3:
-		return location{}, errors.Errorf("%q: unknown kind of location %q (want oci:, registry: or s3:)", s, scheme)
+	case !slices.Contains(schemes, scheme):
+		return location{}, errors.Errorf("%q: unknown kind of location %q (want oci:, registry:, s3: or azblob:)", s, scheme)
 	}
 	l := location{scheme: scheme, path: rest, tag: defaultTag}
 	if l.objectStore() {
@@ -102,10 +110,14 @@ func parseLocation(s string) (location, error) {
 		if host == "" || repo == "" || strings.Contains(l.path, "@") {
 			return location{}, errors.Errorf("%q: want registry:HOST/REPO[:TAG]", s)
 		}
-	case schemeS3:
+	case schemeS3, schemeAzblob:
 		l.path, l.prefix, _ = strings.Cut(l.path, "/")
 		if !bucketPattern.MatchString(l.path) {
-			return location{}, errors.Errorf("%q: want s3:BUCKET[/PREFIX][:NAME] with a bucket name", s)
+			what := "s3:BUCKET[/PREFIX][:NAME] with a bucket name"
+			if scheme == schemeAzblob {
+				what = "azblob:CONTAINER[/PREFIX][:NAME] with a container name"
+			}
+			return location{}, errors.Errorf("%q: want %s", s, what)
 		}
 	default:
 		if l.path == "" {
@@ -189,6 +201,12 @@ func open(ctx context.Context, l location, readOnly bool) (store, error) {
 			return nil, err
 		}
 		return s3Store{s}, nil
+	case schemeAzblob:
+		s, err := openAzblob(ctx, l, readOnly)
+		if err != nil {
+			return nil, err
+		}
+		return azblobStore{s}, nil
 	}
 	return nil, errors.Errorf("%s: unknown kind of location", l)
 }
@@ -259,6 +277,54 @@ func (s3Store) tag(context.Context, ocispec.Descriptor) error { return nil }
 
 func (s3Store) Close() error { return nil }
 
+// azblobStore is a cache in an Azure Blob Storage container under its
+// names. Writing the cache config, the exporter's last write, is what
+// moves the names.
+type azblobStore struct {
+	*azblob.Store
+}
+
+// The environment azblob: locations are configured by, as the Azure CLI
+// reads it.
+const (
+	envAzureAccount  = "AZURE_STORAGE_ACCOUNT"
+	envAzureKey      = "AZURE_STORAGE_KEY"
+	envAzureSASToken = "AZURE_STORAGE_SAS_TOKEN"
+)
+
+// openAzblob opens l, an azblob location, with the account and
+// credentials of the environment: $AZURE_STORAGE_CONNECTION_STRING; else
+// the account $AZURE_STORAGE_ACCOUNT with its key $AZURE_STORAGE_KEY, or a
+// shared access signature $AZURE_STORAGE_SAS_TOKEN, or else the Azure
+// SDK's default credential (environment, workload and managed identity,
+// the Azure CLI's login). Nothing is sent until the first read or write.
+func openAzblob(ctx context.Context, l location, readOnly bool) (*azblob.Store, error) {
+	opts := []azblob.Option{azblob.WithPrefix(l.prefix), azblob.WithNames(l.names()...)}
+	if readOnly {
+		opts = append(opts, azblob.WithReadOnly())
+	}
+	if account := os.Getenv(envAzureAccount); account != "" && os.Getenv(azblob.EnvConnectionString) == "" {
+		accountURL := "https://" + account + ".blob.core.windows.net/"
+		switch key, sas := os.Getenv(envAzureKey), os.Getenv(envAzureSASToken); {
+		case key != "":
+			opts = append(opts, azblob.WithSharedKey(account, key))
+		case sas != "":
+			opts = append(opts, azblob.WithAccountURL(accountURL+"?"+strings.TrimPrefix(sas, "?")))
+		default:
+			opts = append(opts, azblob.WithAccountURL(accountURL), azblob.WithDefaultCredential())
+		}
+	}
+	return azblob.New(ctx, l.path, opts...)
+}
+
+func (s azblobStore) manifest(ctx context.Context) (ocispec.Descriptor, error) {
+	return s.Resolve(ctx)
+}
+
+func (azblobStore) tag(context.Context, ocispec.Descriptor) error { return nil }
+
+func (azblobStore) Close() error { return nil }
+
 // completeLocations completes a location argument: the kinds of location
 // first; after the colon, what the shell completes by default (files).
 func completeLocations(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -266,7 +332,7 @@ func completeLocations(_ *cobra.Command, _ []string, toComplete string) ([]cobra
 		return nil, cobra.ShellCompDirectiveDefault
 	}
 	var kinds []cobra.Completion
-	for _, k := range []string{schemeOCI, schemeRegistry, schemeS3} {
+	for _, k := range schemes {
 		if strings.HasPrefix(k+":", toComplete) {
 			kinds = append(kinds, k+":")
 		}

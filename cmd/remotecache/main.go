@@ -4,9 +4,11 @@
 //
 //	remotecache copy SRC DST [--format F] [--concurrency N] [--json]
 //	remotecache inspect SRC [--json|--dot]
-//	remotecache verify SRC
+//	remotecache verify SRC [--repair [--dry-run]]
 //	remotecache prune LOC [--dry-run] [--grace-period D]
 //	remotecache merge SRC... DST [--format F] [--concurrency N] [--json]
+//	remotecache trim SRC DST [--max-size SIZE] [--max-age D] [--dry-run] [--json]
+//	remotecache diff A B [--json|--dot]
 //	remotecache version
 //	remotecache completion bash|zsh|fish|powershell
 //

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/buildcache/remotecache/azblob"
 	"github.com/buildcache/remotecache/ocilayout"
 	"github.com/buildcache/remotecache/s3"
 	"github.com/containerd/containerd/v2/core/content"
@@ -33,10 +35,10 @@ to finish first (exports made with this library; BuildKit's type=local
 exporter takes no lock, so do not prune a directory a buildkitd exports
 into).
 
-In an s3: location: every blob under the blobs prefix that no cache config
-under the manifests prefix names, whatever its name, unless it is younger
-than --grace-period (default 1h): an export in progress writes its blobs
-before its config.`,
+In an s3: or azblob: location: every blob under the blobs prefix that no
+cache config under the manifests prefix names, whatever its name, unless
+it is younger than --grace-period (default 1h): an export in progress
+writes its blobs before its config.`,
 		Args:                  exactArgs(1),
 		DisableFlagsInUseLine: true,
 		Annotations:           map[string]string{footerAnnotation: locations},
@@ -49,23 +51,23 @@ before its config.`,
 		}
 		switch {
 		case l.scheme == schemeOCI && cmd.Flags().Changed("grace-period"):
-			return usagef("prune: --grace-period: %s: only s3: locations have one (an OCI layout is locked while it is written)", args[0])
+			return usagef("prune: --grace-period: %s: only s3: and azblob: locations have one (an OCI layout is locked while it is written)", args[0])
 		case l.scheme == schemeOCI:
 			return c.pruneLayout(ctx, l.path, dryRun)
 		case l.objectStore():
 			return c.pruneObjectStore(ctx, l, dryRun, grace)
 		default:
-			return usagef("prune: %s: only OCI layout directories and s3: locations can be pruned", args[0])
+			return usagef("prune: %s: only OCI layout directories, s3: and azblob: locations can be pruned", args[0])
 		}
 	})
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be removed, remove nothing")
-	cmd.Flags().DurationVar(&grace, "grace-period", s3.DefaultGracePeriod, "in s3:, keep blobs younger than `D` (a Go duration: 30m, 2h)")
+	cmd.Flags().DurationVar(&grace, "grace-period", s3.DefaultGracePeriod, "in s3: and azblob:, keep blobs younger than `D` (a Go duration: 30m, 2h)")
 	return cmd
 }
 
 // pruneLocation parses prune's argument: a location, or a directory.
 func pruneLocation(arg string) (location, error) {
-	if scheme, _, ok := strings.Cut(arg, ":"); ok && (scheme == schemeOCI || scheme == schemeRegistry || scheme == schemeS3) {
+	if scheme, _, ok := strings.Cut(arg, ":"); ok && slices.Contains(schemes, scheme) {
 		l, err := parseLocation(arg)
 		if err != nil {
 			return location{}, usagef("%v", err)
@@ -112,24 +114,46 @@ func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, gra
 	if grace < 0 {
 		return usagef("prune: --grace-period %s: negative", grace)
 	}
-	s, err := openS3(ctx, l, dryRun)
-	if err != nil {
-		return err
-	}
-	opts := []s3.PruneOption{s3.WithGracePeriod(grace)}
-	if dryRun {
-		opts = append(opts, s3.WithDryRun())
-	}
-	rep, err := s.Prune(ctx, opts...)
-	if err != nil {
-		return errors.Wrapf(err, "%s", l)
+	var (
+		blobs []content.Info
+		bytes int64
+		kept  int
+	)
+	if l.scheme == schemeS3 {
+		s, err := openS3(ctx, l, dryRun)
+		if err != nil {
+			return err
+		}
+		opts := []s3.PruneOption{s3.WithGracePeriod(grace)}
+		if dryRun {
+			opts = append(opts, s3.WithDryRun())
+		}
+		rep, err := s.Prune(ctx, opts...)
+		if err != nil {
+			return errors.Wrapf(err, "%s", l)
+		}
+		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
+	} else {
+		s, err := openAzblob(ctx, l, dryRun)
+		if err != nil {
+			return err
+		}
+		opts := []azblob.PruneOption{azblob.WithGracePeriod(grace)}
+		if dryRun {
+			opts = append(opts, azblob.WithDryRun())
+		}
+		rep, err := s.Prune(ctx, opts...)
+		if err != nil {
+			return errors.Wrapf(err, "%s", l)
+		}
+		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
 	}
 	// Every config under the prefix counts, whatever its name.
 	where := l.scheme + ":" + l.path
 	if l.prefix != "" {
 		where += "/" + l.prefix
 	}
-	c.printPrune(where, dryRun, rep.Blobs, rep.Bytes, "; kept "+plural(rep.Kept, "blob"))
+	c.printPrune(where, dryRun, blobs, bytes, "; kept "+plural(kept, "blob"))
 	return nil
 }
 

@@ -168,7 +168,7 @@ func TestRegistry(t *testing.T) {
 
 	clitest.FailsWith(t, runTool(t, "inspect", "--quiet", "registry:"+host+"/team/cache:nope"), "not found")
 	r = runTool(t, "prune", "--quiet", v1)
-	if r.Code != 2 || !strings.Contains(r.Stderr, "only OCI layout directories and s3: locations can be pruned") {
+	if r.Code != 2 || !strings.Contains(r.Stderr, "only OCI layout directories, s3: and azblob: locations can be pruned") {
 		t.Errorf("prune of a registry: exit %d\n%s", r.Code, r.Stderr)
 	}
 }

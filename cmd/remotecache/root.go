@@ -15,7 +15,7 @@ func (c *cli) rootCommand() *cobra.Command {
 		Short: "Copy, inspect, verify, repair, prune, merge, trim and compare build caches",
 		Long: `remotecache works on build caches in the remote cache format that BuildKit
 reads and writes, wherever they are: an OCI image layout directory, a
-registry, an S3 bucket.`,
+registry, an S3 bucket, an Azure Blob Storage container.`,
 		Version:               version().Main,
 		SilenceErrors:         true, // run prints them, once
 		SilenceUsage:          true,
@@ -178,8 +178,14 @@ const locations = `Locations:
                                          endpoint, region and credentials from the AWS
                                          SDK's environment (AWS_ENDPOINT_URL, AWS_REGION,
                                          AWS_ACCESS_KEY_ID, ...) and shared files
-PREFIX is joined to the keys as it is, as BuildKit joins it: end it with "/"
-for a directory.`
+  azblob:CONTAINER[/PREFIX][:NAME]       an Azure Blob Storage container, in BuildKit's
+                                         type=azblob layout (NAME "buildkit"); account
+                                         and credentials from AZURE_STORAGE_CONNECTION_STRING,
+                                         else AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY,
+                                         AZURE_STORAGE_SAS_TOKEN or the Azure SDK's
+                                         default credential
+PREFIX is joined to the keys as BuildKit joins it: as it is in s3: (end it
+with "/" for a directory), as a path in azblob:.`
 
 const rootFooter = locations + `
 
