@@ -8,15 +8,15 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 // Generated graphs are cached across benchmark runs: a 100k-record graph
@@ -52,7 +52,7 @@ func BenchmarkMarshal(b *testing.B) {
 			runtime.GC()
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			b.ResetTimer()
 			for range b.N {
 				cc := remotecache.NewCacheChains()
@@ -64,7 +64,7 @@ func BenchmarkMarshal(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			cpu := cpuTime() - cpu0
+			cpu := cputime.Process() - cpu0
 			runtime.ReadMemStats(&after)
 			total := float64(b.N) * float64(n)
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/record")
@@ -74,15 +74,6 @@ func BenchmarkMarshal(b *testing.B) {
 			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/total, "allocs/record")
 		})
 	}
-}
-
-// cpuTime returns the user+system CPU time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // countingStore is a content store that counts the writers it opens.
@@ -102,27 +93,6 @@ func finalizeGraph() *cachegen.Graph {
 	return cachedGraph("finalize", func() *cachegen.Graph {
 		return cachegen.NewWithOptions(2, 1500, cachegen.Options{BlobSize: 64 << 10, MaxBlobs: 200})
 	})
-}
-
-// export replays g in order into an exporter writing to store and
-// finalizes it.
-func export(tb testing.TB, store content.Store, g *cachegen.Graph, order []int, provider content.Provider, opts ...remotecache.ExportOption) map[string]string {
-	tb.Helper()
-	exp, err := remotecache.NewExporter(store, opts...)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cachegen.Replay(exp, g, order, provider); err != nil {
-		tb.Fatal(err)
-	}
-	res, err := exp.Finalize(context.Background())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if res[remotecache.ExporterResponseManifestDesc] == "" {
-		tb.Fatalf("no manifest in the response: %v", res)
-	}
-	return res
 }
 
 func usedBlobBytes(g *cachegen.Graph) (blobs int, size int64) {
@@ -159,7 +129,7 @@ func BenchmarkFinalize(b *testing.B) {
 				b.Fatal(err)
 			}
 			cs := &countingStore{Store: st}
-			export(b, cs, g, nil, nil)
+			cachetest.Export(b, cs, g, nil, nil)
 			writes += cs.writers.Load()
 			b.StopTimer()
 			if err := os.RemoveAll(dir); err != nil {
@@ -179,16 +149,16 @@ func BenchmarkFinalize(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		first := export(b, st, g, nil, nil)
+		first := cachetest.Export(b, st, g, nil, nil)
 		b.ReportAllocs()
 		b.ResetTimer()
 		var writes int64
 		for range b.N {
 			cs := &countingStore{Store: st}
-			res := export(b, cs, g, nil, nil)
+			res := cachetest.Export(b, cs, g, nil, nil)
 			writes += cs.writers.Load()
-			if res[remotecache.ExporterResponseManifestDesc] != first[remotecache.ExporterResponseManifestDesc] {
-				b.Fatalf("re-export gives manifest %s, first export %s", res[remotecache.ExporterResponseManifestDesc], first[remotecache.ExporterResponseManifestDesc])
+			if res.Digest != first.Digest {
+				b.Fatalf("re-export gives manifest %s, first export %s", res.Digest, first.Digest)
 			}
 		}
 		b.ReportMetric(float64(writes)/float64(b.N), "writes/op")
@@ -212,7 +182,7 @@ func TestReexportUnchangedMakesNoWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			cs := &countingStore{Store: st}
-			first := export(t, cs, g, nil, nil, remotecache.WithManifestFormat(format))
+			first := cachetest.Export(t, cs, g, nil, nil, remotecache.WithManifestFormat(format))
 			if w := cs.writers.Load(); w != int64(nblobs+2) {
 				t.Fatalf("first export opened %d writers, want %d (%d blobs, config, manifest)", w, nblobs+2, nblobs)
 			}
@@ -229,15 +199,15 @@ func TestReexportUnchangedMakesNoWrites(t *testing.T) {
 					events = append(events, e)
 					mu.Unlock()
 				})
-				res := export(t, cs, g, order, p, remotecache.WithManifestFormat(format), remotecache.WithProgress(sink))
+				res := cachetest.Export(t, cs, g, order, p, remotecache.WithManifestFormat(format), remotecache.WithProgress(sink))
 				if w := cs.writers.Load(); w != 0 {
 					t.Errorf("order %d: re-export of an unchanged cache opened %d ingester writers, want 0", k, w)
 				}
 				if n := p.ReaderAtCalls(); n != 0 {
 					t.Errorf("order %d: re-export read %d blobs, want 0", k, n)
 				}
-				if res[remotecache.ExporterResponseManifestDesc] != first[remotecache.ExporterResponseManifestDesc] {
-					t.Errorf("order %d: manifest %s, first export %s", k, res[remotecache.ExporterResponseManifestDesc], first[remotecache.ExporterResponseManifestDesc])
+				if res.Digest != first.Digest {
+					t.Errorf("order %d: manifest %s, first export %s", k, res.Digest, first.Digest)
 				}
 				mu.Lock()
 				completed := 0

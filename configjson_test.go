@@ -2,7 +2,6 @@ package remotecache_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -10,23 +9,19 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/buildcache/remotecache"
-	"github.com/buildcache/remotecache/internal/cachegen"
 )
 
-// The config codec (configjson.go) is unexported; export_internal_test.go
-// hands it to these tests.
+// The config decoder (configjson.go) is unexported;
+// export_internal_test.go hands it to these tests.
 var (
 	decodeConfig     = remotecache.DecodeConfigForTest
 	decodeConfigInto = remotecache.DecodeConfigIntoForTest
-	appendConfig     = remotecache.AppendConfigForTest
 )
 
 // cjBase is a config to decode others into: encoding/json decodes into
@@ -37,8 +32,7 @@ const cjBase = `{"layers":[{"blob":"sha256:aa","parent":-1,"annotations":{"media
 	`{"digest":"sha256:r1","inputs":[[{"link":0}]]},{"digest":"sha256:r2"}]}`
 
 // cjCheck decodes data with encoding/json and with decodeConfig, into a
-// new value and into cjBase's, and requires the same outcome; then it
-// encodes what was decoded with both encoders and requires the same bytes.
+// new value and into cjBase's, and requires the same outcome.
 func cjCheck(t *testing.T, data []byte) {
 	t.Helper()
 	var want remotecache.CacheConfig
@@ -80,31 +74,6 @@ func cjCheck(t *testing.T, data []byte) {
 	}
 	if gerr == nil && !reflect.DeepEqual(wantRoom, gotRoom) {
 		t.Fatalf("input %.300q into room:\nencoding/json:    %#v\ndecodeConfigInto: %#v", data, wantRoom, gotRoom)
-	}
-
-	if werr == nil {
-		cjCheckEncode(t, &want)
-		cjCheckEncode(t, &wantInto)
-	}
-}
-
-// cjCheckEncode requires appendConfig to give json.Marshal's bytes, or
-// its error.
-func cjCheckEncode(t *testing.T, c *remotecache.CacheConfig) {
-	t.Helper()
-	want, werr := json.Marshal(c)
-	got, gerr := appendConfig(nil, c)
-	if (werr == nil) != (gerr == nil) || werr != nil && werr.Error() != gerr.Error() {
-		t.Fatalf("encoding %#v:\njson.Marshal error: %v\nappendConfig error: %v", c, werr, gerr)
-	}
-	if !bytes.Equal(want, got) {
-		t.Fatalf("encoding %#v:\njson.Marshal: %s\nappendConfig: %s", c, want, got)
-	}
-	// Appending keeps what is there.
-	prefix := []byte("prefix")
-	got, gerr = appendConfig(prefix, c)
-	if werr == nil && (gerr != nil || string(got) != "prefix"+string(want)) {
-		t.Fatalf("appending to a prefix: %q, %v", got, gerr)
 	}
 }
 
@@ -326,24 +295,19 @@ func TestConfigJSONInto(t *testing.T) {
 	}
 }
 
-// Random configs encode as json.Marshal encodes them.
-func TestAppendConfigRandom(t *testing.T) {
+// Random configs, encoded by json.Marshal, decode as encoding/json decodes
+// them.
+func TestConfigJSONRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	n := 3000
 	if testing.Short() {
 		n = 300
 	}
 	for range n {
-		c := cjRandomConfig(rng)
-		cjCheckEncode(t, c)
-		// And what encodes decodes back as encoding/json decodes it.
-		if dt, err := json.Marshal(c); err == nil {
+		if dt, err := json.Marshal(cjRandomConfig(rng)); err == nil {
 			cjCheck(t, dt)
 		}
 	}
-	cjCheckEncode(t, nil)
-	cjCheckEncode(t, &remotecache.CacheConfig{})
-	cjCheckEncode(t, &remotecache.CacheConfig{Layers: []remotecache.CacheLayer{}, Records: []remotecache.CacheRecord{}})
 }
 
 var cjOddStrings = []string{
@@ -491,15 +455,15 @@ func cjSeedFiles(t testing.TB) [][]byte {
 	return [][]byte{blob(manifest.Config.Digest), golden}
 }
 
-// The fixture's and the golden config decode and encode back to the same
-// bytes.
+// The fixture's and the golden config decode, and json.Marshal encodes
+// them back to the same bytes.
 func TestConfigJSONFixtures(t *testing.T) {
 	for _, dt := range cjSeedFiles(t) {
 		c, err := decodeConfig(dt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := appendConfig(nil, c)
+		out, err := json.Marshal(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -509,112 +473,11 @@ func TestConfigJSONFixtures(t *testing.T) {
 	}
 }
 
-// FuzzConfigJSON decodes the input with encoding/json and decodeConfig, and
-// encodes what they decode with json.Marshal and appendConfig: the results
-// must be the same. The seed corpus (testdata/fuzz/FuzzConfigJSON) has the
+// FuzzConfigJSON decodes the input with encoding/json and decodeConfig: the
+// results must be the same. The seed corpus (testdata/fuzz/FuzzConfigJSON) has the
 // fixture's config, the golden config and the tricky inputs above.
 func FuzzConfigJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cjCheck(t, data)
 	})
-}
-
-// A config from a generated graph of 100k records, made once.
-var cjBig struct {
-	once    sync.Once
-	json    []byte
-	records int
-}
-
-func cjBigConfig(b *testing.B) ([]byte, int) {
-	cjBig.once.Do(func() {
-		g := cachegen.New(1, 100000)
-		cc := remotecache.NewCacheChains()
-		if err := cachegen.Replay(cc, g, nil, nil); err != nil {
-			b.Fatal(err)
-		}
-		cfg, _, err := cc.Marshal(context.Background())
-		if err != nil {
-			b.Fatal(err)
-		}
-		cjBig.json, err = json.Marshal(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cjBig.records = len(cfg.Records)
-		b.Logf("config: %d bytes, %d layers, %d records", len(cjBig.json), len(cfg.Layers), len(cfg.Records))
-	})
-	if cjBig.json == nil {
-		b.Fatal("no config")
-	}
-	return cjBig.json, cjBig.records
-}
-
-// cjCPUTime returns the user and system CPU time of the process, GC
-// included: steadier than elapsed time on a loaded machine.
-func cjCPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func BenchmarkDecodeConfig(b *testing.B) {
-	dt, records := cjBigConfig(b)
-	for _, bc := range []struct {
-		name   string
-		decode func([]byte) error
-	}{
-		{"encoding_json", func(dt []byte) error {
-			var c remotecache.CacheConfig
-			return json.Unmarshal(dt, &c)
-		}},
-		{"configjson", func(dt []byte) error {
-			_, err := decodeConfig(dt)
-			return err
-		}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.SetBytes(int64(len(dt)))
-			b.ReportAllocs()
-			cpu0 := cjCPUTime()
-			for b.Loop() {
-				if err := bc.decode(dt); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(records), "ns/record")
-			b.ReportMetric(float64(cjCPUTime()-cpu0)/float64(b.N)/float64(records), "cpu-ns/record")
-		})
-	}
-}
-
-func BenchmarkEncodeConfig(b *testing.B) {
-	dt, records := cjBigConfig(b)
-	c, err := decodeConfig(dt)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, bc := range []struct {
-		name   string
-		encode func(*remotecache.CacheConfig) ([]byte, error)
-	}{
-		{"encoding_json", func(c *remotecache.CacheConfig) ([]byte, error) { return json.Marshal(c) }},
-		{"configjson", func(c *remotecache.CacheConfig) ([]byte, error) { return appendConfig(nil, c) }},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.SetBytes(int64(len(dt)))
-			b.ReportAllocs()
-			cpu0 := cjCPUTime()
-			for b.Loop() {
-				out, err := bc.encode(c)
-				if err != nil || len(out) != len(dt) {
-					b.Fatal(err, len(out))
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(records), "ns/record")
-			b.ReportMetric(float64(cjCPUTime()-cpu0)/float64(b.N)/float64(records), "cpu-ns/record")
-		})
-	}
 }

@@ -2,7 +2,6 @@ package remotecache_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // marshaled is what one Marshal of a replayed graph gives.
@@ -33,14 +33,7 @@ func replayMarshal(t testing.TB, g *cachegen.Graph, order []int) marshaled {
 	if err := cachegen.Replay(cc, g, order, p); err != nil {
 		t.Fatal(err)
 	}
-	cfg, dp, err := cc.Marshal(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, dp, dt := cachetest.Marshal(t, cc)
 	descs := make(map[digest.Digest]ocispec.Descriptor, len(dp))
 	for d, pair := range dp {
 		descs[d] = pair.Descriptor
@@ -261,19 +254,6 @@ func add(t *testing.T, cc *remotecache.CacheChains, dgst string, deps ...[]remot
 
 func slot(rs ...remotecache.Record) []remotecache.Record { return rs }
 
-func marshalCC(t *testing.T, cc *remotecache.CacheChains) (*remotecache.CacheConfig, []byte) {
-	t.Helper()
-	cfg, _, err := cc.Marshal(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg, dt
-}
-
 // Two records X (from A) and Y (from B) of the same digest, each with a
 // child of digest "make". Adding the digest of X and Y from [A, B] merges X
 // and Y; their children are then linked from the same record, in the same
@@ -301,7 +281,7 @@ func TestAddMergeMakesChildrenOne(t *testing.T) {
 		if !mergeFirst {
 			add(t, cc, "pip install", slot(a, b))
 		}
-		_, dt := marshalCC(t, cc)
+		dt := cachetest.ConfigJSON(t, cc)
 		return dt
 	}
 	first, last := build(true), build(false)
@@ -342,7 +322,7 @@ func TestAddMergeMakesNoCycle(t *testing.T) {
 	c := add(t, cc, "copy src", slot(x))
 	add(t, cc, "cargo fetch", slot(c))
 	add(t, cc, "cargo fetch", slot(a, c))
-	cfg, dt := marshalCC(t, cc)
+	cfg, _, dt := cachetest.Marshal(t, cc)
 	if cyc := recordCycle(cfg); cyc != nil {
 		t.Errorf("config has a cycle through records %v:\n%s", cyc, dt)
 	}
@@ -405,7 +385,7 @@ func TestAddOrderDependsWhenMatchesAreOneAboveTheOther(t *testing.T) {
 			add(t, cc, "D", slot(a, c))
 			add(t, cc, "D", slot(c))
 		}
-		cfg, dt := marshalCC(t, cc)
+		cfg, _, dt := cachetest.Marshal(t, cc)
 		if cyc := recordCycle(cfg); cyc != nil {
 			t.Errorf("config has a cycle through records %v:\n%s", cyc, dt)
 		}

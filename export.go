@@ -17,7 +17,9 @@ import (
 )
 
 // ExporterResponseManifestDesc is the key, in the map that Finalize returns,
-// of the JSON of the manifest's descriptor.
+// of the JSON of the manifest's descriptor: the descriptor Import reads the
+// cache from. In the config-only form (FormatConfigOnly), which has no
+// manifest, it is the cache config's descriptor.
 const ExporterResponseManifestDesc = "cache.manifest"
 
 // maxConfigSize is the largest config BuildKit's importer accepts.
@@ -91,7 +93,8 @@ func NewExporter(ingester content.Ingester, opts ...ExportOption) (Exporter, err
 }
 
 // Finalize implements Exporter.
-func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
+func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, err error) {
+	defer ensureClass(&err)
 	pr := newProgress(e.opts.progress)
 	res, err := e.finalize(ctx, pr)
 	// Let the sink see the last events, but never wait past ctx for it.
@@ -126,6 +129,14 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		}
 		layers = append(layers, pair.Descriptor)
 	}
+	configOnly := e.opts.format == FormatConfigOnly
+	if configOnly {
+		// Checked before anything is written: a layer without a diffID
+		// would make a config that BuildKit's importer refuses.
+		if err := annotateLayers(config, descs); err != nil {
+			return nil, err
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.opts.concurrency)
@@ -146,7 +157,7 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		return nil, err
 	}
 
-	dt, err := appendConfig(nil, config)
+	dt, err := json.Marshal(config)
 	if err != nil {
 		return nil, errors.Wrap(err, "encoding cache config")
 	}
@@ -156,11 +167,20 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		Size:      int64(len(dt)),
 	}
 	st := pr.start("writing config "+configDesc.Digest.String(), configDesc.Size)
-	if len(dt) > maxConfigSize {
+	if len(dt) > maxConfigSize && !configOnly {
 		st.warn(fmt.Sprintf("cache config is %d bytes; BuildKit's importer refuses configs over %d bytes", len(dt), maxConfigSize))
 	}
-	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kindConfig, configDesc, bytesProvider(dt)), "writing config %s", configDesc.Digest)); err != nil {
+	// In the config-only form the config is the last write, the one that
+	// names the cache, as a manifest is in the others.
+	kind := kindConfig
+	if configOnly {
+		kind = kindManifest
+	}
+	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kind, configDesc, bytesProvider(dt)), "writing config %s", configDesc.Digest)); err != nil {
 		return nil, err
+	}
+	if configOnly {
+		return descResponse(configDesc)
 	}
 
 	mdt, mediaType, err := e.opts.format.manifest(layers, configDesc)
@@ -176,7 +196,12 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kindManifest, mdesc, bytesProvider(mdt)), "writing manifest %s", mdesc.Digest)); err != nil {
 		return nil, err
 	}
-	descJSON, err := json.Marshal(mdesc)
+	return descResponse(mdesc)
+}
+
+// descResponse is Finalize's response for the blob that names the cache.
+func descResponse(desc ocispec.Descriptor) (map[string]string, error) {
+	descJSON, err := json.Marshal(desc)
 	if err != nil {
 		return nil, errors.Wrap(err, "encoding manifest descriptor")
 	}

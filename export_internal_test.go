@@ -6,8 +6,11 @@ package remotecache
 var (
 	DecodeConfigForTest     = decodeConfig
 	DecodeConfigIntoForTest = decodeConfigInto
-	AppendConfigForTest     = appendConfig
 )
+
+// MinEntryJSONForTest is Parse's bound on the length of a layer or record,
+// for benchmarks that size slices as Parse does.
+const MinEntryJSONForTest = minEntryJSON
 
 // decodeConfig decodes a cache config as json.Unmarshal would into a new
 // CacheConfig.

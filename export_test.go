@@ -19,17 +19,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
-
-// tcManifestDesc decodes the manifest descriptor from Finalize's response.
-func tcManifestDesc(t testing.TB, res map[string]string) ocispec.Descriptor {
-	t.Helper()
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		t.Fatalf("response %v: %v", res, err)
-	}
-	return desc
-}
 
 // tcManifestBlobs reads the manifest at desc and returns the descriptors it
 // lists (layers, then config) and the media types of the layers.
@@ -85,7 +76,7 @@ func TestFinalizeWritesLayersThenConfigThenManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mdesc := tcManifestDesc(t, res)
+	mdesc := cachetest.ManifestDesc(t, res)
 	if mdesc.MediaType != ocispec.MediaTypeImageManifest {
 		t.Fatalf("default manifest media type %s", mdesc.MediaType)
 	}
@@ -169,7 +160,7 @@ func TestFinalizeMediaTypesPerFormat(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mdesc := tcManifestDesc(t, res)
+			mdesc := cachetest.ManifestDesc(t, res)
 			if mdesc.MediaType != tc.manifest {
 				t.Fatalf("manifest media type %s, want %s", mdesc.MediaType, tc.manifest)
 			}
@@ -194,17 +185,11 @@ func TestFinalizeMediaTypesPerFormat(t *testing.T) {
 type tcSlowProvider struct {
 	content.Store
 	pause time.Duration
-	mu    sync.Mutex
-	opens map[digest.Digest]int
+	opens cachetest.Counter
 }
 
 func (p *tcSlowProvider) ReaderAt(ctx context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
-	p.mu.Lock()
-	if p.opens == nil {
-		p.opens = map[digest.Digest]int{}
-	}
-	p.opens[d.Digest]++
-	p.mu.Unlock()
+	p.opens.Add(d.Digest)
 	ra, err := p.Store.ReaderAt(ctx, d)
 	if err != nil {
 		return nil, err
@@ -252,7 +237,7 @@ func TestFinalizeConcurrencyAndOnceEach(t *testing.T) {
 				if n := dst.perDigest[b.Digest]; n != 1 {
 					t.Errorf("blob %s written %d times", b.Digest, n)
 				}
-				if n := src.opens[b.Digest]; n != 1 {
+				if n := src.opens.Get(b.Digest); n != 1 {
 					t.Errorf("blob %s read %d times", b.Digest, n)
 				}
 			}
@@ -302,15 +287,23 @@ func TestFinalizeSkipsBlobsInStore(t *testing.T) {
 	}
 }
 
-// tcCorruptProvider returns bytes of the right length but the wrong content.
-type tcCorruptProvider struct{ content.Store }
+// tcReaderProvider serves a real store's blobs through wrap.
+type tcReaderProvider struct {
+	content.Store
+	wrap func(content.ReaderAt) content.ReaderAt
+}
 
-func (p tcCorruptProvider) ReaderAt(ctx context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
+func (p tcReaderProvider) ReaderAt(ctx context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
 	ra, err := p.Store.ReaderAt(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	return tcCorruptReader{ra}, nil
+	return p.wrap(ra), nil
+}
+
+// tcCorrupt serves s's blobs with the right length but the wrong content.
+func tcCorrupt(s content.Store) content.Provider {
+	return tcReaderProvider{s, func(ra content.ReaderAt) content.ReaderAt { return tcCorruptReader{ra} }}
 }
 
 type tcCorruptReader struct{ content.ReaderAt }
@@ -323,15 +316,9 @@ func (r tcCorruptReader) ReadAt(b []byte, off int64) (int, error) {
 	return n, err
 }
 
-// tcShortProvider claims fewer bytes than the descriptor.
-type tcShortProvider struct{ content.Store }
-
-func (p tcShortProvider) ReaderAt(ctx context.Context, d ocispec.Descriptor) (content.ReaderAt, error) {
-	ra, err := p.Store.ReaderAt(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	return tcShortReader{ra}, nil
+// tcShort serves s's blobs claiming one byte fewer than the descriptor.
+func tcShort(s content.Store) content.Provider {
+	return tcReaderProvider{s, func(ra content.ReaderAt) content.ReaderAt { return tcShortReader{ra} }}
 }
 
 type tcShortReader struct{ content.ReaderAt }
@@ -340,8 +327,8 @@ func (r tcShortReader) Size() int64 { return r.ReaderAt.Size() - 1 }
 
 func TestFinalizeRejectsWrongBytes(t *testing.T) {
 	for name, wrap := range map[string]func(content.Store) content.Provider{
-		"corrupt": func(s content.Store) content.Provider { return tcCorruptProvider{s} },
-		"short":   func(s content.Store) content.Provider { return tcShortProvider{s} },
+		"corrupt": tcCorrupt,
+		"short":   tcShort,
 	} {
 		t.Run(name, func(t *testing.T) {
 			src := tcStore(t)
@@ -387,17 +374,10 @@ func TestFinalizeCancelled(t *testing.T) {
 	for i, b := range blobs {
 		tcAdd(t, e, tcDigest(fmt.Sprint(i)), nil, tcResult(src, 1, b))
 	}
-	done := make(chan error, 1)
-	go func() {
+	err := cachetest.Returns(t, "Finalize after cancel", func() error {
 		_, err := e.Finalize(ctx)
-		done <- err
-	}()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Finalize did not stop after cancel")
-	}
+		return err
+	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -457,7 +437,7 @@ func TestFinalizeWarnsOnLargeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, config := tcManifestBlobs(t, dst, tcManifestDesc(t, res))
+	_, config := tcManifestBlobs(t, dst, cachetest.ManifestDesc(t, res))
 	if config.Size <= 1<<20 {
 		t.Fatalf("config is %d bytes; the test needs more than 1 MiB", config.Size)
 	}
@@ -479,7 +459,7 @@ func TestFinalizeProgressIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mdesc := tcManifestDesc(t, res)
+	mdesc := cachetest.ManifestDesc(t, res)
 	_, config := tcManifestBlobs(t, dst, mdesc)
 	want := []string{"writing config " + config.Digest.String(), "writing manifest " + mdesc.Digest.String()}
 	for _, b := range blobs {
@@ -612,7 +592,7 @@ func TestFinalizeVerifiesWhenTheWriterDoesNot(t *testing.T) {
 	src, dst := tcStore(t), tcStore(t)
 	d := tcBlob(t, src, tcData(1<<20, "lax"))
 	e, _ := remotecache.NewExporter(tcLaxIngester{dst})
-	tcAdd(t, e, tcDigest("r"), nil, tcResult(tcCorruptProvider{src}, 1, d))
+	tcAdd(t, e, tcDigest("r"), nil, tcResult(tcCorrupt(src), 1, d))
 	if _, err := e.Finalize(context.Background()); err == nil || !strings.Contains(err.Error(), "do not match digest") {
 		t.Fatalf("err = %v, want the exporter's own digest check to fail", err)
 	}
@@ -651,7 +631,7 @@ func TestFinalizeWritesManifestToTaggers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mdesc := tcManifestDesc(t, res)
+	mdesc := cachetest.ManifestDesc(t, res)
 	if len(spy.attempts) != 1 || spy.attempts[mdesc.Digest] != 1 || spy.writers != 0 {
 		t.Fatalf("writer calls %v (%d opened), want one, for the manifest %s", spy.attempts, spy.writers, mdesc.Digest)
 	}

@@ -17,6 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // Seed corpora are in testdata/fuzz/FuzzParse and testdata/fuzz/FuzzImport;
@@ -64,6 +65,18 @@ func fzSetup(t testing.TB) {
 	})
 }
 
+// fzImport imports desc from p, with blobs up to 1 MiB, into a spy and
+// into a CacheChains, and checks what it did (fzCheck).
+func fzImport(t *testing.T, p content.Provider, desc ocispec.Descriptor) {
+	t.Helper()
+	ctx := context.Background()
+	spy := &itSpy{}
+	errSpy := remotecache.Import(ctx, p, desc, spy, remotecache.WithMaxBlobSize(1<<20))
+	cc := remotecache.NewCacheChains()
+	errCC := remotecache.Import(ctx, p, desc, cc, remotecache.WithMaxBlobSize(1<<20))
+	fzCheck(t, -1, errSpy, errCC, spy, cc, errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrFailedPrecondition)
+}
+
 // fzCheck checks what Parse or Import did with one input: the same result
 // into a spy and into CacheChains; errors of a known class; on success,
 // every record added (after its inputs), and a graph that marshals.
@@ -83,14 +96,8 @@ func fzCheck(t *testing.T, records int, errSpy, errCC error, spy *itSpy, cc *rem
 	if records >= 0 && len(spy.calls) != records {
 		t.Fatalf("%d records added, config has %d", len(spy.calls), records)
 	}
-	cfg, descs, err := cc.Marshal(context.Background())
-	if err != nil {
-		t.Fatalf("Marshal after a successful Parse: %v", err)
-	}
-	out, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatalf("encoding Marshal's config: %v", err)
-	}
+	// Marshal after a successful Parse.
+	cfg, descs, out := cachetest.Marshal(t, cc)
 	if len(cfg.Records) > len(spy.calls) {
 		t.Fatalf("Marshal wrote %d records from %d Add calls", len(cfg.Records), len(spy.calls))
 	}
@@ -105,14 +112,7 @@ func fzCheck(t *testing.T, records int, errSpy, errCC error, spy *itSpy, cc *rem
 	if err := remotecache.Parse(out, descs, again); err != nil {
 		t.Fatalf("Parse of Marshal's output: %v\n%s", err, out)
 	}
-	cfg2, descs2, err := again.Marshal(context.Background())
-	if err != nil {
-		t.Fatalf("Marshal after the round trip: %v", err)
-	}
-	out2, err := json.Marshal(cfg2)
-	if err != nil {
-		t.Fatalf("encoding the round trip's config: %v", err)
-	}
+	_, descs2, out2 := cachetest.Marshal(t, again)
 	if !bytes.Equal(out, out2) {
 		t.Fatalf("round trip changed the config:\nbefore: %s\nafter:  %s", out, out2)
 	}
@@ -190,13 +190,24 @@ func FuzzImport(f *testing.F) {
 		manifest = bytes.ReplaceAll(manifest, []byte(fzConfigDigest), []byte(cd))
 		manifest = bytes.ReplaceAll(manifest, []byte(fzConfigSize), strconv.AppendInt(nil, int64(len(config)), 10))
 		desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(manifest), Size: int64(len(manifest))}
-		p := fzOverlay{top: itMem{desc.Digest: manifest, cd: config}, base: fzBlobs}
+		fzImport(t, fzOverlay{top: itMem{desc.Digest: manifest, cd: config}, base: fzBlobs}, desc)
+	})
+}
 
-		ctx := context.Background()
-		spy := &itSpy{}
-		errSpy := remotecache.Import(ctx, p, desc, spy, remotecache.WithMaxBlobSize(1<<20))
-		cc := remotecache.NewCacheChains()
-		errCC := remotecache.Import(ctx, p, desc, cc, remotecache.WithMaxBlobSize(1<<20))
-		fzCheck(t, -1, errSpy, errCC, spy, cc, errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrFailedPrecondition)
+// FuzzImportConfigOnly imports a config-only cache: the config is the blob
+// Import reads, and its layers' annotations become the descriptors.
+func FuzzImportConfigOnly(f *testing.F) {
+	fzSetup(f)
+	golden, err := os.ReadFile(filepath.Join("testdata", "golden", "config-only.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(golden)
+	l0 := digest.FromString("layer0")
+	f.Add([]byte(`{"layers":[{"blob":"` + string(l0) + `","parent":-1,"annotations":{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","diffID":"` + string(l0) + `","size":6,"createdAt":"2026-01-02T03:04:05.5Z"}}],"records":[{"digest":"` + string(l0) + `","layers":[{"layer":0,"createdAt":"2026-01-02T03:04:05Z"}]}]}`))
+	f.Fuzz(func(t *testing.T, config []byte) {
+		fzSetup(t)
+		desc := ocispec.Descriptor{MediaType: remotecache.CacheConfigMediaTypeV0, Digest: digest.FromBytes(config), Size: int64(len(config))}
+		fzImport(t, fzOverlay{top: itMem{desc.Digest: config}, base: fzBlobs}, desc)
 	})
 }

@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 var tcUpdateGolden = flag.Bool("update-golden", false, "rewrite the golden files in testdata/golden")
@@ -24,12 +25,24 @@ var tcUpdateGolden = flag.Bool("update-golden", false, "rewrite the golden files
 // results.
 func tcGoldenGraph(t testing.TB, tg remotecache.Target, src content.Store) {
 	t.Helper()
+	tcGoldenGraphAnnotated(t, tg, src, false)
+}
+
+// tcGoldenGraphAnnotated is tcGoldenGraph; with createdAt, two of its
+// layers carry BuildKit's buildkit/createdat annotation, as layers that
+// BuildKit made do.
+func tcGoldenGraphAnnotated(t testing.TB, tg remotecache.Target, src content.Store, createdAt bool) {
+	t.Helper()
 	base := tcBlob(t, src, []byte("golden base layer"))
 	tools := tcBlob(t, src, []byte("golden tools layer"))
 	tools.MediaType = images.MediaTypeDockerSchema2LayerGzip
 	app := tcBlob(t, src, []byte("golden app layer"))
 	app.MediaType = ocispec.MediaTypeImageLayerZstd
 	cfgFile := tcBlob(t, src, []byte("golden config file layer"))
+	if createdAt {
+		base.Annotations[remotecache.AnnotationCreatedAt] = "2025-12-24T10:11:12.123456789+01:00"
+		app.Annotations[remotecache.AnnotationCreatedAt] = "2026-01-02T03:04:05Z"
+	}
 
 	from := tcAdd(t, tg, tcDigest("FROM busybox"), nil, tcResult(src, 0, base))
 	mkdir := tcAdd(t, tg, tcDigest("RUN mkdir /work"), tcLinks(tcSlot(from)), tcResult(src, 10, base, tools))
@@ -67,7 +80,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mdesc := tcManifestDesc(t, res)
+			mdesc := cachetest.ManifestDesc(t, res)
 			manifest, err := content.ReadBlob(context.Background(), dst, mdesc)
 			if err != nil {
 				t.Fatal(err)
@@ -80,6 +93,39 @@ func TestGolden(t *testing.T) {
 			tcCheckGolden(t, "config.json", config)
 			tcCheckGolden(t, tc.file, manifest)
 		})
+	}
+}
+
+// The config-only form: the config with layer annotations, and no
+// manifest; Finalize's response names the config.
+func TestGoldenConfigOnly(t *testing.T) {
+	ctx := context.Background()
+	src, dst := tcStore(t), tcStore(t)
+	e, err := remotecache.NewExporter(dst, remotecache.WithManifestFormat(remotecache.FormatConfigOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcGoldenGraphAnnotated(t, e, src, true)
+	res, err := e.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := cachetest.ManifestDesc(t, res)
+	if desc.MediaType != remotecache.CacheConfigMediaTypeV0 {
+		t.Fatalf("response names a %s, want the cache config", desc.MediaType)
+	}
+	config, err := content.ReadBlob(ctx, dst, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcCheckGolden(t, "config-only.json", config)
+	// Nothing but the layers and the config: no manifest.
+	n := 0
+	if err := dst.Walk(ctx, func(content.Info) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 {
+		t.Errorf("%d blobs in the store, want 4 layers and the config", n)
 	}
 }
 

@@ -72,7 +72,8 @@ func WithMaxBlobSize(n int64) ImportOption {
 // or digest is not its descriptor's one of class
 // errdefs.ErrFailedPrecondition (as everywhere in this module); each says
 // which blob, record or layer is at fault.
-func Import(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, t Target, opts ...ImportOption) error {
+func Import(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, t Target, opts ...ImportOption) (err error) {
+	defer ensureClass(&err)
 	o, err := newImportOptions("import", provider, opts)
 	if err != nil {
 		return err
@@ -81,20 +82,24 @@ func Import(ctx context.Context, provider content.Provider, desc ocispec.Descrip
 		return errors.Wrap(errdefs.ErrInvalidArgument, "import: nil target")
 	}
 
-	m, err := readManifest(ctx, provider, desc, o)
+	m, cfg, err := readCache(ctx, provider, desc, o)
 	if err != nil {
 		return err
 	}
-	configDesc, layers := m.Config, m.Layers
+	if m.Format == FormatConfigOnly {
+		dp, _, err := configDescriptors(cfg, provider)
+		if err != nil {
+			return errors.Wrapf(err, "cache config %s", desc.Digest)
+		}
+		return errors.Wrapf(parseConfig(cfg, dp, t), "cache config %s", desc.Digest)
+	}
+	configDesc := m.Config
 	cdt, err := readBlob(ctx, provider, configDesc, o.maxBlobSize, "cache config")
 	if err != nil {
 		return errors.Wrapf(err, "manifest %s", desc.Digest)
 	}
 
-	dp := make(DescriptorProvider, len(layers))
-	for _, l := range layers {
-		dp[l.Digest] = DescriptorProviderPair{Descriptor: l, Provider: provider}
-	}
+	dp := m.Descriptors(provider)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -155,7 +160,8 @@ func readBlob(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 // record or layer at fault: a malformed config, an invalid digest, an index
 // out of range, an empty input slot, a loop among records or among layers.
 // Parse uses no recursion, so chains of any depth work.
-func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
+func Parse(configJSON []byte, provider DescriptorProvider, t Target) (err error) {
+	defer ensureClass(&err)
 	if t == nil {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil target")
 	}
@@ -174,15 +180,37 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) error {
 	if err := decodeConfigInto(configJSON, &cfg); err != nil {
 		return invalidf(err, "malformed JSON")
 	}
+	return parseConfig(&cfg, provider, t)
+}
+
+// ParseConfig is Parse of a config already decoded (by ReadConfig, or made
+// by Trim): it adds cfg's records to t, with the same checks and rules,
+// without encoding cfg again. cfg is only read; a nil cfg is an error of
+// class errdefs.ErrInvalidArgument. To write a trimmed config, give it to
+// an Exporter with the layer descriptors of the cache it came from
+// (Manifest.Descriptors) and Finalize.
+func ParseConfig(cfg *CacheConfig, provider DescriptorProvider, t Target) (err error) {
+	defer ensureClass(&err)
+	if cfg == nil {
+		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil cache config")
+	}
+	return parseConfig(cfg, provider, t)
+}
+
+// parseConfig is Parse of a decoded config.
+func parseConfig(cfg *CacheConfig, provider DescriptorProvider, t Target) error {
+	if t == nil {
+		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil target")
+	}
 	var first error
-	st, _ := checkConfig(&cfg, func(err error) bool {
+	st, _ := checkConfig(cfg, func(err error) bool {
 		first = err
 		return false
 	})
 	if first != nil {
 		return first
 	}
-	p := parser{cfg: &cfg, st: &st, provider: provider, t: t}
+	p := parser{cfg: cfg, st: &st, provider: provider, t: t}
 	if err := p.buildChains(); err != nil {
 		return err
 	}
@@ -383,6 +411,11 @@ func validateDigest(d digest.Digest) error {
 	}
 	return d.Validate()
 }
+
+// ensureClass gives *err errdefs.ErrUnknown if it has no class: every
+// error out of the package has one, those of the Targets, providers and
+// ingesters it is given included.
+func ensureClass(err *error) { *err = errclass.Ensure(*err, errdefs.ErrUnknown) }
 
 // invalidf wraps err, the cause, as an errdefs.ErrInvalidArgument with a
 // message that says where.

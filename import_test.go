@@ -10,13 +10,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +27,8 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 // Helpers of this file are prefixed "it" (import test) to keep apart from
@@ -54,14 +54,7 @@ func itFixture(t testing.TB) (content.Store, ocispec.Descriptor) {
 
 func itFixtureManifestDesc(t testing.TB) ocispec.Descriptor {
 	t.Helper()
-	dt, err := os.ReadFile(filepath.Join(itFixtureDir, "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(dt, &idx); err != nil {
-		t.Fatal(err)
-	}
+	idx := cachetest.LayoutIndex(t, itFixtureDir)
 	if len(idx.Manifests) != 1 {
 		t.Fatalf("fixture index has %d manifests, want 1", len(idx.Manifests))
 	}
@@ -71,11 +64,7 @@ func itFixtureManifestDesc(t testing.TB) ocispec.Descriptor {
 // itFixtureBlob reads a blob of the fixture directly.
 func itFixtureBlob(t testing.TB, dgst digest.Digest) []byte {
 	t.Helper()
-	dt, err := os.ReadFile(filepath.Join(itFixtureDir, "blobs", dgst.Algorithm().String(), dgst.Encoded()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dt
+	return cachetest.LayoutBlob(t, itFixtureDir, dgst)
 }
 
 // itFixtureConfig returns the fixture's manifest and config descriptors and
@@ -87,20 +76,6 @@ func itFixtureConfig(t testing.TB) (ocispec.Manifest, []byte) {
 		t.Fatal(err)
 	}
 	return m, itFixtureBlob(t, m.Config.Digest)
-}
-
-// itMarshalJSON marshals c and encodes the config as Finalize does.
-func itMarshalJSON(t testing.TB, c *remotecache.CacheChains) []byte {
-	t.Helper()
-	cfg, _, err := c.Marshal(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dt
 }
 
 // itSpy is a Target that records the Add calls and hands out its own
@@ -157,7 +132,7 @@ func TestImportBuildKitFixture(t *testing.T) {
 	if err := remotecache.Import(ctx, store, desc, cc); err != nil {
 		t.Fatal(err)
 	}
-	got := itMarshalJSON(t, cc)
+	got := cachetest.ConfigJSON(t, cc)
 	if !bytes.Equal(got, want) {
 		var g, w remotecache.CacheConfig
 		if err := json.Unmarshal(got, &g); err != nil {
@@ -437,7 +412,7 @@ func TestImportForms(t *testing.T) {
 		if err := remotecache.Parse(c.mem[c.config.Digest], dp, cc); err != nil {
 			t.Fatal(err)
 		}
-		return itMarshalJSON(t, cc)
+		return cachetest.ConfigJSON(t, cc)
 	}()
 	if !bytes.Contains(want, []byte(`"layers":[{"layer":`)) {
 		t.Fatalf("want has no results: %s", want)
@@ -473,7 +448,7 @@ func TestImportForms(t *testing.T) {
 			if err := remotecache.Import(ctx, c.mem, desc, cc); err != nil {
 				t.Fatal(err)
 			}
-			if got := itMarshalJSON(t, cc); !bytes.Equal(got, want) {
+			if got := cachetest.ConfigJSON(t, cc); !bytes.Equal(got, want) {
 				t.Errorf("got  %s\nwant %s", got, want)
 			}
 		})
@@ -812,7 +787,7 @@ func TestParseDeepChain(t *testing.T) {
 	if err := remotecache.Parse(out, descs, cc2); err != nil {
 		t.Fatal(err)
 	}
-	if out2 := itMarshalJSON(t, cc2); !bytes.Equal(out, out2) {
+	if out2 := cachetest.ConfigJSON(t, cc2); !bytes.Equal(out, out2) {
 		t.Error("Parse of Marshal's output then Marshal gives other bytes")
 	}
 }
@@ -851,33 +826,14 @@ func TestParseDeepChainReversed(t *testing.T) {
 
 var itFormats = []remotecache.ManifestFormat{remotecache.FormatImageManifest, remotecache.FormatOCIIndex, remotecache.FormatManifestList}
 
-// itStore is containerd's real local content store in a temp dir.
-func itStore(t testing.TB) content.Store {
-	t.Helper()
-	s, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // itBlob writes data into store as a gzip layer with BuildKit's
 // annotations and returns its descriptor.
 func itBlob(t testing.TB, store content.Ingester, data string) ocispec.Descriptor {
 	t.Helper()
-	desc := ocispec.Descriptor{
-		MediaType: ocispec.MediaTypeImageLayerGzip,
-		Digest:    digest.FromString(data),
-		Size:      int64(len(data)),
-		Annotations: map[string]string{
-			"containerd.io/uncompressed": digest.FromString("diff " + data).String(),
-			"buildkit/createdat":         "2026-01-02T03:04:05.123456789Z",
-		},
-	}
-	if err := content.WriteBlob(context.Background(), store, "it-"+desc.Digest.String(), strings.NewReader(data), desc); err != nil {
-		t.Fatal(err)
-	}
-	return desc
+	return tcLayer(t, store, []byte(data), map[string]string{
+		"containerd.io/uncompressed": digest.FromString("diff " + data).String(),
+		"buildkit/createdat":         "2026-01-02T03:04:05.123456789Z",
+	})
 }
 
 // itExport exports what build adds into a fresh store in format f and
@@ -886,7 +842,7 @@ func itBlob(t testing.TB, store content.Ingester, data string) ocispec.Descripto
 func itExport(t testing.TB, f remotecache.ManifestFormat, build func(remotecache.Target)) (content.Store, ocispec.Descriptor, []byte) {
 	t.Helper()
 	ctx := context.Background()
-	dst := itStore(t)
+	dst := tcStore(t)
 	e, err := remotecache.NewExporter(dst, remotecache.WithManifestFormat(f))
 	if err != nil {
 		t.Fatal(err)
@@ -971,10 +927,10 @@ func itHandGraph(t testing.TB, tg remotecache.Target, src content.Store) {
 
 func TestImportRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	src := itStore(t)
+	src := tcStore(t)
 	orig := remotecache.NewCacheChains()
 	itHandGraph(t, orig, src)
-	want := itMarshalJSON(t, orig)
+	want := cachetest.ConfigJSON(t, orig)
 	if bytes.Contains(want, []byte(digest.FromString("gone"))) {
 		t.Fatal("the result with a missing blob was exported")
 	}
@@ -989,7 +945,7 @@ func TestImportRoundTrip(t *testing.T) {
 			if err := remotecache.Import(ctx, dst, desc, cc); err != nil {
 				t.Fatal(err)
 			}
-			if got := itMarshalJSON(t, cc); !bytes.Equal(got, want) {
+			if got := cachetest.ConfigJSON(t, cc); !bytes.Equal(got, want) {
 				t.Errorf("Import then Marshal:\n got %s\nwant %s", got, want)
 			}
 			// And once more through an export of the imported graph.
@@ -1065,7 +1021,7 @@ func itRoundTripRandom(t *testing.T, i int) bool {
 
 	orig := remotecache.NewCacheChains()
 	itReplay(t, orig, g, gp)
-	want := itMarshalJSON(t, orig)
+	want := cachetest.ConfigJSON(t, orig)
 
 	dst, desc, written := itExport(t, f, func(tg remotecache.Target) { itReplay(t, tg, g, gp) })
 	if desc.Digest == "" {
@@ -1078,7 +1034,7 @@ func itRoundTripRandom(t *testing.T, i int) bool {
 	if err := remotecache.Import(ctx, dst, desc, cc); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	if got := itMarshalJSON(t, cc); !bytes.Equal(got, want) {
+	if got := cachetest.ConfigJSON(t, cc); !bytes.Equal(got, want) {
 		t.Fatalf("%s: Import then Marshal:\n got %s\nwant %s", what, got, want)
 	}
 	return true
@@ -1088,7 +1044,7 @@ func itRoundTripRandom(t *testing.T, i int) bool {
 // records both have become one, and the newest result wins.
 func TestImportMerge(t *testing.T) {
 	ctx := context.Background()
-	src := itStore(t)
+	src := tcStore(t)
 	a := itBlob(t, src, "base a")
 	b := itBlob(t, src, "base b")
 	c := itBlob(t, src, "layer c")
@@ -1110,7 +1066,7 @@ func TestImportMerge(t *testing.T) {
 	both := remotecache.NewCacheChains()
 	first(both)
 	second(both)
-	want := itMarshalJSON(t, both)
+	want := cachetest.ConfigJSON(t, both)
 
 	for _, f := range itFormats {
 		t.Run(f.String(), func(t *testing.T) {
@@ -1123,7 +1079,7 @@ func TestImportMerge(t *testing.T) {
 			if err := remotecache.Import(ctx, s2, d2, cc); err != nil {
 				t.Fatal(err)
 			}
-			got := itMarshalJSON(t, cc)
+			got := cachetest.ConfigJSON(t, cc)
 			if !bytes.Equal(got, want) {
 				t.Errorf("union:\n got %s\nwant %s", got, want)
 			}
@@ -1174,13 +1130,13 @@ func BenchmarkImport(b *testing.B) {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
 			b.SetBytes(int64(len(config)))
 			b.ReportAllocs()
-			cpu0 := itCPUTime()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				if err := remotecache.Parse(config, descs, remotecache.NewCacheChains()); err != nil {
 					b.Fatal(err)
 				}
 			}
-			cpu := itCPUTime() - cpu0
+			cpu := cputime.Process() - cpu0
 			total := float64(b.N) * float64(records)
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/record")
 			// CPU time of the process, GC included: steadier than elapsed
@@ -1188,15 +1144,6 @@ func BenchmarkImport(b *testing.B) {
 			b.ReportMetric(float64(cpu.Nanoseconds())/total, "cpu-ns/record")
 		})
 	}
-}
-
-// itCPUTime returns the user and system CPU time the process has used.
-func itCPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // itMergeCycle builds a graph in which Add merges a record with one of its
@@ -1217,7 +1164,7 @@ func itMergeCycle(t testing.TB) *remotecache.CacheChains {
 // (d -> x -> d) and Marshal writes a config that Parse, like BuildKit
 // ("invalid looping record"), refuses. (Fixed in chains.go by d97bd96.)
 func TestMarshalAfterMergeWithDescendant(t *testing.T) {
-	out := itMarshalJSON(t, itMergeCycle(t))
+	out := cachetest.ConfigJSON(t, itMergeCycle(t))
 	if err := remotecache.Parse(out, nil, remotecache.NewCacheChains()); err != nil {
 		t.Errorf("Marshal wrote a config that Parse refuses: %v\n%s", err, out)
 	}
@@ -1234,7 +1181,7 @@ func TestMarshalAfterMergeWithDescendantTie(t *testing.T) {
 		b := itAdd(t, cc, "b", nil)
 		d3 := itAdd(t, cc, "d", [][]remotecache.Link{{itLink("", b)}})
 		itAdd(t, cc, "x", [][]remotecache.Link{{itLink("", d3)}}) // ties with the first x
-		itMarshalJSON(t, cc)
+		cachetest.ConfigJSON(t, cc)
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestMarshalAfterMergeWithDescendantTie$", "-test.count=1")
@@ -1267,7 +1214,7 @@ func TestImportRoundTripOverlappingRecords(t *testing.T) {
 	itAdd(t, cc, "d", [][]remotecache.Link{links(x), links(p, q)}) // R
 	itAdd(t, cc, "d", [][]remotecache.Link{links(y), links(q)})    // V: no link in common with R in slot 0
 	itAdd(t, cc, "d", [][]remotecache.Link{links(x, y), links(p)}) // N matches R only (V has no P)
-	out := itMarshalJSON(t, cc)
+	out := cachetest.ConfigJSON(t, cc)
 
 	var before, after remotecache.CacheConfig
 	if err := json.Unmarshal(out, &before); err != nil {
@@ -1277,7 +1224,7 @@ func TestImportRoundTripOverlappingRecords(t *testing.T) {
 	if err := remotecache.Parse(out, nil, imported); err != nil {
 		t.Fatal(err)
 	}
-	again := itMarshalJSON(t, imported)
+	again := cachetest.ConfigJSON(t, imported)
 	if err := json.Unmarshal(again, &after); err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,9 @@
 package remotecache_test
 
 import (
-	"os"
 	"testing"
 
-	"github.com/containerd/log"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
-func TestMain(m *testing.M) {
-	// containerd's local store warns about fsverity on every temp dir.
-	_ = log.SetLevel("error")
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { cachetest.Main(m) }

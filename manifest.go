@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -25,7 +27,21 @@ const (
 	// FormatManifestList is a Docker manifest list like FormatOCIIndex,
 	// with layer media types in their Docker form.
 	FormatManifestList
+	// FormatConfigOnly writes no manifest: the cache config is the last
+	// blob written, and each of its layers carries LayerAnnotations
+	// (media type, diffID, size, createdAt) so that the layer descriptors
+	// can be rebuilt from the config alone. It is the form of BuildKit's
+	// object store caches (type=s3, type=azblob, type=gha), whose stores
+	// keep no descriptor beside a blob. Every layer must have a diffID
+	// (the containerd.io/uncompressed annotation).
+	FormatConfigOnly
 )
+
+// formats lists every ManifestFormat.
+var formats = []ManifestFormat{FormatImageManifest, FormatOCIIndex, FormatManifestList, FormatConfigOnly}
+
+// valid tells whether f is one of the formats.
+func (f ManifestFormat) valid() bool { return f >= FormatImageManifest && f <= FormatConfigOnly }
 
 // String returns the name the command line uses for f.
 func (f ManifestFormat) String() string {
@@ -36,6 +52,8 @@ func (f ManifestFormat) String() string {
 		return "oci-index"
 	case FormatManifestList:
 		return "manifest-list"
+	case FormatConfigOnly:
+		return "config-only"
 	default:
 		return fmt.Sprintf("ManifestFormat(%d)", int(f))
 	}
@@ -43,12 +61,12 @@ func (f ManifestFormat) String() string {
 
 // ParseManifestFormat parses the name String returns.
 func ParseManifestFormat(s string) (ManifestFormat, error) {
-	for _, f := range []ManifestFormat{FormatImageManifest, FormatOCIIndex, FormatManifestList} {
+	for _, f := range formats {
 		if f.String() == s {
 			return f, nil
 		}
 	}
-	return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %q (want image-manifest, oci-index or manifest-list)", s)
+	return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %q (want image-manifest, oci-index, manifest-list or config-only)", s)
 }
 
 // Manifest is a cache manifest read from a store: its form, the cache
@@ -60,6 +78,27 @@ type Manifest struct {
 	Layers     []ocispec.Descriptor
 }
 
+// BlobSizes returns the size of each layer blob that m lists: the sizes
+// Trim and Diff take.
+func (m *Manifest) BlobSizes() map[digest.Digest]int64 {
+	sizes := make(map[digest.Digest]int64, len(m.Layers))
+	for _, l := range m.Layers {
+		sizes[l.Digest] = l.Size
+	}
+	return sizes
+}
+
+// Descriptors returns the layer descriptors that m lists, each read from
+// provider: what Parse and ParseConfig take for the config m names, as
+// Import builds it.
+func (m *Manifest) Descriptors(provider content.Provider) DescriptorProvider {
+	dp := make(DescriptorProvider, len(m.Layers))
+	for _, l := range m.Layers {
+		dp[l.Digest] = DescriptorProviderPair{Descriptor: l, Provider: provider}
+	}
+	return dp
+}
+
 // manifestBlob has the fields of all three manifest forms. Pointers tell an
 // absent field from an empty one.
 type manifestBlob struct {
@@ -67,6 +106,22 @@ type manifestBlob struct {
 	Config    *ocispec.Descriptor   `json:"config"`
 	Layers    *[]ocispec.Descriptor `json:"layers"`
 	Manifests *[]ocispec.Descriptor `json:"manifests"`
+}
+
+// looksLikeConfig tells whether dt is a cache config rather than a
+// manifest: an object with no mediaType, config or manifests field, but
+// records. (A manifest never has records; a config never has a mediaType.)
+func looksLikeConfig(dt []byte) bool {
+	var probe struct {
+		MediaType *string         `json:"mediaType"`
+		Config    json.RawMessage `json:"config"`
+		Manifests json.RawMessage `json:"manifests"`
+		Records   json.RawMessage `json:"records"`
+	}
+	if json.Unmarshal(dt, &probe) != nil {
+		return false
+	}
+	return probe.MediaType == nil && probe.Config == nil && probe.Manifests == nil && probe.Records != nil
 }
 
 // parseManifest finds the form, the cache config and the layers of a

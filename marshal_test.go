@@ -3,7 +3,6 @@ package remotecache_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -14,22 +13,17 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // tcInfoSpy counts Info calls per digest on a real store.
 type tcInfoSpy struct {
 	content.Store
-	mu    sync.Mutex
-	calls map[digest.Digest]int
+	calls cachetest.Counter
 }
 
 func (s *tcInfoSpy) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
-	s.mu.Lock()
-	if s.calls == nil {
-		s.calls = map[digest.Digest]int{}
-	}
-	s.calls[dgst]++
-	s.mu.Unlock()
+	s.calls.Add(dgst)
 	return s.Store.Info(ctx, dgst)
 }
 
@@ -98,7 +92,7 @@ func TestMarshalCallsInfoOncePerBlob(t *testing.T) {
 	tcAdd(t, c, tcDigest("d"), tcLinks(tcSlot(b)), tcResult(spy, 4, base, top))
 	tcMarshal(t, c)
 	for _, d := range []ocispec.Descriptor{base, mid, top} {
-		if n := spy.calls[d.Digest]; n != 1 {
+		if n := spy.calls.Get(d.Digest); n != 1 {
 			t.Errorf("Info(%s) called %d times, want 1", d.Digest, n)
 		}
 	}

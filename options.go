@@ -18,12 +18,11 @@ type ExportOption func(*exportOptions) error
 // WithManifestFormat sets the manifest form. Default: FormatImageManifest.
 func WithManifestFormat(f ManifestFormat) ExportOption {
 	return func(o *exportOptions) error {
-		switch f {
-		case FormatImageManifest, FormatOCIIndex, FormatManifestList:
-			o.format = f
-			return nil
+		if !f.valid() {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %d", int(f))
 		}
-		return errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %d", int(f))
+		o.format = f
+		return nil
 	}
 }
 

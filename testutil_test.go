@@ -29,13 +29,20 @@ func tcStore(t testing.TB) content.Store {
 // with the annotations BuildKit puts on layers.
 func tcBlob(t testing.TB, store content.Ingester, data []byte) ocispec.Descriptor {
 	t.Helper()
+	return tcLayer(t, store, data, map[string]string{
+		"containerd.io/uncompressed": digest.FromString("diff:" + string(data)).String(),
+	})
+}
+
+// tcLayer writes data into store as a gzip layer with the given
+// annotations and returns its descriptor.
+func tcLayer(t testing.TB, store content.Ingester, data []byte, annotations map[string]string) ocispec.Descriptor {
+	t.Helper()
 	desc := ocispec.Descriptor{
-		MediaType: ocispec.MediaTypeImageLayerGzip,
-		Digest:    digest.FromBytes(data),
-		Size:      int64(len(data)),
-		Annotations: map[string]string{
-			"containerd.io/uncompressed": digest.FromString("diff:" + string(data)).String(),
-		},
+		MediaType:   ocispec.MediaTypeImageLayerGzip,
+		Digest:      digest.FromBytes(data),
+		Size:        int64(len(data)),
+		Annotations: annotations,
 	}
 	if err := content.WriteBlob(context.Background(), store, "tc-"+desc.Digest.String(), bytes.NewReader(data), desc); err != nil {
 		t.Fatal(err)

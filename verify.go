@@ -13,7 +13,8 @@ import (
 
 // ReadManifest reads and checks the cache manifest at desc, in any of the
 // three forms. Options as for Import (WithMaxBlobSize).
-func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (*Manifest, error) {
+func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (_ *Manifest, err error) {
+	defer ensureClass(&err)
 	o, err := newImportOptions("read manifest", provider, opts)
 	if err != nil {
 		return nil, err
@@ -22,22 +23,48 @@ func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.D
 }
 
 func readManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, o importOptions) (*Manifest, error) {
-	dt, err := readBlob(ctx, provider, desc, o.maxBlobSize, "manifest")
+	m, _, err := readCache(ctx, provider, desc, o)
+	return m, err
+}
+
+// readCache reads the blob desc names and tells its form. For the
+// config-only form, desc is the cache config: it is decoded, and the
+// Manifest's Layers are rebuilt from its layer annotations.
+func readCache(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, o importOptions) (*Manifest, *CacheConfig, error) {
+	what := "manifest"
+	if desc.MediaType == CacheConfigMediaTypeV0 {
+		what = "cache config"
+	}
+	dt, err := readBlob(ctx, provider, desc, o.maxBlobSize, what)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if desc.MediaType == CacheConfigMediaTypeV0 || looksLikeConfig(dt) {
+		var cfg CacheConfig
+		if err := decodeConfigInto(dt, &cfg); err != nil {
+			return nil, nil, invalidf(err, "cache config %s: malformed JSON", desc.Digest)
+		}
+		_, layers, err := configDescriptors(&cfg, provider)
+		if err != nil {
+			return nil, nil, errors.Wrapf(err, "cache config %s", desc.Digest)
+		}
+		config := desc
+		config.MediaType = CacheConfigMediaTypeV0
+		return &Manifest{Descriptor: desc, Format: FormatConfigOnly, Config: config, Layers: layers}, &cfg, nil
 	}
 	m, err := parseManifest(dt)
 	if err != nil {
-		return nil, errors.Wrapf(err, "manifest %s", desc.Digest)
+		return nil, nil, errors.Wrapf(err, "manifest %s", desc.Digest)
 	}
 	m.Descriptor = desc
-	return m, nil
+	return m, nil, nil
 }
 
 // ReadConfig reads and decodes the cache config that m names, with the
 // decoder Parse uses. It does not check the config's structure: see
 // CheckConfig.
-func ReadConfig(ctx context.Context, provider content.Provider, m *Manifest, opts ...ImportOption) (*CacheConfig, error) {
+func ReadConfig(ctx context.Context, provider content.Provider, m *Manifest, opts ...ImportOption) (_ *CacheConfig, err error) {
+	defer ensureClass(&err)
 	o, err := newImportOptions("read config", provider, opts)
 	if err != nil {
 		return nil, err
@@ -51,6 +78,9 @@ func ReadConfig(ctx context.Context, provider content.Provider, m *Manifest, opt
 func readConfig(ctx context.Context, provider content.Provider, m *Manifest, o importOptions) (*CacheConfig, error) {
 	dt, err := readBlob(ctx, provider, m.Config, o.maxBlobSize, "cache config")
 	if err != nil {
+		if m.Format == FormatConfigOnly {
+			return nil, err
+		}
 		return nil, errors.Wrapf(err, "manifest %s", m.Descriptor.Digest)
 	}
 	var cfg CacheConfig
@@ -80,7 +110,8 @@ func (p Problem) String() string {
 // listed in the manifest. It returns the problems found. The error is for
 // failures to check at all: a nil provider, an invalid option, a done
 // context (a manifest that cannot be read is a Problem).
-func Verify(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) ([]Problem, error) {
+func Verify(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (_ []Problem, err error) {
+	defer ensureClass(&err)
 	o, err := newImportOptions("verify", provider, opts)
 	if err != nil {
 		return nil, err

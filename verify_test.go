@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	stderrors "errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -140,5 +141,42 @@ func TestReadAndVerifyBadArguments(t *testing.T) {
 	}
 	if problems, err := remotecache.Verify(ctx, store, desc); err != nil || len(problems) != 0 {
 		t.Errorf("Verify of a sound empty cache = %v, %v", problems, err)
+	}
+}
+
+// tcPlainFailure is a provider and ingester whose every call fails with an
+// error of no errdefs class, as a third party's may.
+type tcPlainFailure struct{}
+
+func (tcPlainFailure) ReaderAt(context.Context, ocispec.Descriptor) (content.ReaderAt, error) {
+	return nil, stderrors.New("disk gone")
+}
+
+func (tcPlainFailure) Writer(context.Context, ...content.WriterOpt) (content.Writer, error) {
+	return nil, stderrors.New("disk gone")
+}
+
+// Errors from the stores and targets the package is given reach the
+// caller with a class: errdefs.ErrUnknown when they had none.
+func TestErrorsOfOthersGetAClass(t *testing.T) {
+	ctx := context.Background()
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: tcDigest("m"), Size: 10}
+	if err := remotecache.Import(ctx, tcPlainFailure{}, desc, remotecache.NewCacheChains()); !errdefs.IsUnknown(err) || !strings.Contains(err.Error(), "disk gone") {
+		t.Errorf("Import = %v, want class unknown", err)
+	}
+	if _, err := remotecache.Verify(ctx, tcPlainFailure{}, desc); err != nil {
+		t.Errorf("Verify = %v: an unreadable manifest is a Problem", err)
+	}
+	if _, err := remotecache.ReadManifest(ctx, tcPlainFailure{}, desc); !errdefs.IsUnknown(err) {
+		t.Errorf("ReadManifest = %v, want class unknown", err)
+	}
+	src := tcStore(t)
+	e, err := remotecache.NewExporter(tcPlainFailure{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcAdd(t, e, tcDigest("r"), nil, tcResult(src, 1, tcBlob(t, src, []byte("l"))))
+	if _, err := e.Finalize(ctx); !errdefs.IsUnknown(err) || !strings.Contains(err.Error(), "disk gone") {
+		t.Errorf("Finalize = %v, want class unknown", err)
 	}
 }

@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
-	cacheimport "github.com/moby/buildkit/cache/remotecache/v1"
 	"github.com/moby/buildkit/solver"
 
 	"github.com/buildcache/remotecache"
@@ -24,37 +22,9 @@ import (
 // does for ours.
 func bkReplay(t testing.TB, tg solver.CacheExporterTarget, g *cachegen.Graph, order []int, provider content.InfoReaderProvider) {
 	t.Helper()
-	if err := sidebyside.NewBKReplayer(g, provider).Replay(tg, order); err != nil {
+	if _, err := sidebyside.NewBKReplayer(g, provider).Replay(tg, order); err != nil {
 		t.Fatalf("buildkit replay: %v", err)
 	}
-}
-
-// bkMarshal marshals BuildKit's chains to JSON.
-func bkMarshal(t testing.TB, cc *cacheimport.CacheChains) []byte {
-	t.Helper()
-	cfg, _, err := cc.Marshal(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dt
-}
-
-// ourMarshal marshals our chains to JSON.
-func ourMarshal(t testing.TB, cc *remotecache.CacheChains) []byte {
-	t.Helper()
-	cfg, _, err := cc.Marshal(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dt
 }
 
 // canonical describes a config as structures, not indexes: a sorted list of

@@ -12,6 +12,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // TestConfigBytesMatchBuildKit feeds the same Add calls to BuildKit's
@@ -75,11 +76,11 @@ func compareWithBuildKit(t *testing.T, name string, g *cachegen.Graph) match {
 	if err := cachegen.Replay(ours, g, nil, p); err != nil {
 		t.Fatal(err)
 	}
-	got := ourMarshal(t, ours)
+	got := cachetest.ConfigJSON(t, ours)
 
 	bk := cacheimport.NewCacheChains()
 	bkReplay(t, bk, g, nil, p)
-	return compareConfigs(t, name, got, func() []byte { return bkMarshal(t, bk) })
+	return compareConfigs(t, name, got, func() []byte { return cachetest.ConfigJSON(t, bk) })
 }
 
 // compareConfigs checks our config bytes against BuildKit's: byte for byte

@@ -8,7 +8,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
-	"github.com/buildcache/remotecache/ocilayout"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // BuildKit's `--import-cache type=local,src=DIR,tag=T` path: the client
@@ -18,24 +18,9 @@ import (
 func TestBuildKitReadsOurLayout(t *testing.T) {
 	ctx := context.Background()
 	for _, f := range forms {
-		dir := t.TempDir()
-		s, err := ocilayout.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := remotecache.NewExporter(s, remotecache.WithManifestFormat(f.ours))
-		if err != nil {
-			t.Fatal(err)
-		}
+		dir, s := cachetest.NewLayout(t)
 		g := cachegen.NewWithOptions(7, 60, cachegen.Options{BlobSize: 256})
-		if err := cachegen.Replay(e, g, nil, nil); err != nil {
-			t.Fatal(err)
-		}
-		res, err := e.Finalize(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		desc := manifestDesc(t, res)
+		desc := cachetest.Export(t, s, g, nil, nil, remotecache.WithManifestFormat(f.ours))
 		if err := s.Tag(ctx, "buildcache", desc); err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +34,7 @@ func TestBuildKitReadsOurLayout(t *testing.T) {
 		byDigest.MediaType = ""
 		byDigest.Annotations = nil
 		bk := bkImport(t, newStore(t, dir), byDigest)
-		compareConfigs(t, "layout "+f.ours.String(), readConfig(t, newStore(t, dir), desc), func() []byte { return bkMarshal(t, bk) })
+		compareConfigs(t, "layout "+f.ours.String(), readConfig(t, newStore(t, dir), desc), func() []byte { return cachetest.ConfigJSON(t, bk) })
 	}
 }
 
@@ -57,22 +42,9 @@ func TestBuildKitReadsOurLayout(t *testing.T) {
 // resolves with ours.
 func TestWeReadBuildKitLayoutTags(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := ocilayout.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	e, _ := remotecache.NewExporter(s)
+	dir, s := cachetest.NewLayout(t)
 	g := cachegen.NewWithOptions(8, 30, cachegen.Options{BlobSize: 128})
-	if err := cachegen.Replay(e, g, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	res, err := e.Finalize(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc := manifestDesc(t, res)
+	desc := cachetest.Export(t, s, g, nil, nil)
 	if err := ociindex.NewStoreIndex(dir).Put(desc, ociindex.Tag("bk-tag")); err != nil {
 		t.Fatal(err)
 	}

@@ -4,14 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/containerd/log"
 	bkremotecache "github.com/moby/buildkit/cache/remotecache"
 	cacheimport "github.com/moby/buildkit/cache/remotecache/v1"
 	"github.com/moby/buildkit/util/compression"
@@ -20,13 +17,10 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
-func TestMain(m *testing.M) {
-	// containerd's local store warns about fsverity on every temp dir.
-	_ = log.SetLevel("error")
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { cachetest.Main(m) }
 
 func newStore(t testing.TB, dir string) content.Store {
 	t.Helper()
@@ -133,15 +127,6 @@ func readConfig(t testing.TB, p content.Provider, desc ocispec.Descriptor) []byt
 	return cfg
 }
 
-func manifestDesc(t testing.TB, res map[string]string) ocispec.Descriptor {
-	t.Helper()
-	var d ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &d); err != nil {
-		t.Fatalf("response %v: %v", res, err)
-	}
-	return d
-}
-
 func graphsForReads(t *testing.T) []*cachegen.Graph {
 	n := 12
 	if testing.Short() {
@@ -164,22 +149,13 @@ func TestBuildKitReadsOurs(t *testing.T) {
 	for gi, g := range graphsForReads(t) {
 		for _, f := range forms {
 			name := fmt.Sprintf("graph %d %s", gi, f.ours)
-			store := newStore(t, "")
-			e, err := remotecache.NewExporter(store, remotecache.WithManifestFormat(f.ours))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cachegen.Replay(e, g, nil, nil); err != nil {
-				t.Fatal(err)
-			}
-			res, err := e.Finalize(context.Background())
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			desc := manifestDesc(t, res)
-			ours := readConfig(t, store, desc)
-			bk := bkImport(t, store, desc)
-			compareConfigs(t, name, ours, func() []byte { return bkMarshal(t, bk) })
+			t.Run(name, func(t *testing.T) {
+				store := newStore(t, "")
+				desc := cachetest.Export(t, store, g, nil, nil, remotecache.WithManifestFormat(f.ours))
+				ours := readConfig(t, store, desc)
+				bk := bkImport(t, store, desc)
+				compareConfigs(t, name, ours, func() []byte { return cachetest.ConfigJSON(t, bk) })
+			})
 		}
 	}
 }
@@ -197,13 +173,13 @@ func TestWeReadBuildKit(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: BuildKit Finalize: %v", name, err)
 			}
-			desc := manifestDesc(t, res)
+			desc := cachetest.ManifestDesc(t, res)
 			theirs := readConfig(t, store, desc)
 			ours := remotecache.NewCacheChains()
 			if err := remotecache.Import(context.Background(), store, desc, ours); err != nil {
 				t.Fatalf("%s: Import: %v", name, err)
 			}
-			got := ourMarshal(t, ours)
+			got := cachetest.ConfigJSON(t, ours)
 			compareConfigs(t, name, got, func() []byte { return theirs })
 		}
 	}
@@ -213,29 +189,18 @@ func TestWeReadBuildKit(t *testing.T) {
 // (testdata/buildkit-local-cache): we and BuildKit read it to the same
 // graph; then we export it in each form and BuildKit reads that back.
 func TestRealBuildKitCache(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "buildkit-local-cache"))); err != nil {
-		t.Fatal(err)
-	}
+	dir := cachetest.Fixture(t)
 	store := newStore(t, dir)
-	idxJSON, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(idxJSON, &idx); err != nil {
-		t.Fatal(err)
-	}
-	desc := idx.Manifests[0]
+	desc := cachetest.LayoutIndex(t, dir).Manifests[0]
 	fixture := readConfig(t, store, desc)
 
 	ours := remotecache.NewCacheChains()
 	if err := remotecache.Import(context.Background(), store, desc, ours); err != nil {
 		t.Fatal(err)
 	}
-	got := ourMarshal(t, ours)
+	got := cachetest.ConfigJSON(t, ours)
 	bk := bkImport(t, store, desc)
-	compareConfigs(t, "fixture, BuildKit's Marshal", got, func() []byte { return bkMarshal(t, bk) })
+	compareConfigs(t, "fixture, BuildKit's Marshal", got, func() []byte { return cachetest.ConfigJSON(t, bk) })
 	compareConfigs(t, "fixture, as buildkitd wrote it", got, func() []byte { return fixture })
 
 	for _, f := range forms {
@@ -251,8 +216,8 @@ func TestRealBuildKitCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		md := manifestDesc(t, res)
+		md := cachetest.ManifestDesc(t, res)
 		back := bkImport(t, dst, md)
-		compareConfigs(t, "fixture re-exported as "+f.ours.String(), readConfig(t, dst, md), func() []byte { return bkMarshal(t, back) })
+		compareConfigs(t, "fixture re-exported as "+f.ours.String(), readConfig(t, dst, md), func() []byte { return cachetest.ConfigJSON(t, back) })
 	}
 }

@@ -6,3 +6,8 @@ func SetPruneLockedHook(f func()) (restore func()) {
 	testHookPruneLocked = f
 	return func() { testHookPruneLocked = nil }
 }
+
+// FailingPruneOption is a PruneOption that fails with err.
+func FailingPruneOption(err error) PruneOption {
+	return func(*pruneOptions) error { return err }
+}

@@ -2,19 +2,17 @@ package ocilayout
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
-	"syscall"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
+	"github.com/gofrs/flock"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -36,23 +34,21 @@ const (
 )
 
 // Store is an OCI image layout directory as a content store with tags. It
-// implements content.Provider, content.Ingester, content.InfoProvider and
-// content.IngestManager. Close it when done: an open Store holds off Prune.
+// implements content.Store: content.Provider, content.Ingester,
+// content.InfoProvider, content.IngestManager and content.Manager. Close
+// it when done: an open Store holds off Prune.
 type Store struct {
-	content.Store // containerd's local store on the same directory
-	dir           string
-	// session keeps this Store's unfinished writes apart from those of
-	// other Stores on the directory (containerd's ref locks are per
-	// process): two processes writing one blob each write their own file,
-	// and the second rename finds the blob there.
-	session string
-
+	dir      string
+	blobs    blobs // reads blobs/<alg>/<hex>
 	readOnly bool
 
-	mu     sync.Mutex
-	lock   *os.File // shared lock held while open; nil if read-only
-	closed bool
+	mu      sync.Mutex
+	lock    *flock.Flock // shared lock held while open; nil if read-only
+	closed  bool
+	writers map[string]*blobWriter // writes in progress, by ref
 }
+
+var _ content.Store = (*Store)(nil)
 
 // Option configures Open.
 type Option func(*options) error
@@ -63,6 +59,7 @@ type options struct{ readOnly bool }
 // directory is made or changed, not even a lock file, and every write
 // fails with errdefs.ErrFailedPrecondition. Such a Store does not hold off
 // Prune, so a prune in another process may remove blobs while it reads.
+// By default a Store reads and writes.
 func WithReadOnly() Option {
 	return func(o *options) error {
 		o.readOnly = true
@@ -82,11 +79,12 @@ func Open(dir string, opts ...Option) (*Store, error) {
 // while a Prune runs on the directory and for the index.json lock when it
 // has to write index.json, for as long as ctx allows; a read-only open
 // never waits.
-func OpenContext(ctx context.Context, dir string, opts ...Option) (*Store, error) {
+func OpenContext(ctx context.Context, dir string, opts ...Option) (_ *Store, err error) {
+	defer func() { err = classify(err) }()
 	var o options
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
-			return nil, err
+			return nil, errors.Wrapf(optionError(err), "oci layout %s", dir)
 		}
 	}
 	if o.readOnly {
@@ -98,25 +96,12 @@ func OpenContext(ctx context.Context, dir string, opts ...Option) (*Store, error
 	if err := initLayout(ctx, dir); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
 	}
-	cs, err := local.NewStore(dir)
-	if err != nil {
-		return nil, errors.Wrapf(err, "oci layout %s", dir)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, storeLockFile), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, errors.Wrapf(err, "oci layout %s", dir)
-	}
 	// A shared lock is only refused while a Prune runs; wait for it.
-	if err := flock(ctx, f, syscall.LOCK_SH); err != nil {
-		f.Close()
+	l := newLock(filepath.Join(dir, storeLockFile))
+	if err := lockWait(ctx, l, l.TryRLock); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s: waiting for a prune to finish", dir)
 	}
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &Store{Store: cs, dir: dir, lock: f, session: hex.EncodeToString(id[:])}, nil
+	return &Store{dir: dir, blobs: blobs{dir}, lock: l}, nil
 }
 
 func openReadOnly(dir string) (*Store, error) {
@@ -128,7 +113,7 @@ func openReadOnly(dir string) (*Store, error) {
 			return nil, errors.Wrapf(err, "oci layout %s", dir)
 		}
 	}
-	return &Store{Store: readOnly{blobs{dir}}, dir: dir, readOnly: true}, nil
+	return &Store{dir: dir, blobs: blobs{dir}, readOnly: true}, nil
 }
 
 // errReadOnly is returned by writes to a Store opened WithReadOnly.
@@ -180,62 +165,74 @@ func newIndex() *ocispec.Index {
 // Dir is the directory of the layout.
 func (s *Store) Dir() string { return s.dir }
 
-// Close releases the store's lock. The Store must not be used after.
-func (s *Store) Close() error {
+// Close gives up the writes in progress (as Abort does) and releases the
+// store's lock. The Store must not be used after.
+func (s *Store) Close() (err error) {
+	defer func() { err = classify(err) }()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
+	s.closed = true // no Writer from now on
+	s.mu.Unlock()
+	for _, w := range s.openWriters() {
+		w.Close()
+	}
 	if s.lock == nil {
 		return nil
 	}
-	return s.lock.Close()
+	return errors.Wrapf(s.lock.Close(), "oci layout %s: releasing the lock", s.dir)
 }
 
-// Writer implements content.Ingester. A blob already in the layout gives
-// errdefs.ErrAlreadyExists.
-func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	if s.readOnly {
-		return nil, s.errReadOnly("write")
-	}
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
-	}
-	if wo.Desc.Digest != "" {
-		if err := wo.Desc.Digest.Validate(); err != nil {
-			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "blob %q: %v", wo.Desc.Digest, err)
-		}
-		if info, err := s.Store.Info(ctx, wo.Desc.Digest); err == nil && (wo.Desc.Size <= 0 || info.Size == wo.Desc.Size) {
-			return nil, errors.Wrapf(errdefs.ErrAlreadyExists, "blob %s", wo.Desc.Digest)
-		}
-	}
-	return s.Store.Writer(ctx, append(opts, content.WithRef(s.ref(wo.Ref)))...)
+// Info implements content.InfoProvider.
+func (s *Store) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	info, err := s.blobs.Info(ctx, dgst)
+	return info, classify(err)
 }
 
-// ref maps a caller's ingest ref to this Store's own.
-func (s *Store) ref(ref string) string { return ref + "@" + s.session }
-
-// Status implements content.IngestManager for refs given to Writer.
-func (s *Store) Status(ctx context.Context, ref string) (content.Status, error) {
-	return s.Store.Status(ctx, s.ref(ref))
+// ReaderAt implements content.Provider.
+func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	ra, err := s.blobs.ReaderAt(ctx, desc)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return ra, nil
 }
 
-// Delete implements content.Manager.
+// Walk implements content.Manager: every blob of the layout, as
+// containerd's stores filter them. An error fn returns ends the walk and
+// is returned, with a class if it had none.
+func (s *Store) Walk(ctx context.Context, fn content.WalkFunc, filters ...string) error {
+	return classify(s.blobs.Walk(ctx, fn, filters...))
+}
+
+// Delete implements content.Manager: the blob's file is removed. A blob
+// not in the layout is errdefs.ErrNotFound.
 func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
 	if s.readOnly {
 		return s.errReadOnly("delete " + dgst.String())
 	}
-	return s.Store.Delete(ctx, dgst)
+	p, err := s.blobs.path(dgst)
+	if err != nil {
+		return classify(err)
+	}
+	if err := os.Remove(p); os.IsNotExist(err) {
+		return errors.Wrapf(errdefs.ErrNotFound, "oci layout %s: blob %s", s.dir, dgst)
+	} else if err != nil {
+		return classify(errors.Wrapf(err, "oci layout %s: deleting blob %s", s.dir, dgst))
+	}
+	return nil
 }
 
-// Abort implements content.IngestManager for refs given to Writer.
-func (s *Store) Abort(ctx context.Context, ref string) error {
-	return s.Store.Abort(ctx, s.ref(ref))
+// Update implements content.Manager. A layout keeps no labels, so there is
+// nothing to update: errdefs.ErrFailedPrecondition, as from containerd's
+// local store without a label store.
+func (s *Store) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
+	if s.readOnly {
+		return content.Info{}, s.errReadOnly("update " + info.Digest.String())
+	}
+	return content.Info{}, errors.Wrapf(errdefs.ErrFailedPrecondition, "oci layout %s: update %s: a layout keeps no labels", s.dir, info.Digest)
 }
 
 // readIndex reads index.json.
@@ -290,12 +287,7 @@ func writeFileAtomic(dir, name string, dt []byte) error {
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return syncDir(dir)
 }
 
 // tagName returns the tag an index entry carries, if any.
@@ -309,7 +301,8 @@ func tagName(d ocispec.Descriptor) string {
 // Tag points name at desc in index.json, replacing any entry of that name.
 // Every blob desc reaches (manifests, indexes, configs, layers) must be in
 // the layout and match its descriptor, else the tag does not move.
-func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) error {
+func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) (err error) {
+	defer func() { err = classify(err) }()
 	if s.readOnly {
 		return s.errReadOnly("tag " + name)
 	}
@@ -328,53 +321,59 @@ func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) e
 		entry.Annotations[k] = v
 	}
 	entry.Annotations[AnnotationRefName] = name
-	return withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
+	return errors.Wrapf(withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
 		idx, err := s.readIndex()
 		if err != nil {
 			return err
 		}
+		var named []ocispec.Descriptor
+		for _, d := range idx.Manifests {
+			if tagName(d) == name {
+				named = append(named, d)
+			}
+		}
+		if len(named) == 1 && reflect.DeepEqual(named[0], entry) {
+			return nil // the tag names this already: index.json stays as it is
+		}
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return tagName(d) == name })
 		idx.Manifests = append(idx.Manifests, entry)
-		return errors.Wrapf(writeIndex(s.dir, idx), "tag %s", name)
-	})
+		return writeIndex(s.dir, idx)
+	}), "tag %s", name)
 }
 
 // checkComplete walks everything desc reaches and checks each blob is in
-// the layout with the size its descriptor gives.
+// the layout with the size its descriptor gives. Then it syncs the
+// directories of those blobs, making their names durable (Commit does not
+// sync them: see blobWriter.Commit) before a tag names them.
 func (s *Store) checkComplete(ctx context.Context, desc ocispec.Descriptor) error {
-	seen := map[digest.Digest]bool{}
-	var walk func(d ocispec.Descriptor) error
-	walk = func(d ocispec.Descriptor) error {
-		if seen[d.Digest] {
-			return nil
-		}
-		seen[d.Digest] = true
-		info, err := s.Store.Info(ctx, d.Digest)
+	algs := map[digest.Algorithm]bool{}
+	err := walk(ctx, s.blobs, func(d ocispec.Descriptor) error {
+		info, err := s.blobs.Info(ctx, d.Digest)
 		if err != nil {
 			return errors.Wrapf(err, "blob %s", d.Digest)
 		}
 		if info.Size != d.Size {
 			return errors.Wrapf(errdefs.ErrFailedPrecondition, "blob %s: %d bytes in the layout, descriptor says %d", d.Digest, info.Size, d.Size)
 		}
-		children, err := images.Children(ctx, s.Store, d)
-		if err != nil {
-			return errors.Wrapf(err, "blob %s", d.Digest)
-		}
-		for _, c := range children {
-			if err := walk(c); err != nil {
-				return err
-			}
-		}
+		algs[d.Digest.Algorithm()] = true
 		return nil
+	}, desc)
+	if err != nil {
+		return err
 	}
-	return walk(desc)
+	for alg := range algs {
+		if err := syncDir(filepath.Join(s.dir, blobsDir, alg.String())); err != nil {
+			return errors.Wrapf(err, "syncing blobs/%s", alg)
+		}
+	}
+	return nil
 }
 
 // Resolve returns the descriptor a tag points at.
 func (s *Store) Resolve(ctx context.Context, name string) (ocispec.Descriptor, error) {
 	idx, err := s.readIndex()
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, classify(err)
 	}
 	// The last entry of a name wins, as when a tool appended without
 	// removing the old one.
@@ -390,7 +389,7 @@ func (s *Store) Resolve(ctx context.Context, name string) (ocispec.Descriptor, e
 func (s *Store) Tags(ctx context.Context) ([]string, error) {
 	idx, err := s.readIndex()
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	var names []string
 	for _, d := range idx.Manifests {
@@ -403,11 +402,12 @@ func (s *Store) Tags(ctx context.Context) ([]string, error) {
 }
 
 // Untag removes a tag. Its blobs stay until Prune.
-func (s *Store) Untag(ctx context.Context, name string) error {
+func (s *Store) Untag(ctx context.Context, name string) (err error) {
+	defer func() { err = classify(err) }()
 	if s.readOnly {
 		return s.errReadOnly("untag " + name)
 	}
-	return withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
+	return errors.Wrapf(withFileLock(ctx, filepath.Join(s.dir, indexLockFile), func() error {
 		idx, err := s.readIndex()
 		if err != nil {
 			return err
@@ -418,5 +418,5 @@ func (s *Store) Untag(ctx context.Context, name string) error {
 			return errors.Wrapf(errdefs.ErrNotFound, "oci layout %s: tag %q", s.dir, name)
 		}
 		return writeIndex(s.dir, idx)
-	})
+	}), "untag %s", name)
 }

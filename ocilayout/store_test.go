@@ -18,17 +18,17 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/log"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/ocilayout"
 )
 
 func TestMain(m *testing.M) {
-	_ = log.SetLevel("error")
+	cachetest.QuietLogs()
 	if role := os.Getenv("OCILAYOUT_TEST_ROLE"); role != "" {
 		if err := helperProcess(role); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -75,6 +75,12 @@ func helperProcess(role string) error {
 		return nil
 	case "index-reader":
 		return readIndexLoop(dir)
+	case "stuck-export":
+		// Export a cache whose big blobs never finish, to be killed.
+		return stuckExport(ctx, dir, n)
+	case "same-blob":
+		// Write the blob every process of the test writes, at once.
+		return writeSameBlob(ctx, dir, n)
 	case "slow-export":
 		// Export slowly, to be killed on the way.
 		_, err := exportAndTag(ctx, dir, n, 20*time.Millisecond, "slow")
@@ -186,10 +192,11 @@ func blobData(n, i int) []byte {
 	return bytes.Repeat([]byte(fmt.Sprintf("cache %d blob %d\n", owner, i)), 4096)
 }
 
-// slowProvider serves blobs from memory, pausing on each read.
+// memProvider serves blobs from memory, pausing on each read.
 type memProvider struct {
 	blobs map[digest.Digest][]byte
 	pause time.Duration
+	stuck bool // reads past the first MiB of a blob never return
 }
 
 func (p *memProvider) add(dt []byte) ocispec.Descriptor {
@@ -203,20 +210,34 @@ func (p *memProvider) ReaderAt(_ context.Context, d ocispec.Descriptor) (content
 	if !ok {
 		return nil, errdefs.ErrNotFound
 	}
-	return &memReader{Reader: bytes.NewReader(dt), pause: p.pause}, nil
+	return &memReader{Reader: bytes.NewReader(dt), pause: p.pause, stuck: p.stuck}, nil
 }
 
 type memReader struct {
 	*bytes.Reader
 	pause time.Duration
+	stuck bool // reads past the first MiB never return
 }
 
 func (r *memReader) ReadAt(b []byte, off int64) (int, error) {
 	time.Sleep(r.pause)
+	if r.stuck && off >= 1<<20 {
+		select {} // until the process is killed
+	}
 	return r.Reader.ReadAt(b, off)
 }
 
 func (r *memReader) Close() error { return nil }
+
+// exportT runs exportAndTag without pauses and fails t on error.
+func exportT(t *testing.T, dir string, n int, names ...string) ocispec.Descriptor {
+	t.Helper()
+	desc, err := exportAndTag(context.Background(), dir, n, 0, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc
+}
 
 // exportAndTag exports cache n (a chain of 12 records, one layer each)
 // into the layout at dir and tags it with each name.
@@ -259,6 +280,12 @@ func exportAndTag(ctx context.Context, dir string, n int, pause time.Duration, n
 		}
 	}
 	return desc, nil
+}
+
+// blobTemps lists the temp files of unfinished writes in the layout at dir.
+func blobTemps(dir string) []string {
+	tmps, _ := filepath.Glob(filepath.Join(dir, "blobs", "*", ".tmp-*"))
+	return tmps
 }
 
 func openT(t *testing.T, dir string) *ocilayout.Store {
@@ -323,20 +350,14 @@ func TestOpenMakesLayout(t *testing.T) {
 func TestTagResolve(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	d1, err := exportAndTag(ctx, dir, 1, 0, "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d1 := exportT(t, dir, 1, "latest")
 	s := openT(t, dir)
 	got, err := s.Resolve(ctx, "latest")
 	if err != nil || got.Digest != d1.Digest || got.Annotations[ocispec.AnnotationRefName] != "latest" {
 		t.Fatalf("Resolve(latest) = %+v, %v", got, err)
 	}
 	// Moving the tag replaces the entry.
-	d2, err := exportAndTag(ctx, dir, 2, 0, "latest", "other")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d2 := exportT(t, dir, 2, "latest", "other")
 	if got, _ := s.Resolve(ctx, "latest"); got.Digest != d2.Digest {
 		t.Fatalf("latest = %s after moving, want %s", got.Digest, d2.Digest)
 	}
@@ -351,6 +372,17 @@ func TestTagResolve(t *testing.T) {
 	}
 	if _, err := s.Resolve(ctx, "nope"); !errdefs.IsNotFound(err) {
 		t.Fatalf("Resolve(nope) = %v", err)
+	}
+	// Tagging again what a tag names already leaves index.json as it is.
+	before, err := os.Stat(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag(ctx, "latest", d2); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := os.Stat(filepath.Join(dir, "index.json")); err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("index.json replaced by a tag that did not move (%v)", err)
 	}
 	// A manifest whose blobs are not all there cannot be tagged.
 	missing := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("x"), Size: 1}
@@ -372,10 +404,7 @@ func TestTagResolve(t *testing.T) {
 func TestTagRefusesIncompleteManifest(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1)
 	s := openT(t, dir)
 	m, err := remotecache.ReadManifest(ctx, s, desc)
 	if err != nil {
@@ -396,10 +425,7 @@ func TestTagRefusesIncompleteManifest(t *testing.T) {
 func TestResolveContainerdName(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1)
 	desc.Annotations = map[string]string{"io.containerd.image.name": "docker.io/library/cache:v1"}
 	idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{desc}})
 	os.WriteFile(filepath.Join(dir, "index.json"), idx, 0o644)
@@ -438,8 +464,8 @@ func TestConcurrentProcesses(t *testing.T) {
 	if len(tags) != procs+1 {
 		t.Fatalf("tags %v, want proc-0..proc-7 and shared", tags)
 	}
-	if st, _ := s.ListStatuses(context.Background()); len(st) != 0 {
-		t.Fatalf("unfinished writes left: %v", st)
+	if tmps := blobTemps(dir); len(tmps) != 0 {
+		t.Fatalf("unfinished writes left: %v", tmps)
 	}
 	tmps, _ := filepath.Glob(filepath.Join(dir, ".index.json.tmp-*"))
 	if len(tmps) != 0 {
@@ -524,10 +550,7 @@ func TestIndexNeverTorn(t *testing.T) {
 func TestKilledExport(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	old, err := exportAndTag(ctx, dir, 100, 0, "old")
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := exportT(t, dir, 100, "old")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "OCILAYOUT_TEST_ROLE=slow-export", "OCILAYOUT_TEST_DIR="+dir, "OCILAYOUT_TEST_N=7")
 	if err := cmd.Start(); err != nil {
@@ -536,8 +559,7 @@ func TestKilledExport(t *testing.T) {
 	// Kill it once it has written something of its own.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		st, _ := os.ReadDir(filepath.Join(dir, "ingest"))
-		if len(st) > 0 {
+		if len(blobTemps(dir)) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -570,12 +592,8 @@ func TestKilledExport(t *testing.T) {
 func TestPrune(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if _, err := exportAndTag(ctx, dir, 1, 0, "keep"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := exportAndTag(ctx, dir, 2, 0, "drop"); err != nil {
-		t.Fatal(err)
-	}
+	exportT(t, dir, 1, "keep")
+	exportT(t, dir, 2, "drop")
 	s := openT(t, dir)
 	if err := s.Untag(ctx, "drop"); err != nil {
 		t.Fatal(err)
@@ -612,9 +630,7 @@ func TestPrune(t *testing.T) {
 func TestPruneRacingExport(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if _, err := exportAndTag(ctx, dir, 1, 0, "one"); err != nil {
-		t.Fatal(err)
-	}
+	exportT(t, dir, 1, "one")
 	exported := make(chan error, 1)
 	go func() {
 		_, err := exportAndTag(ctx, dir, 2, 5*time.Millisecond, "two")
@@ -622,7 +638,7 @@ func TestPruneRacingExport(t *testing.T) {
 	}()
 	// Let the export get going, then prune from another Store.
 	for {
-		if st, _ := os.ReadDir(filepath.Join(dir, "ingest")); len(st) > 0 {
+		if len(blobTemps(dir)) > 0 {
 			break
 		}
 		time.Sleep(time.Millisecond)
@@ -663,10 +679,7 @@ func TestPruneRacingExport(t *testing.T) {
 func TestReadOnly(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0, "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1, "latest")
 	os.Remove(filepath.Join(dir, ".remotecache.lock"))
 	os.Remove(filepath.Join(dir, "index.json.lock"))
 	before, _ := os.ReadDir(dir)
@@ -724,29 +737,27 @@ func TestPruneNewLayout(t *testing.T) {
 	}
 }
 
-// entry is what a snapshot keeps of a directory entry.
-type entry struct {
-	size  int64
-	mode  os.FileMode
-	mtime string
-}
-
-// snapshot records every entry under dir, dir itself included.
-func snapshot(t *testing.T, dir string) map[string]entry {
-	t.Helper()
-	snap := map[string]entry{}
-	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		snap[rel] = entry{size: fi.Size(), mode: fi.Mode(), mtime: fi.ModTime().Format(time.RFC3339Nano)}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+// An option that fails makes Prune fail, naming the operation and
+// wrapping the option's error, before it removes anything.
+func TestPruneOptionFails(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, t.TempDir())
+	untagged := writeUntagged(t, s, "reached by no tag")
+	cause := errors.New("no such option")
+	rep, err := s.Prune(ctx, ocilayout.WithDryRun(), ocilayout.FailingPruneOption(cause))
+	if !errors.Is(err, cause) || !strings.HasPrefix(err.Error(), "prune: ") {
+		t.Fatalf("Prune with a failing option = %v, want \"prune: \" and %v", err, cause)
 	}
-	return snap
+	if len(rep.Blobs) != 0 {
+		t.Fatalf("Prune with a failing option reported %v", rep.Blobs)
+	}
+	if _, err := s.Info(ctx, untagged.Digest); err != nil {
+		t.Fatalf("Prune with a failing option removed a blob: %v", err)
+	}
+	// Without it, Prune runs.
+	if rep, err := s.Prune(ctx); err != nil || len(rep.Blobs) != 1 {
+		t.Fatalf("Prune after = %+v, %v; want the untagged blob removed", rep, err)
+	}
 }
 
 // A read-only open, reads of every tag and blob and Close change nothing
@@ -756,10 +767,7 @@ func snapshot(t *testing.T, dir string) map[string]entry {
 func TestReadOnlyWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0, "latest", "other")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1, "latest", "other")
 	var blobs []digest.Digest
 	openT(t, dir).Walk(ctx, func(info content.Info) error {
 		blobs = append(blobs, info.Digest)
@@ -768,7 +776,7 @@ func TestReadOnlyWritesNothing(t *testing.T) {
 	// Let the clock move past the export's last mtime tick, or a probe
 	// file made and removed within that tick would leave no trace.
 	time.Sleep(20 * time.Millisecond)
-	before := snapshot(t, dir)
+	before := cachetest.Snapshot(t, dir)
 
 	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
 	if err != nil {
@@ -796,19 +804,7 @@ func TestReadOnlyWritesNothing(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	after := snapshot(t, dir)
-	for name, b := range before {
-		if a, ok := after[name]; !ok {
-			t.Errorf("%s: removed", name)
-		} else if a != b {
-			t.Errorf("%s: %+v -> %+v", name, b, a)
-		}
-	}
-	for name := range after {
-		if _, ok := before[name]; !ok {
-			t.Errorf("%s: made", name)
-		}
-	}
+	cachetest.Unchanged(t, before, cachetest.Snapshot(t, dir))
 }
 
 // A read-only Store answers not found for a blob the layout lacks, and
@@ -816,10 +812,7 @@ func TestReadOnlyWritesNothing(t *testing.T) {
 func TestReadOnlyBlobs(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	desc, err := exportAndTag(ctx, dir, 1, 0, "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := exportT(t, dir, 1, "latest")
 	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
 	if err != nil {
 		t.Fatal(err)
@@ -959,7 +952,7 @@ func TestConcurrentPrunes(t *testing.T) {
 	var first result
 	select {
 	case first = <-results:
-	case <-time.After(10 * time.Second):
+	case <-time.After(cachetest.HangGuard): // beyond ctx's 30s
 		t.Fatal("neither Prune returned: they wait for each other")
 	}
 	if !errdefs.IsUnavailable(first.err) {
@@ -1015,25 +1008,18 @@ func TestOpenContextWhilePruning(t *testing.T) {
 
 	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	opened := make(chan error, 1)
-	start := time.Now()
-	go func() {
+	// The Prune holds the lock until release: an OpenContext that returns
+	// before that with the deadline's error gave up when its context
+	// said so.
+	err := cachetest.Returns(t, "OpenContext with a 100ms deadline", func() error {
 		s, err := ocilayout.OpenContext(short, dir)
 		if err == nil {
 			s.Close()
 		}
-		opened <- err
-	}()
-	select {
-	case err := <-opened:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("OpenContext while a Prune holds the lock = %v, want deadline exceeded", err)
-		}
-		if d := time.Since(start); d > 2*time.Second {
-			t.Fatalf("OpenContext took %v past a 100ms deadline", d)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("OpenContext with a 100ms deadline still waiting after 5s")
+		return err
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("OpenContext while a Prune holds the lock = %v, want deadline exceeded", err)
 	}
 	release()
 	s, err := ocilayout.OpenContext(context.Background(), dir)

@@ -63,4 +63,9 @@
 // Error: UNKNOWN: disk on fire"); its errdefs class follows the status, so
 // errdefs.IsNotFound and friends work. A HEAD request has no body: when one
 // fails, the same address is asked with GET to get the registry's message.
+// Each distinct error of the body is said once (a registry lists one
+// MANIFEST_BLOB_UNKNOWN per blob). A registry that refuses an index or
+// manifest list as invalid, as the reference registry by default, ECR,
+// GAR and Quay refuse an index-form cache, gets an error with a Hint to
+// use the image-manifest form.
 package registry

@@ -4,15 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
 
+	"github.com/buildcache/remotecache/internal/errclass"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 )
 
@@ -30,10 +35,15 @@ type Error struct {
 	// Error").
 	StatusCode int
 	Status     string
-	// Errors are the errors the response body lists, if it does.
+	// Errors are the errors the response body lists, if it does: all of
+	// them, though Error names each distinct code and message once (a
+	// registry lists one MANIFEST_BLOB_UNKNOWN per blob a manifest names).
 	Errors []ErrorDetail
 	// Body is the start of a response body that is not such a list.
 	Body string
+	// Hint, if not empty, says what may mend the error; the message ends
+	// with it.
+	Hint string
 }
 
 // ErrorDetail is one error of a registry's error response.
@@ -47,25 +57,67 @@ type ErrorDetail struct {
 const maxBodyText = 256
 
 // Error returns, for example, "PUT http://127.0.0.1:5000/v2/cache/blobs/
-// uploads/…: 500 Internal Server Error: UNKNOWN: disk on fire".
+// uploads/…: 500 Internal Server Error: UNKNOWN: disk on fire". Errors of
+// the body with the same code and message are given once.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Method + " " + e.URL + ": " + e.Status)
-	for i, d := range e.Errors {
-		if i == 0 {
-			b.WriteString(": ")
-		} else {
-			b.WriteString("; ")
+	sep := ": "
+	seen := make(map[[2]string]bool, len(e.Errors))
+	for _, d := range e.Errors {
+		k := [2]string{d.Code, d.Message}
+		if seen[k] {
+			continue
 		}
-		b.WriteString(d.Code)
+		seen[k] = true
+		b.WriteString(sep + d.Code)
 		if d.Message != "" {
 			b.WriteString(": " + d.Message)
 		}
+		sep = "; "
 	}
 	if len(e.Errors) == 0 && e.Body != "" {
 		b.WriteString(": " + e.Body)
 	}
+	if e.Hint != "" {
+		b.WriteString(" (" + e.Hint + ")")
+	}
 	return b.String()
+}
+
+// indexRefusedHint is the Hint of a registry's refusal of an index or a
+// manifest list.
+const indexRefusedHint = "the registry may not accept an index of blobs; use the image-manifest form: remotecache.FormatImageManifest, --format image-manifest"
+
+// hintIndexRefused gives err, the failure of a push of a manifest of
+// media type mediaType, the hint to use the image-manifest form when the
+// registry refused an index or manifest list as invalid: the reference
+// registry by default (validation.manifests.indexes.platforms: all), ECR,
+// GAR and Quay refuse an index whose entries are blobs, not manifests,
+// with MANIFEST_BLOB_UNKNOWN, MANIFEST_INVALID or a bare 400.
+func hintIndexRefused(err error, mediaType string) error {
+	if mediaType != ocispec.MediaTypeImageIndex && mediaType != images.MediaTypeDockerSchema2ManifestList {
+		return err
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Method != http.MethodPut || !strings.Contains(e.URL, "/manifests/") {
+		return err
+	}
+	refused := false
+	switch e.StatusCode {
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		refused = true
+	}
+	for _, d := range e.Errors {
+		switch d.Code {
+		case "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "UNSUPPORTED":
+			refused = true
+		}
+	}
+	if refused {
+		e.Hint = indexRefusedHint
+	}
+	return err
 }
 
 // Unwrap returns the errdefs class of the status.
@@ -129,19 +181,29 @@ func (e *Error) setBody(body []byte) {
 	}, s)
 }
 
-// responseError makes an Error of resp, reading a little of its body.
+// responseError makes an Error of resp, reading a little of its body. The
+// method and address are those of resp.Request, which retryAfterTransport
+// sets when the transport did not.
 func responseError(resp *http.Response) *Error {
 	var body []byte
 	if resp.Body != nil {
 		body, _ = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	}
-	return newError(resp.Request.Method, resp.Request.URL.String(), resp.StatusCode, resp.Status, body)
+	var method, u string
+	if req := resp.Request; req != nil {
+		method = req.Method
+		if req.URL != nil {
+			u = req.URL.String()
+		}
+	}
+	return newError(method, u, resp.StatusCode, resp.Status, body)
 }
 
 // classify turns the errors of containerd's resolver into ours: an
 // unexpected status into an *Error, a refused authorization into an error
-// of class errdefs.ErrUnauthenticated. Other errors are returned as they
-// are.
+// of class errdefs.ErrUnauthenticated, a network failure into one of class
+// errdefs.ErrUnavailable. Other errors keep their class, or get
+// errdefs.ErrUnknown: every error out of this package has a class.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -159,18 +221,18 @@ func classify(err error) error {
 		return newError(se.RequestMethod, se.RequestURL, se.StatusCode, se.Status, se.Body)
 	}
 	if errors.Is(err, docker.ErrInvalidAuthorization) {
-		return &classError{err: err, class: errdefs.ErrUnauthenticated}
+		return errclass.With(err, errdefs.ErrUnauthenticated)
 	}
-	return err
+	if errclass.Has(err) {
+		return err
+	}
+	// The registry could not be reached, or the connection broke.
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
+		return errclass.With(err, errdefs.ErrUnavailable)
+	}
+	return errclass.With(err, errdefs.ErrUnknown)
 }
-
-// classError gives err a class of errdefs without changing its text.
-type classError struct {
-	err, class error
-}
-
-func (e *classError) Error() string   { return e.err.Error() }
-func (e *classError) Unwrap() []error { return []error{e.err, e.class} }
 
 // wrap classifies err, fills in the registry's message where a HEAD
 // request got none (see explain), and says what failed.

@@ -40,6 +40,14 @@ const maxResets = 8
 // the HTTP level: its body is streamed once. A failure no retry can mend
 // (a 4xx status, a cancelled context) shows at the next Write.
 //
+// Writer itself never fails with an error of class errdefs.ErrUnavailable:
+// content.OpenWriter, which the Exporter opens its writers with, takes
+// that class for a ref another writer holds and calls Writer again until
+// its context is done. A registry that is unavailable for longer than
+// this package waits (a 503 whose Retry-After is over a minute, a
+// RetryLaterError) fails the first Write, and Commit, instead, with the
+// same error.
+//
 // Commit checks the size and digest of what was written before the
 // upload is let to complete; the registry checks the digest again. The
 // writer's resources are released by Commit and by Close, whichever comes
@@ -75,8 +83,10 @@ func (r *Remote) Writer(ctx context.Context, opts ...content.WriterOpt) (content
 		return nil, errors.Wrapf(err, "push to %s", r.ref)
 	case uploadRetryable(err):
 		w.err = err // Commit tries again with the spooled bytes
+	case errdefs.IsUnavailable(err):
+		w.failed = r.wrap(ctx, hintIndexRefused(err, desc.MediaType), "pushing %s to %s", desc.Digest, r.ref)
 	default:
-		return nil, r.wrap(ctx, err, "pushing %s to %s", desc.Digest, r.ref)
+		return nil, r.wrap(ctx, hintIndexRefused(err, desc.MediaType), "pushing %s to %s", desc.Digest, r.ref)
 	}
 	return w, nil
 }
@@ -103,11 +113,15 @@ type writer struct {
 	live     content.Writer // the upload that streams as bytes come, if alive
 	err      error          // why the last upload attempt failed
 	attempts int            // upload attempts made
+	failed   error          // a failure of the first attempt that no retry mends
 }
 
 func (w *writer) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, errors.Wrapf(errdefs.ErrFailedPrecondition, "push of %s: write after close", w.desc.Digest)
+	}
+	if w.failed != nil {
+		return 0, w.failed
 	}
 	if w.status.Offset+int64(len(p)) > w.desc.Size {
 		return 0, errors.Wrapf(errdefs.ErrFailedPrecondition, "push of %s: %d bytes written, over the size %d", w.desc.Digest, w.status.Offset+int64(len(p)), w.desc.Size)
@@ -145,7 +159,7 @@ func (w *writer) feed(p []byte, start int64) error {
 	if uploadRetryable(err) {
 		return nil
 	}
-	return errors.Wrapf(w.err, "pushing %s to %s", w.desc.Digest, w.r.ref)
+	return errors.Wrapf(hintIndexRefused(w.err, w.desc.MediaType), "pushing %s to %s", w.desc.Digest, w.r.ref)
 }
 
 // replay sends the first n spooled bytes to the live upload.
@@ -169,6 +183,9 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 		return errors.Wrapf(errdefs.ErrFailedPrecondition, "push of %s: commit after close", w.desc.Digest)
 	}
 	defer w.Close()
+	if w.failed != nil {
+		return w.failed
+	}
 	if w.status.Offset != w.desc.Size || (size > 0 && size != w.desc.Size) {
 		return errors.Wrapf(errdefs.ErrFailedPrecondition, "push of %s: %d bytes written, want %d", w.desc.Digest, w.status.Offset, w.desc.Size)
 	}
@@ -202,7 +219,7 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 	if err == nil || errdefs.IsAlreadyExists(err) {
 		return nil
 	}
-	return w.r.wrap(ctx, attempts(err, w.attempts), "pushing %s to %s", w.desc.Digest, w.r.ref)
+	return w.r.wrap(ctx, attempts(hintIndexRefused(err, w.desc.MediaType), w.attempts), "pushing %s to %s", w.desc.Digest, w.r.ref)
 }
 
 // attempt uploads the spooled bytes as a new upload.

@@ -159,6 +159,12 @@ type retryAfterTransport struct {
 
 func (t *retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
+	if err == nil && resp.Request == nil {
+		// A RoundTripper of WithTransport need not set it (net/http's
+		// does); responseError, and containerd's resolver, pusher and
+		// authorizer, read it.
+		resp.Request = req
+	}
 	if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
 		return resp, err
 	}

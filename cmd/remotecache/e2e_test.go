@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/clitest"
 	"github.com/buildcache/remotecache/ocilayout"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/log"
@@ -26,15 +25,25 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// The binary must not use the AWS settings of whoever runs the tests,
+	// nor wait for an instance metadata service.
+	for _, k := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+		"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"} {
+		os.Unsetenv(k)
+	}
+	os.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	for _, k := range []string{"AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN"} {
+		os.Unsetenv(k)
+	}
 	dir, err := os.MkdirTemp("", "remotecache-cli-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "remotecache")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	binary, err = clitest.Build(dir)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "building remotecache:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -45,70 +54,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fixtureManifest is the digest of the manifest of the BuildKit cache in
-// testdata, which an image-manifest export of it reproduces byte for byte.
-const fixtureManifest = "sha256:5bbdd4698405bbfd20d0e147af898c13cf647d33b7e74b156c91f3cd560556bd"
-
-// The BuildKit cache in testdata: 11 records, 8 layers, 8 blobs.
-const fixtureRecords, fixtureBlobs = 11, 8
-
-// fixture copies the BuildKit cache in testdata to a new directory, so no
-// test writes into testdata.
-func fixture(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "fixture")
-	if err := os.CopyFS(dir, os.DirFS("../../testdata/buildkit-local-cache")); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-type run struct {
-	code           int
-	stdout, stderr string
-}
-
 // runTool runs the binary.
-func runTool(t *testing.T, args ...string) run {
+func runTool(t *testing.T, args ...string) clitest.Result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := run{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("remotecache %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	return clitest.Run(t, binary, args...)
 }
 
 // ok runs the binary and fails the test unless it exits 0.
-func ok(t *testing.T, args ...string) run {
+func ok(t *testing.T, args ...string) clitest.Result {
 	t.Helper()
-	r := runTool(t, args...)
-	if r.code != 0 {
-		t.Fatalf("remotecache %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	}
-	return r
-}
-
-// failsWith checks that r failed with exit code 1 and exactly one line on
-// stderr (the command ran with --quiet), which contains want.
-func failsWith(t *testing.T, r run, want string) {
-	t.Helper()
-	if r.code != 1 {
-		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-	}
-	if lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "remotecache: ") {
-		t.Fatalf("stderr is not one line starting with \"remotecache: \":\n%s", r.stderr)
-	}
-	if !strings.Contains(r.stderr, want) {
-		t.Fatalf("stderr %q does not contain %q", r.stderr, want)
-	}
+	return clitest.OK(t, binary, args...)
 }
 
 // inspectJSON runs inspect --json on loc, which must exit 0.
@@ -122,77 +77,36 @@ func inspectJSONExit(t *testing.T, loc string, code int) report {
 	t.Helper()
 	var r report
 	res := runTool(t, "inspect", loc, "--json")
-	if res.code != code {
-		t.Fatalf("inspect --json %s: exit %d, want %d\nstderr:\n%s", loc, res.code, code, res.stderr)
+	if res.Code != code {
+		t.Fatalf("inspect --json %s: exit %d, want %d\nstderr:\n%s", loc, res.Code, code, res.Stderr)
 	}
-	out := res.stdout
+	out := res.Stdout
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("inspect --json: %v\n%s", err, out)
 	}
 	return r
 }
 
-// snapshot lists every entry under dir, dir itself included, with its
-// mode and modification time, and for files their size: a read-only open
-// must not even make and remove a probe file.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	files := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			files[path] = fmt.Sprint(info.Mode(), info.ModTime().UnixNano())
-		} else {
-			files[path] = fmt.Sprint(info.Size(), info.ModTime().UnixNano(), info.Mode())
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
-func sameFiles(t *testing.T, before, after map[string]string) {
-	t.Helper()
-	for p, v := range after {
-		if before[p] != v {
-			t.Errorf("%s was written", p)
-		}
-	}
-	for p := range before {
-		if _, ok := after[p]; !ok {
-			t.Errorf("%s was removed", p)
-		}
-	}
-}
-
 func TestCopyEachFormat(t *testing.T) {
-	src := fixture(t)
-	before := snapshot(t, src)
+	src := cachetest.Fixture(t)
+	before := cachetest.Snapshot(t, src)
 	for _, format := range []string{"image-manifest", "oci-index", "manifest-list"} {
 		t.Run(format, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "cache")
 			loc := "oci:" + dst + ":v1"
 			r := ok(t, "copy", "oci:"+src, loc, "--format", format)
-			if !strings.HasSuffix(r.stdout, " "+format+"\n") || !strings.HasPrefix(r.stdout, loc+" sha256:") {
-				t.Errorf("copy printed %q", r.stdout)
+			if !strings.HasSuffix(r.Stdout, " "+format+"\n") || !strings.HasPrefix(r.Stdout, loc+" sha256:") {
+				t.Errorf("copy printed %q", r.Stdout)
 			}
-			if !strings.Contains(r.stderr, "writing layer sha256:") || !strings.Contains(r.stderr, "tagging "+loc+": done") {
-				t.Errorf("no progress lines on stderr:\n%s", r.stderr)
+			if !strings.Contains(r.Stderr, "writing layer sha256:") || !strings.Contains(r.Stderr, "tagging "+loc+": done") {
+				t.Errorf("no progress lines on stderr:\n%s", r.Stderr)
 			}
 
 			rep := inspectJSON(t, loc)
 			if rep.Format != format {
 				t.Errorf("format %q, want %q", rep.Format, format)
 			}
-			want := counts{Records: fixtureRecords, Layers: 8, Blobs: fixtureBlobs}
+			want := counts{Records: cachetest.FixtureRecords, Layers: cachetest.FixtureLayers, Blobs: cachetest.FixtureBlobs}
 			if rep.Counts != want {
 				t.Errorf("counts %+v, want %+v", rep.Counts, want)
 			}
@@ -203,55 +117,55 @@ func TestCopyEachFormat(t *testing.T) {
 			if rep.TotalBytes != sum+rep.Manifest.Size+rep.Config.Size {
 				t.Errorf("total %d bytes, want %d", rep.TotalBytes, sum+rep.Manifest.Size+rep.Config.Size)
 			}
-			if format == "image-manifest" && rep.Manifest.Digest != fixtureManifest {
-				t.Errorf("manifest %s, want BuildKit's %s", rep.Manifest.Digest, fixtureManifest)
+			if format == "image-manifest" && rep.Manifest.Digest != cachetest.FixtureManifest {
+				t.Errorf("manifest %s, want BuildKit's %s", rep.Manifest.Digest, cachetest.FixtureManifest)
 			}
 
-			text := ok(t, "inspect", loc).stdout
+			text := ok(t, "inspect", loc).Stdout
 			for _, want := range []string{loc, format, "11 records, 8 layers, 8 distinct blobs", "selector \"sha256:", "input 1 <- #"} {
 				if !strings.Contains(text, want) {
 					t.Errorf("inspect does not say %q:\n%s", want, text)
 				}
 			}
-			dot := ok(t, "inspect", "--dot", loc).stdout
-			if !strings.HasPrefix(dot, "digraph cache {") || strings.Count(dot, " -> ") < fixtureRecords-3 {
+			dot := ok(t, "inspect", "--dot", loc).Stdout
+			if !strings.HasPrefix(dot, "digraph cache {") || strings.Count(dot, " -> ") < cachetest.FixtureRecords-3 {
 				t.Errorf("inspect --dot:\n%s", dot)
 			}
 
-			if r := ok(t, "verify", loc); !strings.Contains(r.stdout, ": ok: ") {
-				t.Errorf("verify printed %q", r.stdout)
+			if r := ok(t, "verify", loc); !strings.Contains(r.Stdout, ": ok: ") {
+				t.Errorf("verify printed %q", r.Stdout)
 			}
 
 			// Back to an image manifest: BuildKit's bytes again.
 			back := "oci:" + filepath.Join(t.TempDir(), "back")
 			ok(t, "copy", "--quiet", loc, back)
-			if got := inspectJSON(t, back).Manifest.Digest; got != fixtureManifest {
-				t.Errorf("copied back: manifest %s, want %s", got, fixtureManifest)
+			if got := inspectJSON(t, back).Manifest.Digest; got != cachetest.FixtureManifest {
+				t.Errorf("copied back: manifest %s, want %s", got, cachetest.FixtureManifest)
 			}
 		})
 	}
-	sameFiles(t, before, snapshot(t, src))
+	cachetest.Unchanged(t, before, cachetest.Snapshot(t, src))
 }
 
 func TestCopyQuietAndFlagsFirst(t *testing.T) {
-	src := fixture(t)
+	src := cachetest.Fixture(t)
 	dst := "oci:" + filepath.Join(t.TempDir(), "cache")
 	r := ok(t, "copy", "--quiet", "--concurrency", "1", "--format=oci-index", "oci:"+src, dst)
-	if r.stderr != "" {
-		t.Errorf("--quiet: stderr %q", r.stderr)
+	if r.Stderr != "" {
+		t.Errorf("--quiet: stderr %q", r.Stderr)
 	}
 	if got := inspectJSON(t, dst).Format; got != "oci-index" {
 		t.Errorf("format %q", got)
 	}
 	// Again: every blob is there already and is skipped.
 	r = ok(t, "copy", "oci:"+src, dst)
-	if !strings.Contains(r.stderr, ": skipped") {
-		t.Errorf("second copy skipped nothing:\n%s", r.stderr)
+	if !strings.Contains(r.Stderr, ": skipped") {
+		t.Errorf("second copy skipped nothing:\n%s", r.Stderr)
 	}
 }
 
 func TestInspectFlagsMissingBlobs(t *testing.T) {
-	src := fixture(t)
+	src := cachetest.Fixture(t)
 	rep := inspectJSON(t, "oci:"+src)
 	gone := rep.Blobs[0].Digest
 	if err := os.Remove(blobPath(src, gone)); err != nil {
@@ -274,14 +188,14 @@ func TestInspectFlagsMissingBlobs(t *testing.T) {
 		t.Errorf("no result flagged for the missing blob")
 	}
 	res := runTool(t, "inspect", "oci:"+src, "--quiet")
-	failsWith(t, res, "1 problem")
-	if text := res.stdout; !strings.Contains(text, string(gone)+"  ") || !strings.Contains(text, "MISSING") {
+	clitest.FailsWith(t, res, "1 problem")
+	if text := res.Stdout; !strings.Contains(text, string(gone)+"  ") || !strings.Contains(text, "MISSING") {
 		t.Errorf("inspect does not flag %s:\n%s", gone, text)
 	}
 	res = runTool(t, "inspect", "oci:"+src, "--dot", "--quiet")
-	failsWith(t, res, "1 problem")
-	if !strings.Contains(res.stdout, "color=red") {
-		t.Errorf("inspect --dot does not flag it:\n%s", res.stdout)
+	clitest.FailsWith(t, res, "1 problem")
+	if !strings.Contains(res.Stdout, "color=red") {
+		t.Errorf("inspect --dot does not flag it:\n%s", res.Stdout)
 	}
 }
 
@@ -290,7 +204,7 @@ func blobPath(dir string, d digest.Digest) string {
 }
 
 func TestVerifyCorrupt(t *testing.T) {
-	src := fixture(t)
+	src := cachetest.Fixture(t)
 	dst := filepath.Join(t.TempDir(), "cache")
 	loc := "oci:" + dst
 	ok(t, "copy", "--quiet", "oci:"+src, loc)
@@ -306,9 +220,9 @@ func TestVerifyCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := runTool(t, "verify", loc, "--quiet")
-	failsWith(t, r, loc+":latest: 1 problem")
-	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], string(bad.Digest)) || !strings.Contains(lines[0], "digest") {
-		t.Errorf("verify listed:\n%s", r.stdout)
+	clitest.FailsWith(t, r, loc+":latest: 1 problem")
+	if lines := strings.Split(strings.TrimSpace(r.Stdout), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], string(bad.Digest)) || !strings.Contains(lines[0], "digest") {
+		t.Errorf("verify listed:\n%s", r.Stdout)
 	}
 
 	// And one missing: two problems, one line each.
@@ -317,10 +231,10 @@ func TestVerifyCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = runTool(t, "verify", loc, "--quiet")
-	failsWith(t, r, "2 problems")
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	clitest.FailsWith(t, r, "2 problems")
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[1], string(gone)) || !strings.Contains(lines[1], "not found") {
-		t.Errorf("verify listed:\n%s", r.stdout)
+		t.Errorf("verify listed:\n%s", r.Stdout)
 	}
 }
 
@@ -363,25 +277,21 @@ func exportSmall(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(resp[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Tag(ctx, "latest", desc); err != nil {
+	if err := s.Tag(ctx, "latest", cachetest.ManifestDesc(t, resp)); err != nil {
 		t.Fatal(err)
 	}
 	return dir
 }
 
 func TestMerge(t *testing.T) {
-	src, small := fixture(t), exportSmall(t)
+	src, small := cachetest.Fixture(t), exportSmall(t)
 	dst := "oci:" + filepath.Join(t.TempDir(), "merged") + ":all"
 	r := ok(t, "merge", "oci:"+src, "oci:"+small, dst, "--format", "oci-index")
-	if !strings.Contains(r.stderr, "importing oci:"+src+":latest: done") || !strings.Contains(r.stderr, "importing oci:"+small+":latest: done") {
-		t.Errorf("progress does not show both imports:\n%s", r.stderr)
+	if !strings.Contains(r.Stderr, "importing oci:"+src+":latest: done") || !strings.Contains(r.Stderr, "importing oci:"+small+":latest: done") {
+		t.Errorf("progress does not show both imports:\n%s", r.Stderr)
 	}
 	rep := inspectJSON(t, dst)
-	if want := (counts{Records: fixtureRecords + 2, Layers: 8 + 2, Blobs: fixtureBlobs + 2}); rep.Counts != want || rep.Format != "oci-index" {
+	if want := (counts{Records: cachetest.FixtureRecords + 2, Layers: cachetest.FixtureLayers + 2, Blobs: cachetest.FixtureBlobs + 2}); rep.Counts != want || rep.Format != "oci-index" {
 		t.Errorf("merged: %s %+v, want %+v", rep.Format, rep.Counts, want)
 	}
 	selector := false
@@ -400,13 +310,13 @@ func TestMerge(t *testing.T) {
 	// A cache merged with itself is itself.
 	self := "oci:" + filepath.Join(t.TempDir(), "self")
 	ok(t, "merge", "--quiet", "oci:"+src, "oci:"+src, self)
-	if got := inspectJSON(t, self); got.Manifest.Digest != fixtureManifest {
+	if got := inspectJSON(t, self); got.Manifest.Digest != cachetest.FixtureManifest {
 		t.Errorf("fixture merged with itself: %s %+v", got.Manifest.Digest, got.Counts)
 	}
 }
 
 func TestPrune(t *testing.T) {
-	src := fixture(t)
+	src := cachetest.Fixture(t)
 	dir := filepath.Join(t.TempDir(), "cache")
 	ok(t, "copy", "--quiet", "oci:"+src, "oci:"+dir, "--format", "oci-index")
 	old := inspectJSON(t, "oci:"+dir).Manifest
@@ -415,23 +325,23 @@ func TestPrune(t *testing.T) {
 
 	r := ok(t, "prune", dir, "--dry-run")
 	want := fmt.Sprintf("would remove %s", old.Digest)
-	if !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, fmt.Sprintf("would free 1 blob, %s (%d bytes)", humanBytes(old.Size), old.Size)) {
-		t.Errorf("prune --dry-run printed:\n%s", r.stdout)
+	if !strings.Contains(r.Stdout, want) || !strings.Contains(r.Stdout, fmt.Sprintf("would free 1 blob, %s (%d bytes)", humanBytes(old.Size), old.Size)) {
+		t.Errorf("prune --dry-run printed:\n%s", r.Stdout)
 	}
 	if _, err := os.Stat(blobPath(dir, old.Digest)); err != nil {
 		t.Errorf("dry run removed the blob: %v", err)
 	}
 
 	r = ok(t, "prune", "oci:"+dir)
-	if !strings.Contains(r.stdout, "removed "+string(old.Digest)) || !strings.Contains(r.stdout, fmt.Sprintf("freed 1 blob, %s (%d bytes)", humanBytes(old.Size), old.Size)) {
-		t.Errorf("prune printed:\n%s", r.stdout)
+	if !strings.Contains(r.Stdout, "removed "+string(old.Digest)) || !strings.Contains(r.Stdout, fmt.Sprintf("freed 1 blob, %s (%d bytes)", humanBytes(old.Size), old.Size)) {
+		t.Errorf("prune printed:\n%s", r.Stdout)
 	}
 	if _, err := os.Stat(blobPath(dir, old.Digest)); !os.IsNotExist(err) {
 		t.Errorf("prune left the blob: %v", err)
 	}
 	ok(t, "verify", "oci:"+dir)
-	if r := ok(t, "prune", dir); !strings.Contains(r.stdout, "freed 0 blobs, 0 B (0 bytes)") {
-		t.Errorf("second prune printed:\n%s", r.stdout)
+	if r := ok(t, "prune", dir); !strings.Contains(r.Stdout, "freed 0 blobs, 0 B (0 bytes)") {
+		t.Errorf("second prune printed:\n%s", r.Stdout)
 	}
 }
 
@@ -457,17 +367,50 @@ func TestUsageErrors(t *testing.T) {
 		{"prune", "a", "--dry-run=maybe"},
 		{"merge", "oci:a"},
 		{"merge", "oci:a", "registry:nohost"},
+		{"copy", "oci:a", "oci:b", "--progress=bars"},
+		{"copy", "oci:a", "oci:b", "--progress"},
+		{"--quiet", "--progress=json", "copy", "oci:a", "oci:b"},
+		{"copy", "oci:a", "oci:b", "--format", "config-only"},
+		{"copy", "oci:a", "registry:localhost:1/r", "--format=config-only"},
+		{"copy", "oci:a", "s3:bucket", "--format", "oci-index"},
+		{"copy", "oci:a", "azblob:container/ci", "--format", "manifest-list"},
+		{"copy", "azblob:", "oci:b"},
+		{"merge", "oci:a", "oci:b", "s3:bucket/ci/", "--format", "image-manifest"},
+		{"inspect", "s3:"},
+		{"verify", "s3:bucket:a;;b"},
+		{"prune", "oci:a", "--grace-period", "1h"},
+		{"prune", "s3:bucket", "--grace-period", "soon"},
+		{"prune", "s3:bucket", "--grace-period=-1h"},
+		{"version", "extra"},
+		{"completion"},
+		{"completion", "tcsh"},
+		{"help", "copy", "extra"},
+		{"--bogus"},
+		{"trim", "oci:a", "oci:b"},
+		{"trim", "oci:a", "--max-age", "1h"},
+		{"trim", "oci:a", "oci:b", "--max-size", "lots"},
+		{"trim", "oci:a", "oci:b", "--max-size", "5XB"},
+		{"trim", "oci:a", "oci:b", "--max-size", "-1"},
+		{"trim", "oci:a", "oci:b", "--max-age", "0s"},
+		{"trim", "oci:a", "oci:b", "--max-age", "-2h"},
+		{"trim", "oci:a", "oci:b", "--max-age", "soon"},
+		{"trim", "oci:a", "s3:bucket", "--max-age", "1h", "--format", "oci-index"},
+		{"trim", "oci:a", "oci:b", "--max-age", "1h", "--concurrency", "0"},
+		{"diff", "oci:a"},
+		{"diff", "oci:a", "oci:b", "--json", "--dot"},
+		{"diff", "oci:a", "oci:b", "--dry-run"},
+		{"verify", "oci:a", "--dry-run"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := runTool(t, args...)
-			if r.code != 2 {
-				t.Fatalf("exit %d, want 2\nstderr:\n%s", r.code, r.stderr)
+			if r.Code != 2 {
+				t.Fatalf("exit %d, want 2\nstderr:\n%s", r.Code, r.Stderr)
 			}
-			if !strings.HasPrefix(r.stderr, "remotecache: ") || !strings.Contains(r.stderr, "\nusage: remotecache ") {
-				t.Errorf("stderr:\n%s", r.stderr)
+			if !strings.HasPrefix(r.Stderr, "remotecache: ") || !strings.Contains(r.Stderr, "\nusage: remotecache ") {
+				t.Errorf("stderr:\n%s", r.Stderr)
 			}
-			if r.stdout != "" {
-				t.Errorf("stdout: %q", r.stdout)
+			if r.Stdout != "" {
+				t.Errorf("stdout: %q", r.Stdout)
 			}
 		})
 	}
@@ -476,17 +419,17 @@ func TestUsageErrors(t *testing.T) {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"help", "prune"}, {"prune", "-h"}, {"copy", "oci:a", "--help"}} {
 		r := ok(t, args...)
-		if !strings.HasPrefix(r.stdout, "usage: remotecache ") || r.stderr != "" {
-			t.Errorf("%v: stdout %q, stderr %q", args, r.stdout, r.stderr)
+		if !strings.HasPrefix(r.Stdout, "usage: remotecache ") || r.Stderr != "" {
+			t.Errorf("%v: stdout %q, stderr %q", args, r.Stdout, r.Stderr)
 		}
 	}
-	if r := ok(t, "help"); !strings.Contains(r.stdout, "  merge    SRC... DST") {
-		t.Errorf("help does not list merge:\n%s", r.stdout)
+	if r := ok(t, "help"); !strings.Contains(r.Stdout, "\n  merge ") {
+		t.Errorf("help does not list merge:\n%s", r.Stdout)
 	}
 }
 
 func TestFailures(t *testing.T) {
-	src := fixture(t)
+	src := cachetest.Fixture(t)
 	tmp := t.TempDir()
 	nowhere := filepath.Join(tmp, "nowhere")
 	for _, tc := range []struct {
@@ -500,20 +443,24 @@ func TestFailures(t *testing.T) {
 		{[]string{"merge", "oci:" + src, "oci:" + nowhere, "oci:" + filepath.Join(tmp, "dst")}, "no oci-layout"},
 		{[]string{"prune", nowhere}, "not an OCI image layout"},
 		{[]string{"copy", "oci:" + src, "registry:127.0.0.1:1/cache"}, "connection refused"},
+		// No endpoint, no region: nowhere to send a request.
+		{[]string{"inspect", "s3:bucket/ci/:main"}, "s3 bucket bucket: no region: set AWS_REGION"},
+		{[]string{"copy", "oci:" + src, "s3:bucket"}, "no region"},
+		{[]string{"inspect", "azblob:cache/ci:main"}, "azblob container cache: no storage account: set $AZURE_STORAGE_CONNECTION_STRING"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			failsWith(t, runTool(t, append(tc.args, "--quiet")...), tc.want)
+			clitest.FailsWith(t, runTool(t, append(tc.args, "--quiet")...), tc.want)
 		})
 	}
 	// A cache whose layer blobs are all gone: no record has a result
 	// left, so there is nothing to export.
-	empty := fixture(t)
+	empty := cachetest.Fixture(t)
 	for _, b := range inspectJSON(t, "oci:"+empty).Blobs {
 		if err := os.Remove(blobPath(empty, b.Digest)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	failsWith(t, runTool(t, "copy", "--quiet", "oci:"+empty, "oci:"+filepath.Join(tmp, "empty")), "nothing to write")
+	clitest.FailsWith(t, runTool(t, "copy", "--quiet", "oci:"+empty, "oci:"+filepath.Join(tmp, "empty")), "nothing to write")
 
 	// Nothing was made where a source or destination was missing.
 	for _, p := range []string{nowhere, filepath.Join(tmp, "dst")} {

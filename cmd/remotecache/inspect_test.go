@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/buildcache/remotecache"
-	"github.com/buildcache/remotecache/ocilayout"
+	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/clitest"
 	"github.com/containerd/containerd/v2/core/content"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -92,11 +93,7 @@ func TestInspectBadConfig(t *testing.T) {
 func writeCache(t *testing.T, mk func(write func(mediaType string, dt []byte) ocispec.Descriptor) remotecache.CacheConfig) string {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := ocilayout.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, s := cachetest.NewLayout(t)
 	defer s.Close()
 	var layers []ocispec.Descriptor
 	write := func(mediaType string, dt []byte) ocispec.Descriptor {
@@ -144,10 +141,10 @@ func TestInspectFlagsStructuralProblems(t *testing.T) {
 	negative := "record 1: input 0 link 0: record index -1 out of range"
 
 	text := runTool(t, "inspect", "oci:"+dir, "--quiet")
-	failsWith(t, text, "2 problems")
+	clitest.FailsWith(t, text, "2 problems")
 	for _, want := range []string{"PROBLEM: " + negative, "PROBLEM: " + loop, "#1 " + digest.FromString("negative").String()} {
-		if !strings.Contains(text.stdout, want) {
-			t.Errorf("text does not show %q:\n%s", want, text.stdout)
+		if !strings.Contains(text.Stdout, want) {
+			t.Errorf("text does not show %q:\n%s", want, text.Stdout)
 		}
 	}
 
@@ -160,13 +157,13 @@ func TestInspectFlagsStructuralProblems(t *testing.T) {
 	}
 
 	dot := runTool(t, "inspect", "oci:"+dir, "--dot", "--quiet")
-	failsWith(t, dot, "2 problems")
+	clitest.FailsWith(t, dot, "2 problems")
 	for _, want := range []string{`"r-1" -> "r1"`, `"r0" -> "r0"`, "PROBLEM: " + loop} {
-		if !strings.Contains(dot.stdout, want) {
-			t.Errorf("dot does not have %q:\n%s", want, dot.stdout)
+		if !strings.Contains(dot.Stdout, want) {
+			t.Errorf("dot does not have %q:\n%s", want, dot.Stdout)
 		}
 	}
-	if strings.Contains(dot.stdout, "\tr-1") {
-		t.Errorf("dot has an unquoted node ID:\n%s", dot.stdout)
+	if strings.Contains(dot.Stdout, "\tr-1") {
+		t.Errorf("dot has an unquoted node ID:\n%s", dot.Stdout)
 	}
 }

@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/gofrs/flock"
 
 	"github.com/buildcache/remotecache/ocilayout"
 )
@@ -22,32 +23,22 @@ func TestOpenDestinationContext(t *testing.T) {
 	}
 	s.Close()
 	// Hold the lock exclusively, as a Prune does while it removes blobs.
-	f, err := os.OpenFile(filepath.Join(dir, ".remotecache.lock"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
+	l := flock.New(filepath.Join(dir, ".remotecache.lock"))
+	if ok, err := l.TryLock(); !ok || err != nil {
+		t.Fatalf("locking %s: %v, %v", l, ok, err)
 	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	defer l.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	opened := make(chan error, 1)
-	go func() {
+	err = cachetest.Returns(t, "openDestination with a 100ms deadline", func() error {
 		d, err := openDestination(ctx, location{scheme: schemeOCI, path: dir, tag: defaultTag})
 		if err == nil {
 			d.Close()
 		}
-		opened <- err
-	}()
-	select {
-	case err := <-opened:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("openDestination while the layout is being pruned = %v, want deadline exceeded", err)
-		}
-	case <-time.After(5 * time.Second):
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		t.Fatal("openDestination with a 100ms deadline still waiting after 5s")
+		return err
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("openDestination while the layout is being pruned = %v, want deadline exceeded", err)
 	}
 }

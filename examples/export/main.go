@@ -28,6 +28,7 @@ import (
 	"github.com/containerd/log"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
 )
 
 func main() {
@@ -125,7 +126,7 @@ func run(ctx context.Context, dir string, format remotecache.ManifestFormat) err
 	}
 	// Records keyed by "random:" digests are never exported.
 	if _, ok, err := exp.Add("random:0123456789abcdef", nil, nil); err != nil || ok {
-		return fmt.Errorf("random record: exportable=%t, err=%v", ok, err)
+		return errors.Errorf("random record: exportable=%t, err=%v", ok, err)
 	}
 
 	resp, err := exp.Finalize(ctx)
@@ -174,7 +175,7 @@ func writeLayer(ctx context.Context, store content.Ingester, created time.Time, 
 		},
 	}
 	if err := content.WriteBlob(ctx, store, "layer-"+desc.Digest.String(), bytes.NewReader(blob.Bytes()), desc); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("writing layer %s: %w", desc.Digest, err)
+		return ocispec.Descriptor{}, errors.Wrapf(err, "writing layer %s", desc.Digest)
 	}
 	return desc, nil
 }

@@ -3,9 +3,10 @@ package cachegen
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"io"
 	"math/rand/v2"
+
+	"github.com/pkg/errors"
 
 	digest "github.com/opencontainers/go-digest"
 )

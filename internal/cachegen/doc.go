@@ -7,7 +7,8 @@
 // operations (with optional selectors) and results (layer chains, base
 // first). The graph, its descriptors and its blob bytes are a pure function
 // of the seed and the Options. Nothing here depends on the remotecache types
-// except Replay (replay.go), so the same graph can be fed to BuildKit too.
+// except Replay and NewReplayer (replay.go); NewReplayerOf feeds the same
+// graph to any target with that Add, BuildKit's too.
 //
 // What a generated graph contains:
 //   - base images: records without inputs whose result is a chain of 1–4

@@ -1,8 +1,9 @@
 package cachegen
 
 import (
-	"fmt"
 	"math/rand/v2"
+
+	"github.com/pkg/errors"
 )
 
 // InOrder returns the order the ops were generated in: 0, 1, …, n-1.
@@ -113,7 +114,7 @@ func distinctSrcs(op Op) []int {
 // which every op comes after all its deps.
 func (g *Graph) CheckOrder(order []int) error {
 	if len(order) != len(g.Ops) {
-		return fmt.Errorf("order has %d ops, graph has %d", len(order), len(g.Ops))
+		return errors.Errorf("order has %d ops, graph has %d", len(order), len(g.Ops))
 	}
 	pos := make([]int, len(g.Ops))
 	for i := range pos {
@@ -121,10 +122,10 @@ func (g *Graph) CheckOrder(order []int) error {
 	}
 	for k, i := range order {
 		if i < 0 || i >= len(g.Ops) {
-			return fmt.Errorf("order[%d] = %d: out of range", k, i)
+			return errors.Errorf("order[%d] = %d: out of range", k, i)
 		}
 		if pos[i] >= 0 {
-			return fmt.Errorf("order[%d] = %d: already at %d", k, i, pos[i])
+			return errors.Errorf("order[%d] = %d: already at %d", k, i, pos[i])
 		}
 		pos[i] = k
 	}
@@ -132,7 +133,7 @@ func (g *Graph) CheckOrder(order []int) error {
 		for s, slot := range op.Deps {
 			for _, d := range slot {
 				if pos[d.Src] > pos[i] {
-					return fmt.Errorf("op %d (at %d) slot %d: dep %d comes later (at %d)", i, pos[i], s, d.Src, pos[d.Src])
+					return errors.Errorf("op %d (at %d) slot %d: dep %d comes later (at %d)", i, pos[i], s, d.Src, pos[d.Src])
 				}
 			}
 		}

@@ -1,10 +1,11 @@
 package cachegen
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
 
 	remotecache "github.com/buildcache/remotecache"
 )
@@ -21,21 +22,50 @@ func Replay(t remotecache.Target, g *Graph, order []int, provider content.Provid
 	return err
 }
 
-// Replayer replays one graph many times; it builds the results once.
-type Replayer struct {
-	g       *Graph
-	results [][]remotecache.Result
-	nlinks  int
-	nslots  int
+// Target is what a ReplayerOf adds records to: anything with the Add of
+// remotecache.Target, whose records, links and results are R, L and Res.
+// BuildKit's solver.CacheExporterTarget has it too.
+type Target[R, L, Res any] interface {
+	Add(dgst digest.Digest, deps [][]L, results []Res) (R, bool, error)
 }
 
-// NewReplayer prepares g for replaying with blobs from provider (nil:
-// g.Provider()).
+// Replayer replays one graph into our Targets.
+type Replayer = ReplayerOf[remotecache.Record, remotecache.Link, remotecache.Result]
+
+// NewReplayer prepares g for replaying into our Targets with blobs from
+// provider (nil: g.Provider()).
 func NewReplayer(g *Graph, provider content.Provider) *Replayer {
 	if provider == nil {
 		provider = g.Provider()
 	}
-	rp := &Replayer{g: g, results: make([][]remotecache.Result, len(g.Ops))}
+	return NewReplayerOf(g,
+		func(src remotecache.Record, selector string) remotecache.Link {
+			return remotecache.Link{Src: src, Selector: selector}
+		},
+		func(r Result) remotecache.Result {
+			return remotecache.Result{CreatedAt: r.CreatedAt, Remote: &remotecache.Remote{Descriptors: r.Layers, Provider: provider}}
+		})
+}
+
+// ReplayerOf replays one graph many times into Targets whose records,
+// links and results are R, L and Res. It builds the results once, so that
+// a replay costs the target's Add and little else.
+type ReplayerOf[R comparable, L, Res any] struct {
+	g       *Graph
+	link    func(src R, selector string) L
+	results [][]Res
+	nlinks  int
+	nslots  int
+}
+
+// NewReplayerOf prepares g for replaying into Targets whose links link
+// makes and whose results result makes from the ops' results.
+//
+// Each op's results slice has its capacity cut to its length, so that a
+// target that keeps the slice and appends to it never writes into a
+// neighbour (BuildKit's CacheChains keeps it, and sorts it in place).
+func NewReplayerOf[R comparable, L, Res any](g *Graph, link func(src R, selector string) L, result func(Result) Res) *ReplayerOf[R, L, Res] {
+	rp := &ReplayerOf[R, L, Res]{g: g, link: link, results: make([][]Res, len(g.Ops))}
 	nres := 0
 	for _, op := range g.Ops {
 		nres += len(op.Results)
@@ -44,8 +74,7 @@ func NewReplayer(g *Graph, provider content.Provider) *Replayer {
 			rp.nlinks += len(slot)
 		}
 	}
-	all := make([]remotecache.Result, nres)
-	remotes := make([]remotecache.Remote, nres)
+	all := make([]Res, nres)
 	for i, op := range g.Ops {
 		if len(op.Results) == 0 {
 			continue
@@ -53,9 +82,7 @@ func NewReplayer(g *Graph, provider content.Provider) *Replayer {
 		rs := all[:len(op.Results):len(op.Results)]
 		all = all[len(op.Results):]
 		for j, res := range op.Results {
-			remotes[0] = remotecache.Remote{Descriptors: res.Layers, Provider: provider}
-			rs[j] = remotecache.Result{CreatedAt: res.CreatedAt, Remote: &remotes[0]}
-			remotes = remotes[1:]
+			rs[j] = result(res)
 		}
 		rp.results[i] = rs
 	}
@@ -63,31 +90,34 @@ func NewReplayer(g *Graph, provider content.Provider) *Replayer {
 }
 
 // Replay adds the ops to t in order (nil: InOrder) and returns the record
-// of each op (nil for ops t did not export).
-func (rp *Replayer) Replay(t remotecache.Target, order []int) ([]remotecache.Record, error) {
+// of each op (the zero R for ops t did not export). Links from ops t did
+// not export are left out, and an op left with an empty slot is not
+// added.
+func (rp *ReplayerOf[R, L, Res]) Replay(t Target[R, L, Res], order []int) ([]R, error) {
 	g := rp.g
 	if order == nil {
 		order = g.InOrder()
 	}
 	if len(order) != len(g.Ops) {
-		return nil, fmt.Errorf("cachegen: order has %d ops, graph has %d", len(order), len(g.Ops))
+		return nil, errors.Errorf("cachegen: order has %d ops, graph has %d", len(order), len(g.Ops))
 	}
 	const (
 		pending = iota
 		added
 		skipped
 	)
+	var none R
 	state := make([]uint8, len(g.Ops))
-	recs := make([]remotecache.Record, len(g.Ops))
+	recs := make([]R, len(g.Ops))
 	// One backing array for every Add's deps; no Add sees another's.
-	links := make([]remotecache.Link, 0, rp.nlinks)
-	slots := make([][]remotecache.Link, 0, rp.nslots)
+	links := make([]L, 0, rp.nlinks)
+	slots := make([][]L, 0, rp.nslots)
 	for _, i := range order {
 		if i < 0 || i >= len(g.Ops) || state[i] != pending {
-			return nil, fmt.Errorf("cachegen: order: op %d is out of range or repeated", i)
+			return nil, errors.Errorf("cachegen: order: op %d is out of range or repeated", i)
 		}
 		op := g.Ops[i]
-		var deps [][]remotecache.Link
+		var deps [][]L
 		if len(op.Deps) > 0 {
 			slotStart := len(slots)
 			for s, slot := range op.Deps {
@@ -95,9 +125,9 @@ func (rp *Replayer) Replay(t remotecache.Target, order []int) ([]remotecache.Rec
 				for _, d := range slot {
 					switch state[d.Src] {
 					case pending:
-						return nil, fmt.Errorf("cachegen: op %d slot %d: dep %d is not added yet", i, s, d.Src)
+						return nil, errors.Errorf("cachegen: op %d slot %d: dep %d is not added yet", i, s, d.Src)
 					case added:
-						links = append(links, remotecache.Link{Src: recs[d.Src], Selector: d.Selector})
+						links = append(links, rp.link(recs[d.Src], d.Selector))
 					}
 				}
 				if len(links) == start {
@@ -113,11 +143,11 @@ func (rp *Replayer) Replay(t remotecache.Target, order []int) ([]remotecache.Rec
 		}
 		rec, ok, err := t.Add(op.Digest, deps, rp.results[i])
 		if err != nil {
-			return nil, fmt.Errorf("cachegen: op %d (%s): %w", i, op.Name, err)
+			return nil, errors.Wrapf(err, "cachegen: op %d (%s)", i, op.Name)
 		}
-		if !ok || rec == nil {
+		if !ok || rec == none {
 			if !strings.HasPrefix(string(op.Digest), "random:") {
-				return nil, fmt.Errorf("cachegen: op %d (%s): record %s not exported", i, op.Name, op.Digest)
+				return nil, errors.Errorf("cachegen: op %d (%s): record %s not exported", i, op.Name, op.Digest)
 			}
 			state[i] = skipped
 			continue

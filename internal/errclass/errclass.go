@@ -3,6 +3,45 @@
 // everything the error wraps.
 package errclass
 
+import (
+	"context"
+	"errors"
+
+	"github.com/containerd/errdefs"
+)
+
+// classes are the classes of errors: containerd/errdefs's, and the context
+// errors, which errdefs.IsCanceled and errdefs.IsDeadlineExceeded take for
+// theirs.
+var classes = []error{
+	errdefs.ErrUnknown, errdefs.ErrInvalidArgument, errdefs.ErrNotFound,
+	errdefs.ErrAlreadyExists, errdefs.ErrPermissionDenied,
+	errdefs.ErrResourceExhausted, errdefs.ErrFailedPrecondition,
+	errdefs.ErrConflict, errdefs.ErrNotModified, errdefs.ErrAborted,
+	errdefs.ErrOutOfRange, errdefs.ErrNotImplemented, errdefs.ErrInternal,
+	errdefs.ErrUnavailable, errdefs.ErrDataLoss, errdefs.ErrUnauthenticated,
+	context.Canceled, context.DeadlineExceeded,
+}
+
+// Has tells whether err has a class: errors.Is finds one of errdefs's
+// sentinels or a context error in it.
+func Has(err error) bool {
+	for _, c := range classes {
+		if errors.Is(err, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// Ensure returns err if it has a class, else err with class.
+func Ensure(err, class error) error {
+	if err == nil || Has(err) {
+		return err
+	}
+	return With(err, class)
+}
+
 // With returns err with class (an errdefs sentinel such as
 // errdefs.ErrInvalidArgument) added: its text is err's, and errors.Is and
 // errors.As see err's chain and class. A nil err gives nil.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,16 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/containerd/log"
 	bkremotecache "github.com/moby/buildkit/cache/remotecache"
-	"github.com/moby/buildkit/solver"
 	"github.com/moby/buildkit/util/compression"
 	"github.com/moby/buildkit/util/contentutil"
 	"github.com/moby/buildkit/util/push"
@@ -29,6 +24,9 @@ import (
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/cputime"
+	"github.com/buildcache/remotecache/interop/sidebyside"
 	"github.com/buildcache/remotecache/registry"
 )
 
@@ -67,7 +65,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		}
 		runs = n
 	}
-	_ = log.SetLevel("error") // the local store warns about fsverity
+	cachetest.QuietLogs()
 	ctx := context.Background()
 
 	t0 := time.Now()
@@ -76,16 +74,17 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := benchFillStore(ctx, src, g); err != nil {
+	if err := sidebyside.FillStore(ctx, src, g); err != nil {
 		b.Fatal(err)
 	}
-	syscall.Sync()
+	benchSync()
 	order := g.InOrder()
 	fmt.Printf("graph: %d records, %d blobs of 1 MiB; generated and written to the source store in %s\n",
 		len(g.Ops), len(g.Blobs), time.Since(t0).Round(time.Millisecond))
 
 	srv := startRegistry(b, nil)
 	ours := cachegen.NewReplayer(g, src)
+	bk := sidebyside.NewBKReplayer(g, src)
 
 	// An exportFunc makes an exporter writing to ref, replays the graph
 	// into it, and returns its Finalize.
@@ -118,7 +117,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 			return nil, err
 		}
 		exp := bkremotecache.NewExporter(contentutil.FromPusher(pusher), ref, true, true, compression.Config{})
-		if err := benchBKReplay(exp, g, order, src); err != nil {
+		if _, err := bk.Replay(exp, order); err != nil {
 			return nil, err
 		}
 		return func() (map[string]string, error) { return exp.Finalize(ctx) }, nil
@@ -131,15 +130,15 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 			return benchSample{}, err
 		}
 		runtime.GC()
-		before, reqs := srv.uploaded.Load(), benchRequests(srv)
+		before, reqs := srv.uploaded.Load(), srv.Counts()
 		var res map[string]string
-		cpu0, start := benchCPU(), time.Now()
+		cpu0, start := cputime.Process(), time.Now()
 		// With -cpuprofile, samples carry the labels side and phase:
 		// go tool pprof -tagfocus side=ours regtest.test cpu.prof
 		pprof.Do(ctx, pprof.Labels("side", side, "phase", phase), func(context.Context) {
 			res, err = fin()
 		})
-		s := benchSample{wall: time.Since(start), cpu: benchCPU() - cpu0, uploaded: srv.uploaded.Load() - before, requests: benchRequestsSince(srv, reqs)}
+		s := benchSample{wall: time.Since(start), cpu: cputime.Process() - cpu0, uploaded: srv.uploaded.Load() - before, requests: srv.CountsSince(reqs)}
 		if err != nil {
 			return s, err
 		}
@@ -213,87 +212,6 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// benchFillStore writes every blob of g into store.
-func benchFillStore(ctx context.Context, store content.Ingester, g *cachegen.Graph) error {
-	p := g.Provider()
-	for _, d := range g.BlobOrder {
-		desc := g.Blobs[d].Descriptor
-		ra, err := p.ReaderAt(ctx, desc)
-		if err != nil {
-			return err
-		}
-		err = content.WriteBlob(ctx, store, "fill-"+d.String(), io.NewSectionReader(ra, 0, ra.Size()), desc)
-		ra.Close()
-		if err != nil {
-			return fmt.Errorf("writing blob %s: %w", d, err)
-		}
-	}
-	return nil
-}
-
-// benchBKReplay adds g's ops to BuildKit's exporter in order, with blobs
-// from provider, as cachegen.Replayer does for ours: links from ops it did
-// not export are left out, and an op left with an empty slot is not added.
-// The results are built anew for each replay: BuildKit's CacheChains sorts
-// a record's results in place.
-func benchBKReplay(t solver.CacheExporterTarget, g *cachegen.Graph, order []int, provider content.InfoReaderProvider) error {
-	recs := make([]solver.CacheExporterRecord, len(g.Ops))
-	for _, i := range order {
-		op := g.Ops[i]
-		var deps [][]solver.CacheLink
-		complete := true
-		for _, slot := range op.Deps {
-			var links []solver.CacheLink
-			for _, d := range slot {
-				if recs[d.Src] != nil {
-					links = append(links, solver.CacheLink{Src: recs[d.Src], Selector: d.Selector})
-				}
-			}
-			if len(links) == 0 {
-				complete = false
-				break
-			}
-			deps = append(deps, links)
-		}
-		if !complete {
-			continue
-		}
-		var results []solver.CacheExportResult
-		for _, r := range op.Results {
-			results = append(results, solver.CacheExportResult{
-				CreatedAt: r.CreatedAt,
-				Result:    &solver.Remote{Descriptors: r.Layers, Provider: provider},
-			})
-		}
-		rec, _, err := t.Add(op.Digest, deps, results)
-		if err != nil {
-			return fmt.Errorf("buildkit Add op %d (%s): %w", i, op.Name, err)
-		}
-		recs[i] = rec
-	}
-	return nil
-}
-
-func benchRequests(s *server) map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.requests))
-	for k, v := range s.requests {
-		m[k] = v
-	}
-	return m
-}
-
-func benchRequestsSince(s *server, before map[string]int) map[string]int {
-	now := benchRequests(s)
-	for k, v := range before {
-		if now[k] -= v; now[k] == 0 {
-			delete(now, k)
-		}
-	}
-	return now
-}
-
 // benchFormatRequests writes request counts as "HEAD blob 200, …", sorted.
 func benchFormatRequests(m map[string]int) string {
 	keys := make([]string, 0, len(m))
@@ -332,15 +250,6 @@ func benchMedian(s []benchSample, f func(benchSample) time.Duration) time.Durati
 
 func benchWall(s benchSample) time.Duration  { return s.wall }
 func benchCPUOf(s benchSample) time.Duration { return s.cpu }
-
-// benchCPU returns the user and system CPU time of the process so far.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func benchMs(d time.Duration) string {
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))

@@ -5,5 +5,10 @@
 // injects faults. It is a module of its own so that the registry server and
 // its dependencies never become dependencies of the library.
 //
+// Its side-by-side benchmark drives BuildKit's exporter with the BuildKit
+// replay of github.com/buildcache/remotecache/interop/sidebyside, the one
+// the interop module's tests and benchmarks use: this module requires the
+// interop module, replaced by the local tree, as it does the root module.
+//
 // Run it with `go test ./...` in this directory; it starts all it needs.
 package regtest

@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/buildcache/remotecache v0.0.0
+	github.com/buildcache/remotecache/interop v0.0.0
 	github.com/containerd/containerd/v2 v2.4.2
 	github.com/containerd/errdefs v1.0.0
 	github.com/containerd/log v0.2.0
@@ -122,4 +123,7 @@ require (
 	tags.cncf.io/container-device-interface/specs-go v1.1.1 // indirect
 )
 
-replace github.com/buildcache/remotecache => ../..
+replace (
+	github.com/buildcache/remotecache => ../..
+	github.com/buildcache/remotecache/interop => ../../interop
+)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -72,6 +73,13 @@ func serve(t testing.TB, h http.Handler) string {
 // asks for basic auth (htpasswd) of one of them.
 func startRegistry(t testing.TB, users map[string]string) *server {
 	t.Helper()
+	return startRegistryWith(t, users, nil)
+}
+
+// startRegistryWith starts a registry as startRegistry does, with its
+// configuration changed by configure (if not nil) before it starts.
+func startRegistryWith(t testing.TB, users map[string]string, configure func(*configuration.Configuration)) *server {
+	t.Helper()
 	cfg := &configuration.Configuration{}
 	cfg.Storage = configuration.Storage{
 		"inmemory":    configuration.Parameters{},
@@ -99,6 +107,9 @@ func startRegistry(t testing.TB, users map[string]string) *server {
 		}
 		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "regtest", "path": path}}
 	}
+	if configure != nil {
+		configure(cfg)
+	}
 	app := handlers.NewApp(context.Background(), cfg)
 	t.Cleanup(func() { app.Shutdown() })
 	s := &server{requests: map[string]int{}}
@@ -124,6 +135,25 @@ func (s *server) Requests(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests[key]
+}
+
+// Counts returns the requests so far by "METHOD kind".
+func (s *server) Counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.requests)
+}
+
+// CountsSince returns the requests since Counts returned before, by
+// "METHOD kind"; kinds with none are left out.
+func (s *server) CountsSince(before map[string]int) map[string]int {
+	now := s.Counts()
+	for k, v := range before {
+		if now[k] -= v; now[k] == 0 {
+			delete(now, k)
+		}
+	}
+	return now
 }
 
 func requestKind(r *http.Request) string {
@@ -230,6 +260,15 @@ func (fp *faultProxy) Attempts(prefix string) map[string]int {
 		}
 	}
 	return out
+}
+
+// Total returns the requests so far whose key starts with prefix.
+func (fp *faultProxy) Total(prefix string) int {
+	n := 0
+	for _, a := range fp.Attempts(prefix) {
+		n += a
+	}
+	return n
 }
 
 // resetMidBody reads half of the request body, then drops the connection

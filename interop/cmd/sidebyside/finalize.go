@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -69,7 +68,7 @@ func (r *runner) finalizeCase(c caseSpec) error {
 	}
 	bkExport := func(store content.Store) (func() (map[string]string, error), error) {
 		exp := bkremotecache.NewExporter(store, "", true, true, compression.Config{})
-		if err := bk.Replay(exp, order); err != nil {
+		if _, err := bk.Replay(exp, order); err != nil {
 			return nil, err
 		}
 		return func() (map[string]string, error) { return exp.Finalize(r.ctx) }, nil
@@ -91,7 +90,7 @@ func (r *runner) finalizeCase(c caseSpec) error {
 			if err != nil {
 				return sample{}, err
 			}
-			syscall.Sync()
+			syncDisks()
 			var res map[string]string
 			s, err := r.measure(c.name+"/"+phase, side, func() error {
 				var err error

@@ -38,7 +38,7 @@ func (r *runner) marshalCase(c caseSpec) error {
 	}
 	runBK := func() error {
 		cc := cacheimport.NewCacheChains()
-		if err := bk.Replay(cc, order); err != nil {
+		if _, err := bk.Replay(cc, order); err != nil {
 			return err
 		}
 		cfg, _, err := cc.Marshal(r.ctx)

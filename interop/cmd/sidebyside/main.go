@@ -33,6 +33,14 @@
 //     into that store, which has every blob already ("re-export"). Dirty
 //     pages are written back (sync) before each timed Finalize, so neither
 //     side pays for the other's write-back.
+//   - layout-1m: the graph of finalize-1m exported into fresh OCI layout
+//     directories three ways (layout.go): the floor (a plain loop that
+//     writes the same blobs, each hashed while written to its own temp
+//     file, synced and renamed, 4 at a time), ours (Finalize and Tag
+//     through ocilayout) and BuildKit's type=local path (Finalize into
+//     containerd's local store, then client/ociindex); then ours and
+//     BuildKit's again into the same layout. A table of its own gives
+//     ours/floor and ours/BuildKit.
 //
 // Other flags: -cases picks cases, -runs sets the runs per side, -side runs
 // one side only (for profiling), -buildkit-first runs BuildKit first in each
@@ -62,6 +70,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 func main() {
@@ -69,7 +78,7 @@ func main() {
 		quick      = flag.Bool("quick", false, "fewer runs; skip marshal-100k and finalize-32m")
 		out        = flag.String("out", "", "also write the results as a markdown table to `file`")
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile to `file`; samples of measured runs carry the pprof labels case, side and run")
-		cases      = flag.String("cases", "", "comma-separated cases to run (default: all for the mode): marshal-1k,marshal-10k,marshal-100k,import-10k,import-100k,finalize-1m,finalize-32m,shape-ordinary,shape-lattice,shape-twice,shape-newlink,shape-chain128")
+		cases      = flag.String("cases", "", "comma-separated cases to run (default: all for the mode): marshal-1k,marshal-10k,marshal-100k,import-10k,import-100k,finalize-1m,finalize-32m,shape-ordinary,shape-lattice,shape-twice,shape-newlink,shape-chain128,layout-1m")
 		sizes      = flag.String("sizes", "", "comma-separated sizes of the shape cases, in records (default: cachegen.ShapeSizes, 1000,4000,16000,64000)")
 		bkMax      = flag.Int("buildkit-max", 0, "run BuildKit's side of a shape case up to this many records (0: each case's own limit)")
 		side       = flag.String("side", "both", "which side to run: both, ours or buildkit (one side gives no ratio; for profiling)")
@@ -112,8 +121,9 @@ type caseSpec struct {
 	parse     bool // an import case: Parse of one config into a new graph
 	// A shape case (shapecases.go): the cachegen shape of that name at
 	// each of the sizes, BuildKit's side only up to bkMax records.
-	shape string
-	bkMax int
+	shape  string
+	bkMax  int
+	layout bool // a layout case (layout.go): floor, ours, BuildKit into OCI layouts
 }
 
 var allCases = []caseSpec{
@@ -131,6 +141,7 @@ var allCases = []caseSpec{
 	{name: "shape-twice", quickRuns: 3, fullRuns: 9, warmup: true, seed: 1, shape: "twice", bkMax: 4000},
 	{name: "shape-newlink", quickRuns: 3, fullRuns: 9, warmup: true, seed: 1, shape: "newlink", bkMax: 4000},
 	{name: "shape-chain128", quickRuns: 3, fullRuns: 9, warmup: true, seed: 1, shape: "chain128", bkMax: 16000},
+	{name: "layout-1m", quickRuns: 3, fullRuns: 11, inQuick: true, records: 800, blobSize: 1 << 20, maxBlobs: 200, seed: 2, layout: true},
 }
 
 type runner struct {
@@ -146,6 +157,7 @@ type runner struct {
 	bkMax      int   // -buildkit-max
 	rows       []row
 	shapes     []shapeRow
+	layouts    []layoutRow
 	notes      []string
 	totalStart time.Time
 }
@@ -205,6 +217,8 @@ func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int,
 	for _, c := range selected {
 		if c.shape != "" {
 			err = r.shapeCase(c)
+		} else if c.layout {
+			err = r.layoutCase(c)
 		} else if c.parse {
 			err = r.importCase(c)
 		} else if c.blobSize == 0 {
@@ -217,7 +231,7 @@ func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int,
 		}
 	}
 
-	table := r.table() + r.shapesTable()
+	table := r.table() + r.shapesTable() + r.layoutTable()
 	fmt.Println()
 	fmt.Print(table)
 	for _, n := range r.notes {
@@ -272,13 +286,13 @@ func (r *runner) measure(caseName, side string, f func() error) (sample, error) 
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	var err error
-	c0 := cpuTime()
+	c0 := cputime.Process()
 	t0 := time.Now()
 	pprof.Do(r.ctx, pprof.Labels("case", caseName, "side", side, "run", caseName+"/"+side), func(context.Context) {
 		err = f()
 	})
 	wall := time.Since(t0)
-	cpu := cpuTime() - c0
+	cpu := cputime.Process() - c0
 	runtime.ReadMemStats(&m1)
 	return sample{wall: wall, cpu: cpu, mallocs: m1.Mallocs - m0.Mallocs}, err
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -59,6 +58,9 @@ func stat(ss []sample, f func(sample) float64) float64 {
 }
 
 func (r *runner) table() string {
+	if len(r.rows) == 0 {
+		return ""
+	}
 	var b strings.Builder
 	b.WriteString("| Case | Runs | Ours (median) | BuildKit (median) | Ours/BuildKit (wall) | Ours/BuildKit (CPU) | Ours min–max | BuildKit min–max | Allocs/record ours | Allocs/record BuildKit |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
@@ -150,15 +152,6 @@ func size(n int64) string {
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-// cpuTime returns the user+system CPU time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (r *runner) concDesc() string {

@@ -63,7 +63,7 @@ func (r *runner) shapeCase(c caseSpec) error {
 			bk := sidebyside.NewBKReplayer(g, g.Provider())
 			runBK = func() error {
 				cc := cacheimport.NewCacheChains()
-				if err := bk.Replay(cc, order); err != nil {
+				if _, err := bk.Replay(cc, order); err != nil {
 					return err
 				}
 				cfg, _, err := cc.Marshal(r.ctx)
