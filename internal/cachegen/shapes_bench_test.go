@@ -4,12 +4,11 @@ import (
 	"context"
 	"runtime"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 // BenchmarkShapes adds every op of each shape's graph, in generation order,
@@ -31,7 +30,7 @@ func BenchmarkShapes(b *testing.B) {
 				runtime.GC()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
-				cpu0 := cpuTime()
+				cpu0 := cputime.Process()
 				b.ResetTimer()
 				for range b.N {
 					cc := remotecache.NewCacheChains()
@@ -43,7 +42,7 @@ func BenchmarkShapes(b *testing.B) {
 					}
 				}
 				b.StopTimer()
-				cpu := cpuTime() - cpu0
+				cpu := cputime.Process() - cpu0
 				runtime.ReadMemStats(&after)
 				total := float64(b.N) * float64(n)
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/record")
@@ -52,13 +51,4 @@ func BenchmarkShapes(b *testing.B) {
 			})
 		}
 	}
-}
-
-// cpuTime returns the user+system CPU time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
