@@ -94,6 +94,18 @@
 // place, so a file under blobs/ is always whole; index.json is replaced the
 // same way, and a tag moves only after everything it names is there.
 //
+// # A stored cache's lifecycle
+//
+// Three operations work on a stored cache's decoded config ([ReadManifest],
+// [ReadConfig]) and the sizes of its blobs ([Manifest.BlobSizes]):
+// [Trim] cuts it to a size or age budget, oldest results first, keeping
+// every step whose result stays whole, so it still hits the cache; [Diff]
+// compares two caches and finds the steps whose cache key changed first
+// (its divergence points); [Repair] rewrites a cache whose store lost
+// blobs without the results that named them. [ParseConfig] gives a
+// trimmed config to an [Exporter], with [Manifest.Descriptors] for its
+// blobs. See docs/design.md §6.1.
+//
 // # Usage
 //
 // The main flow, with the error checks left out (see the example of

@@ -93,16 +93,13 @@ func Import(ctx context.Context, provider content.Provider, desc ocispec.Descrip
 		}
 		return errors.Wrapf(parseConfig(cfg, dp, t), "cache config %s", desc.Digest)
 	}
-	configDesc, layers := m.Config, m.Layers
+	configDesc := m.Config
 	cdt, err := readBlob(ctx, provider, configDesc, o.maxBlobSize, "cache config")
 	if err != nil {
 		return errors.Wrapf(err, "manifest %s", desc.Digest)
 	}
 
-	dp := make(DescriptorProvider, len(layers))
-	for _, l := range layers {
-		dp[l.Digest] = DescriptorProviderPair{Descriptor: l, Provider: provider}
-	}
+	dp := m.Descriptors(provider)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -184,6 +181,20 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) (err error)
 		return invalidf(err, "malformed JSON")
 	}
 	return parseConfig(&cfg, provider, t)
+}
+
+// ParseConfig is Parse of a config already decoded (by ReadConfig, or made
+// by Trim): it adds cfg's records to t, with the same checks and rules,
+// without encoding cfg again. cfg is only read; a nil cfg is an error of
+// class errdefs.ErrInvalidArgument. To write a trimmed config, give it to
+// an Exporter with the layer descriptors of the cache it came from
+// (Manifest.Descriptors) and Finalize.
+func ParseConfig(cfg *CacheConfig, provider DescriptorProvider, t Target) (err error) {
+	defer ensureClass(&err)
+	if cfg == nil {
+		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil cache config")
+	}
+	return parseConfig(cfg, provider, t)
 }
 
 // parseConfig is Parse of a decoded config.
@@ -389,15 +400,12 @@ func (p *parser) result(createdAt time.Time, chain []ocispec.Descriptor, b *buil
 func validateDigest(d digest.Digest) error {
 	s := string(d)
 	if len(s) == len("sha256:")+64 && s[:7] == "sha256:" {
-		ok := true
-		for i := 7; i < len(s); i++ {
-			c := s[i]
-			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-				ok = false
-				break
-			}
+		// By table (blobs.go), without a branch per digit.
+		var bad uint8
+		for _, c := range []byte(s[7:]) {
+			bad |= hexDigit[c]
 		}
-		if ok {
+		if bad&0x80 == 0 {
 			return nil
 		}
 	}

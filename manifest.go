@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -74,6 +76,27 @@ type Manifest struct {
 	Format     ManifestFormat
 	Config     ocispec.Descriptor
 	Layers     []ocispec.Descriptor
+}
+
+// BlobSizes returns the size of each layer blob that m lists: the sizes
+// Trim and Diff take.
+func (m *Manifest) BlobSizes() map[digest.Digest]int64 {
+	sizes := make(map[digest.Digest]int64, len(m.Layers))
+	for _, l := range m.Layers {
+		sizes[l.Digest] = l.Size
+	}
+	return sizes
+}
+
+// Descriptors returns the layer descriptors that m lists, each read from
+// provider: what Parse and ParseConfig take for the config m names, as
+// Import builds it.
+func (m *Manifest) Descriptors(provider content.Provider) DescriptorProvider {
+	dp := make(DescriptorProvider, len(m.Layers))
+	for _, l := range m.Layers {
+		dp[l.Digest] = DescriptorProviderPair{Descriptor: l, Provider: provider}
+	}
+	return dp
 }
 
 // manifestBlob has the fields of all three manifest forms. Pointers tell an

@@ -1,0 +1,312 @@
+package s3
+
+import (
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/containerd/errdefs"
+	"github.com/pkg/errors"
+)
+
+// Defaults of the options, BuildKit's where BuildKit has the setting.
+const (
+	// DefaultManifestsPrefix is where the cache configs are, under the prefix.
+	DefaultManifestsPrefix = "manifests/"
+	// DefaultBlobsPrefix is where the layer blobs are, under the prefix.
+	DefaultBlobsPrefix = "blobs/"
+	// DefaultName is the name of the cache config.
+	DefaultName = "buildkit"
+	// DefaultTouchRefresh is the age above which a blob an export finds is
+	// copied onto itself, so that lifecycle rules keep it.
+	DefaultTouchRefresh = 24 * time.Hour
+	// DefaultMultipartThreshold is the size from which a blob is uploaded
+	// in parts.
+	DefaultMultipartThreshold = 16 << 20
+	// DefaultPartSize is the size of the parts of a multipart upload.
+	DefaultPartSize = 8 << 20
+	// DefaultPartConcurrency is how many parts of one blob are uploaded at
+	// once.
+	DefaultPartConcurrency = 4
+	// DefaultMaxCopySize is the largest object a refresh copies with one
+	// CopyObject request: S3's limit.
+	DefaultMaxCopySize = 5 << 30
+
+	// minPartSize is S3's smallest part but for the last one.
+	minPartSize = 5 << 20
+	// maxParts is S3's limit on the parts of one upload.
+	maxParts = 10000
+)
+
+type options struct {
+	prefix          string
+	manifestsPrefix string
+	blobsPrefix     string
+	names           []string
+
+	endpoint  string
+	region    string
+	accessKey string
+	secretKey string
+	token     string
+	pathStyle *bool
+	attempts  int
+	client    *s3.Client
+
+	touchRefresh    time.Duration
+	readOnly        bool
+	threshold       int64
+	partSize        int64
+	partConcurrency int
+	maxCopySize     int64
+	spoolDir        string
+}
+
+func defaultOptions() options {
+	return options{
+		manifestsPrefix: DefaultManifestsPrefix,
+		blobsPrefix:     DefaultBlobsPrefix,
+		names:           []string{DefaultName},
+		touchRefresh:    DefaultTouchRefresh,
+		threshold:       DefaultMultipartThreshold,
+		partSize:        DefaultPartSize,
+		partConcurrency: DefaultPartConcurrency,
+		maxCopySize:     DefaultMaxCopySize,
+	}
+}
+
+// Option configures New.
+type Option func(*options) error
+
+// WithPrefix sets the string every key starts with. Keys are plain string
+// joins, as in BuildKit: a prefix "ci" puts the configs at "cimanifests/";
+// give "ci/" for a directory. Default: "".
+func WithPrefix(prefix string) Option {
+	return func(o *options) error {
+		o.prefix = prefix
+		return nil
+	}
+}
+
+// WithManifestsPrefix sets where, after the prefix, the cache configs are
+// (BuildKit's manifests_prefix). Default: "manifests/".
+func WithManifestsPrefix(prefix string) Option {
+	return func(o *options) error {
+		o.manifestsPrefix = prefix
+		return nil
+	}
+}
+
+// WithBlobsPrefix sets where, after the prefix, the layer blobs are
+// (BuildKit's blobs_prefix), each under its digest ("sha256:…").
+// Default: "blobs/".
+func WithBlobsPrefix(prefix string) Option {
+	return func(o *options) error {
+		o.blobsPrefix = prefix
+		return nil
+	}
+}
+
+// WithNames sets the names of the cache config (BuildKit's name=a;b): an
+// export writes the config under every name, Resolve reads the first.
+// Names must not be empty. Default: "buildkit".
+func WithNames(names ...string) Option {
+	return func(o *options) error {
+		if len(names) == 0 {
+			return errors.Wrap(errdefs.ErrInvalidArgument, "no cache name")
+		}
+		for _, n := range names {
+			if n == "" {
+				return errors.Wrapf(errdefs.ErrInvalidArgument, "empty cache name in %q", strings.Join(names, ";"))
+			}
+		}
+		o.names = append([]string(nil), names...)
+		return nil
+	}
+}
+
+// WithEndpoint sets the URL of an S3-compatible server
+// ("http://127.0.0.1:7070"), BuildKit's endpoint_url. Default: the SDK's
+// (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the shared config, else AWS).
+func WithEndpoint(endpoint string) Option {
+	return func(o *options) error {
+		u, err := url.Parse(endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "endpoint %q: not an http or https URL", endpoint)
+		}
+		o.endpoint = endpoint
+		return nil
+	}
+}
+
+// WithRegion sets the region to sign requests for. Default: the SDK's
+// (AWS_REGION, the shared config, IMDS), else "us-east-1" when an
+// endpoint is set; with neither, New fails.
+func WithRegion(region string) Option {
+	return func(o *options) error {
+		if region == "" {
+			return errors.Wrap(errdefs.ErrInvalidArgument, "empty region")
+		}
+		o.region = region
+		return nil
+	}
+}
+
+// WithCredentials sets static credentials; sessionToken may be empty.
+// Default: the SDK's chain (environment, shared files, web identity,
+// ECS, IMDS).
+func WithCredentials(accessKeyID, secretAccessKey, sessionToken string) Option {
+	return func(o *options) error {
+		if accessKeyID == "" || secretAccessKey == "" {
+			return errors.Wrap(errdefs.ErrInvalidArgument, "credentials need an access key ID and a secret access key")
+		}
+		o.accessKey, o.secretKey, o.token = accessKeyID, secretAccessKey, sessionToken
+		return nil
+	}
+}
+
+// WithPathStyle puts the bucket in the URL's path rather than in its host
+// name. Default: on for an endpoint whose host is an IP address or
+// "localhost" (they have no bucket subdomains), else off.
+func WithPathStyle(on bool) Option {
+	return func(o *options) error {
+		o.pathStyle = &on
+		return nil
+	}
+}
+
+// WithRetryMaxAttempts sets how many times the SDK tries a request in all
+// (BuildKit's retry_max_attempts). Default: the SDK's (AWS_MAX_ATTEMPTS,
+// the shared config, else 3).
+func WithRetryMaxAttempts(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "retry max attempts %d: must be at least 1", n)
+		}
+		o.attempts = n
+		return nil
+	}
+}
+
+// WithClient uses client for every request, as it is configured; it
+// cannot be combined with WithEndpoint, WithRegion, WithCredentials,
+// WithPathStyle or WithRetryMaxAttempts. Default: a client New makes.
+func WithClient(client *s3.Client) Option {
+	return func(o *options) error {
+		if client == nil {
+			return errors.Wrap(errdefs.ErrInvalidArgument, "nil client")
+		}
+		o.client = client
+		return nil
+	}
+}
+
+// WithTouchRefresh sets the age above which a blob that Info finds (as an
+// export does, for each blob it would write) is copied onto itself with new
+// metadata, so that lifecycle rules which expire old objects keep the blobs
+// a live cache uses. 0 refreshes every blob found. Default: 24h.
+func WithTouchRefresh(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "touch refresh %v: negative", d)
+		}
+		o.touchRefresh = d
+		return nil
+	}
+}
+
+// WithReadOnly makes a store that sends no request that writes: no
+// upload, no refresh copy, no delete. Writers and Prune (but a dry run)
+// fail with errdefs.ErrFailedPrecondition. Default: read and write.
+func WithReadOnly() Option {
+	return func(o *options) error {
+		o.readOnly = true
+		return nil
+	}
+}
+
+// WithMultipartThreshold sets the size from which a blob is uploaded in
+// parts. Default: 16 MiB.
+func WithMultipartThreshold(n int64) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "multipart threshold %d: must be positive", n)
+		}
+		o.threshold = n
+		return nil
+	}
+}
+
+// WithPartSize sets the size of the parts of a multipart upload, at least
+// S3's minimum of 5 MiB; it grows for blobs that would need more than
+// 10,000 parts. Default: 8 MiB.
+func WithPartSize(n int64) Option {
+	return func(o *options) error {
+		if n < minPartSize || n > DefaultMaxCopySize {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "part size %d: must be from 5 MiB to 5 GiB", n)
+		}
+		o.partSize = n
+		return nil
+	}
+}
+
+// WithPartConcurrency sets how many parts of one blob are uploaded at once.
+// Blobs themselves go as concurrently as the exporter writes them
+// (remotecache.WithConcurrency). Default: 4.
+func WithPartConcurrency(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "part concurrency %d: must be at least 1", n)
+		}
+		o.partConcurrency = n
+		return nil
+	}
+}
+
+// WithMaxCopySize sets the largest blob that a refresh copies with one
+// CopyObject; larger ones are copied in parts of this size (UploadPartCopy).
+// At least 5 MiB. Default: 5 GiB, S3's limit.
+func WithMaxCopySize(n int64) Option {
+	return func(o *options) error {
+		if n < minPartSize || n > DefaultMaxCopySize {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "max copy size %d: must be from 5 MiB to 5 GiB", n)
+		}
+		o.maxCopySize = n
+		return nil
+	}
+}
+
+// WithSpoolDir sets the directory where writes larger than 4 MiB are kept
+// until they are verified and uploaded. Default: os.TempDir().
+func WithSpoolDir(dir string) Option {
+	return func(o *options) error {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "spool directory: %v", err)
+		}
+		if !fi.IsDir() {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "spool directory %s: not a directory", dir)
+		}
+		o.spoolDir = dir
+		return nil
+	}
+}
+
+// validate checks what single options cannot.
+func (o *options) validate(bucket string) error {
+	if bucket == "" {
+		return errors.Wrap(errdefs.ErrInvalidArgument, "empty bucket name")
+	}
+	if strings.Contains(bucket, "/") {
+		return errors.Wrapf(errdefs.ErrInvalidArgument, "bucket %q: has a slash (give the rest as WithPrefix)", bucket)
+	}
+	if o.manifestsPrefix == o.blobsPrefix {
+		return errors.Wrapf(errdefs.ErrInvalidArgument, "manifests prefix and blobs prefix are both %q", o.blobsPrefix)
+	}
+	if o.client != nil && (o.endpoint != "" || o.region != "" || o.accessKey != "" || o.pathStyle != nil || o.attempts != 0) {
+		return errors.Wrap(errdefs.ErrInvalidArgument, "WithClient cannot be combined with options that configure a client")
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package s3test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachegen"
+	s3store "github.com/buildcache/remotecache/s3"
+)
+
+// faultPlan answers some requests with a fault, each fault once.
+type faultPlan struct {
+	mu     sync.Mutex
+	faults []fault
+	fired  []string
+}
+
+type fault struct {
+	name  string
+	match func(r *http.Request) bool
+	do    func(w http.ResponseWriter, r *http.Request)
+	done  bool
+}
+
+func (p *faultPlan) handle(w http.ResponseWriter, r *http.Request, _ int) bool {
+	p.mu.Lock()
+	var f *fault
+	for i := range p.faults {
+		if !p.faults[i].done && p.faults[i].match(r) {
+			f = &p.faults[i]
+			f.done = true
+			p.fired = append(p.fired, f.name)
+			break
+		}
+	}
+	p.mu.Unlock()
+	if f == nil {
+		return false
+	}
+	f.do(w, r)
+	return true
+}
+
+func isBlob(r *http.Request) bool {
+	return strings.Contains(r.URL.Path, "/blobs/sha256:")
+}
+
+func isPart(r *http.Request) bool {
+	return r.Method == http.MethodPut && r.URL.Query().Has("partNumber")
+}
+
+// Throttling and connections reset mid-upload, on single PUTs, parts, the
+// config and HEADs, are retried by the SDK: the export is whole, and no
+// upload is left unfinished.
+func TestFaultsStillExportWhole(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	store := e.store(t, s3store.WithMultipartThreshold(6<<20), s3store.WithPartSize(5<<20))
+	big := graph(11, 4, 6<<20+1)
+	small := graph(12, 30, 2000)
+
+	plan := &faultPlan{faults: []fault{
+		{name: "503 on a blob HEAD", match: func(r *http.Request) bool { return r.Method == http.MethodHead && isBlob(r) }, do: slowDown},
+		{name: "503 on a blob PUT", match: func(r *http.Request) bool { return r.Method == http.MethodPut && isBlob(r) && !isPart(r) }, do: slowDown},
+		{name: "reset in a blob PUT", match: func(r *http.Request) bool {
+			return r.Method == http.MethodPut && isBlob(r) && !isPart(r) && r.ContentLength > 1000
+		}, do: func(w http.ResponseWriter, r *http.Request) { resetAfter(w, r, 1000) }},
+		{name: "503 on a part", match: isPart, do: slowDown},
+		{name: "reset in a part", match: isPart, do: func(w http.ResponseWriter, r *http.Request) { resetAfter(w, r, 1<<20) }},
+		{name: "503 on create multipart", match: func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Query().Has("uploads") }, do: slowDown},
+		{name: "503 on complete multipart", match: func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Query().Has("uploadId") }, do: slowDown},
+		{name: "503 on the config", match: func(r *http.Request) bool {
+			return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/")
+		}, do: slowDown},
+	}}
+	e.proxy.setFault(plan.handle)
+	for _, g := range []*cachegen.Graph{big, small} {
+		export(t, store, g)
+		if again := reimport(t, store); !bytes.Equal(again, marshalConfigOnly(t, g)) {
+			t.Errorf("seed %d: the cache read back is not the one exported", g.Seed)
+		}
+	}
+	if len(plan.fired) != len(plan.faults) {
+		t.Errorf("faults fired: %q, want all %d", plan.fired, len(plan.faults))
+	}
+	e.proxy.setFault(nil)
+	verify(t, store)
+	noUploadsLeft(t, e)
+}
+
+// noUploadsLeft fails the test if the bucket has unfinished multipart
+// uploads.
+func noUploadsLeft(t testing.TB, e *env) {
+	t.Helper()
+	out, err := e.admin.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: &e.bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range out.Uploads {
+		t.Errorf("multipart upload of %s left unfinished", *u.Key)
+	}
+}
+
+// A blob the server keeps answering 503 for, past the SDK's retries,
+// fails the export with a class that is not "not found", naming the blob;
+// and a copy out of the store fails rather than drop the blob's results.
+func TestUnavailablePastRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	g := graph(13, 20, 0)
+	store := e.store(t, s3store.WithRetryMaxAttempts(2))
+	var cfg []byte
+	{
+		export(t, store, g)
+		cfg = e.object(t, "manifests/buildkit")
+	}
+	bad := configBlobs(t, cfg)[0]
+	key := "blobs/" + bad.String()
+	if _, err := e.admin.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: &key}); err != nil {
+		t.Fatal(err)
+	}
+	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if strings.HasSuffix(r.URL.Path, "/"+key) {
+			slowDown(w, r)
+			return true
+		}
+		return false
+	})
+	e.proxy.reset()
+
+	_, err := tryExport(ctx, store, g)
+	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
+		t.Errorf("export = %v; want unavailable, not not found, naming %s", err, bad)
+	}
+	if n := e.proxy.countKey("PUT", key); n != 2 {
+		t.Errorf("%d PUTs of the blob, want 2 (WithRetryMaxAttempts(2))", n)
+	}
+	_, err = store.Info(ctx, bad)
+	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
+		t.Errorf("Info = %v; want unavailable naming %s", err, bad)
+	}
+
+	// A copy from the store to a local one: Marshal asks the source
+	// for every blob and must not take a 503 for a missing blob.
+	desc, err := store.Resolve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := remotecache.NewExporter(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remotecache.Import(ctx, store, desc, exp); err != nil {
+		t.Fatal(err)
+	}
+	_, err = exp.Finalize(ctx)
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), bad.String()) {
+		t.Errorf("copy out = %v; want unavailable naming %s", err, bad)
+	}
+}
+
+// A multipart upload that fails (a part refused) or is cancelled leaves
+// neither an object nor an unfinished upload.
+func TestFailedUploadsLeaveNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	store := e.store(t, s3store.WithMultipartThreshold(5<<20), s3store.WithPartSize(5<<20), s3store.WithPartConcurrency(1))
+	ctx := context.Background()
+	dt := bytes.Repeat([]byte("remotecache"), 2<<20) // 22 MiB: 5 parts
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
+	key := "blobs/" + desc.Digest.String()
+
+	// Part 3 is refused: a 400 the SDK does not retry.
+	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if isPart(r) && r.URL.Query().Get("partNumber") == "3" {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `<Error><Code>InvalidPart</Code><Message>refused by the test</Message></Error>`)
+			return true
+		}
+		return false
+	})
+	err := content.WriteBlob(ctx, store, "refused", bytes.NewReader(dt), desc)
+	if err == nil || !strings.Contains(err.Error(), "part 3") {
+		t.Errorf("WriteBlob with a refused part = %v", err)
+	}
+	if n := e.proxy.count("DELETE"); n != 1 {
+		t.Errorf("%d DELETEs, want 1 (the abort)", n)
+	}
+
+	// Cancelled while parts are in flight.
+	cctx, cancel := context.WithCancel(ctx)
+	var once sync.Once
+	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if isPart(r) && r.URL.Query().Get("partNumber") == "2" {
+			once.Do(cancel)
+			time.Sleep(100 * time.Millisecond)
+		}
+		return false
+	})
+	err = content.WriteBlob(cctx, store, "cancelled", bytes.NewReader(dt), desc)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled WriteBlob = %v", err)
+	}
+	e.proxy.setFault(nil)
+	for _, k := range e.keys(t) {
+		t.Errorf("object %s left (want none; blob key %s)", k, key)
+	}
+	noUploadsLeft(t, e)
+}
