@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -149,23 +148,5 @@ func TestUpdatedAt(t *testing.T) {
 func TestCopySource(t *testing.T) {
 	if got := copySource("bucket", "ci/blobs/sha256:ab cd?"); got != "bucket/ci/blobs/sha256:ab%20cd%3F" {
 		t.Errorf("copySource = %q", got)
-	}
-}
-
-func TestCheckConfigOnly(t *testing.T) {
-	for cfg, ok := range map[string]bool{
-		`{"layers":[{"blob":"sha256:aa","annotations":{"diffID":"sha256:bb"}}]}`: true,
-		`{}`: true,
-		`{"layers":[{"blob":"sha256:aa","parent":-1}]}`:              false,
-		`{"layers":[{"blob":"sha256:aa","annotations":{"size":3}}]}`: false,
-		`not json`: false,
-	} {
-		err := checkConfigOnly([]byte(cfg))
-		if (err == nil) != ok || (err != nil && !errdefs.IsInvalidArgument(err)) {
-			t.Errorf("checkConfigOnly(%s) = %v", cfg, err)
-		}
-		if err != nil && strings.HasPrefix(cfg, "{") && !strings.Contains(err.Error(), "config-only") {
-			t.Errorf("checkConfigOnly(%s) = %v, not naming the config-only form", cfg, err)
-		}
 	}
 }
