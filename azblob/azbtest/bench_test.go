@@ -184,12 +184,12 @@ func benchAzblob(b *testing.B, g *cachegen.Graph) {
 		name := "bench-" + sd.name + "-counted"
 		newContainer(name)
 		for j := range 2 {
-			proxy.reset()
+			proxy.Reset()
 			if _, err := timed(sd.export, proxy.URL, name); err != nil {
 				b.Fatalf("%s: counted export: %v", sd.name, err)
 			}
-			sd.counts[j] = proxy.summary()
-			sd.uploaded[j] = proxy.uploaded.Load()
+			sd.counts[j] = proxy.Summary()
+			sd.uploaded[j] = proxy.Uploaded.Load()
 		}
 		e := &env{az: az, container: name, admin: admin.NewContainerClient(name)}
 		sd.config = string(e.blob(b, "manifests/buildkit"))

@@ -25,6 +25,7 @@ import (
 	"github.com/buildcache/remotecache"
 	azbstore "github.com/buildcache/remotecache/azblob"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 )
 
@@ -129,19 +130,19 @@ func TestWeReadBuildKit(t *testing.T) {
 	e := newEnv(t, true) // BuildKit creates the container
 	g := deterministicGraph(41, 150)
 	bkExport(t, e, g, "bk", "main")
-	if n := e.proxy.count("CREATE"); n != 1 {
+	if n := e.proxy.Count("CREATE"); n != 1 {
 		t.Errorf("BuildKit created the container %d times", n)
 	}
 	bkCfg := e.blob(t, "bk/manifests/main")
 	want := sortSameSourceLinks(t, bkCfg)
 
 	store := e.store(t, azbstore.WithPrefix("bk"), azbstore.WithNames("main"), azbstore.WithReadOnly())
-	if got := reimport(t, store); !bytes.Equal(got, want) {
+	if got := objstoretest.Reimport(t, store); !bytes.Equal(got, want) {
 		t.Errorf("BuildKit's cache imported and exported again is another config:\n%s\nBuildKit's:\n%s", got, bkCfg)
 	}
-	verify(t, store)
+	objstoretest.Verify(t, store)
 
-	export(t, e.store(t, azbstore.WithPrefix("ours/"), azbstore.WithNames("main")), g)
+	objstoretest.Export(t, e.store(t, azbstore.WithPrefix("ours/"), azbstore.WithNames("main")), g)
 	if ours := e.blob(t, "ours/manifests/main"); !bytes.Equal(ours, want) {
 		t.Errorf("for the same graph our config differs from BuildKit's:\n%s\nBuildKit's:\n%s", ours, bkCfg)
 	}
@@ -169,7 +170,7 @@ func TestBuildKitReadsOurs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	g, vertex := buildGraph(42, 150)
-	export(t, e.store(t, azbstore.WithPrefix("ours"), azbstore.WithNames("a", "b")), g)
+	objstoretest.Export(t, e.store(t, azbstore.WithPrefix("ours"), azbstore.WithNames("a", "b")), g)
 	bkExport(t, e, g, "bk", "main")
 
 	ours, oursRead := bkWalk(t, e, "ours", "b", g, vertex)
@@ -291,7 +292,7 @@ func TestBuildKitParsesOurConfig(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	g := deterministicGraph(43, 150)
-	export(t, e.store(t), g)
+	objstoretest.Export(t, e.store(t), g)
 	ours := e.blob(t, "manifests/buildkit")
 
 	var bkCfg bktypes.CacheConfig
@@ -332,8 +333,8 @@ func TestBuildKitParsesOurConfig(t *testing.T) {
 	if a = sortSameSourceLinks(t, a); !bytes.Equal(a, b) {
 		t.Errorf("BuildKit's parse of our config marshals to another config:\n%s\nours, annotations aside:\n%s", a, b)
 	}
-	if len(descs) != len(configBlobs(t, ours)) {
-		t.Errorf("BuildKit has %d descriptors, the config %d blobs", len(descs), len(configBlobs(t, ours)))
+	if len(descs) != len(objstoretest.ConfigBlobs(t, ours)) {
+		t.Errorf("BuildKit has %d descriptors, the config %d blobs", len(descs), len(objstoretest.ConfigBlobs(t, ours)))
 	}
 	for d, pair := range descs {
 		orig := g.Blobs[d].Descriptor

@@ -170,12 +170,12 @@ func benchS3(b *testing.B, g *cachegen.Graph) {
 	for _, sd := range sides {
 		prefix := sd.name + "-counted/"
 		for j := range 2 {
-			e.proxy.reset()
+			e.proxy.Reset()
 			if _, err := timed(sd.export, e.proxy.URL, prefix); err != nil {
 				b.Fatalf("%s: counted export: %v", sd.name, err)
 			}
-			sd.counts[j] = e.proxy.summary()
-			sd.uploaded[j] = e.proxy.uploaded.Load()
+			sd.counts[j] = e.proxy.Summary()
+			sd.uploaded[j] = e.proxy.Uploaded.Load()
 		}
 		sd.config = string(e.object(b, prefix+"manifests/buildkit"))
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	s3store "github.com/buildcache/remotecache/s3"
 )
@@ -129,12 +130,12 @@ func TestWeReadBuildKit(t *testing.T) {
 	want := sortSameSourceLinks(t, bkCfg)
 
 	store := e.store(t, s3store.WithPrefix("bk/"), s3store.WithNames("main"))
-	if got := reimport(t, store); !bytes.Equal(got, want) {
+	if got := objstoretest.Reimport(t, store); !bytes.Equal(got, want) {
 		t.Errorf("BuildKit's cache imported and exported again is another config:\n%s\nBuildKit's:\n%s", got, bkCfg)
 	}
-	verify(t, store)
+	objstoretest.Verify(t, store)
 
-	export(t, e.store(t, s3store.WithPrefix("ours/"), s3store.WithNames("main")), g)
+	objstoretest.Export(t, e.store(t, s3store.WithPrefix("ours/"), s3store.WithNames("main")), g)
 	if ours := e.object(t, "ours/manifests/main"); !bytes.Equal(ours, want) {
 		t.Errorf("for the same graph our config differs from BuildKit's:\n%s\nBuildKit's:\n%s", ours, bkCfg)
 	}
@@ -161,7 +162,7 @@ func TestWeReadBuildKit(t *testing.T) {
 func TestBuildKitReadsOurs(t *testing.T) {
 	e := newEnv(t)
 	g, vertex := buildGraph(42, 150)
-	export(t, e.store(t, s3store.WithPrefix("ours/"), s3store.WithNames("a", "b")), g)
+	objstoretest.Export(t, e.store(t, s3store.WithPrefix("ours/"), s3store.WithNames("a", "b")), g)
 	bkExport(t, e, g, "bk/", "main")
 
 	// The importer reads the first name: "b;a" reads b.
@@ -270,7 +271,7 @@ func TestBuildKitParsesOurConfig(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	g := deterministicGraph(43, 150)
-	export(t, e.store(t), g)
+	objstoretest.Export(t, e.store(t), g)
 	ours := e.object(t, "manifests/buildkit")
 
 	var bkCfg bktypes.CacheConfig
@@ -311,8 +312,8 @@ func TestBuildKitParsesOurConfig(t *testing.T) {
 	if a = sortSameSourceLinks(t, a); !bytes.Equal(a, b) {
 		t.Errorf("BuildKit's parse of our config marshals to another config:\n%s\nours, annotations aside:\n%s", a, b)
 	}
-	if len(descs) != len(configBlobs(t, ours)) {
-		t.Errorf("BuildKit has %d descriptors, the config %d blobs", len(descs), len(configBlobs(t, ours)))
+	if len(descs) != len(objstoretest.ConfigBlobs(t, ours)) {
+		t.Errorf("BuildKit has %d descriptors, the config %d blobs", len(descs), len(objstoretest.ConfigBlobs(t, ours)))
 	}
 	for d, pair := range descs {
 		orig := g.Blobs[d].Descriptor
