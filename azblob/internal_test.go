@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/buildcache/remotecache/internal/objstore"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
 )
@@ -177,4 +178,11 @@ type failingCredential struct{}
 
 func (failingCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	return azcore.AccessToken{}, errors.New("no credential here")
+}
+
+// The defaults the package documents are the shared store's.
+func TestDefaultsShared(t *testing.T) {
+	if DefaultName != objstore.DefaultName || DefaultTouchRefresh != objstore.DefaultTouchRefresh || DefaultGracePeriod != objstore.DefaultGracePeriod {
+		t.Error("the package's defaults are not internal/objstore's")
+	}
 }

@@ -25,10 +25,10 @@ const (
 	// prefix.
 	DefaultBlobsPrefix = "blobs"
 	// DefaultName is the name of the cache config.
-	DefaultName = objstore.DefaultName
+	DefaultName = "buildkit"
 	// DefaultTouchRefresh is the age above which a blob an export finds is
 	// refreshed, so that lifecycle rules keep it.
-	DefaultTouchRefresh = objstore.DefaultTouchRefresh
+	DefaultTouchRefresh = 24 * time.Hour
 	// DefaultBlockSize is the size of the blocks a blob larger than it is
 	// staged in (BuildKit's IOChunkSize); a blob up to this size goes in
 	// one request.

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/buildcache/remotecache/internal/objstore"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
 )
@@ -148,5 +149,12 @@ func TestUpdatedAt(t *testing.T) {
 func TestCopySource(t *testing.T) {
 	if got := copySource("bucket", "ci/blobs/sha256:ab cd?"); got != "bucket/ci/blobs/sha256:ab%20cd%3F" {
 		t.Errorf("copySource = %q", got)
+	}
+}
+
+// The defaults the package documents are the shared store's.
+func TestDefaultsShared(t *testing.T) {
+	if DefaultName != objstore.DefaultName || DefaultTouchRefresh != objstore.DefaultTouchRefresh || DefaultGracePeriod != objstore.DefaultGracePeriod {
+		t.Error("the package's defaults are not internal/objstore's")
 	}
 }

@@ -19,10 +19,10 @@ const (
 	// DefaultBlobsPrefix is where the layer blobs are, under the prefix.
 	DefaultBlobsPrefix = "blobs/"
 	// DefaultName is the name of the cache config.
-	DefaultName = objstore.DefaultName
+	DefaultName = "buildkit"
 	// DefaultTouchRefresh is the age above which a blob an export finds is
 	// copied onto itself, so that lifecycle rules keep it.
-	DefaultTouchRefresh = objstore.DefaultTouchRefresh
+	DefaultTouchRefresh = 24 * time.Hour
 	// DefaultMultipartThreshold is the size from which a blob is uploaded
 	// in parts.
 	DefaultMultipartThreshold = 16 << 20

@@ -11,7 +11,7 @@ import (
 
 // DefaultGracePeriod is the age under which Prune keeps every blob: an
 // export writes its blobs before the config that names them.
-const DefaultGracePeriod = objstore.DefaultGracePeriod
+const DefaultGracePeriod = time.Hour
 
 type pruneOptions = objstore.PruneOptions
 
