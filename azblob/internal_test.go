@@ -15,9 +15,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
-	"github.com/buildcache/remotecache/internal/objstore"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 // response makes the SDK's error for a response of status code with

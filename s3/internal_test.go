@@ -11,9 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
-	"github.com/buildcache/remotecache/internal/objstore"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 func TestIsLocalEndpoint(t *testing.T) {
