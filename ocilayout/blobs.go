@@ -17,8 +17,7 @@ import (
 // blobs reads the blobs of the layout at dir straight from
 // blobs/<alg>/<hex>. It only stats, opens and lists: nothing in the
 // directory is made or changed. It implements content.Provider and
-// content.InfoProvider, and Walk; it is the read side of a Store opened
-// WithReadOnly.
+// content.InfoProvider, and Walk; it is the read side of every Store.
 type blobs struct{ dir string }
 
 // path validates dgst, then names its file. A digest is validated before
@@ -83,8 +82,8 @@ func (b blobs) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.R
 
 // Walk calls fn for every blob (filtered as containerd's content.Store
 // Walk filters) of every algorithm this program knows. A layout without
-// blobs/ has none. Files whose names are no digest (another tool's temp
-// files) are skipped.
+// blobs/ has none. Files whose names are no digest (the temp files of
+// writes in progress, another tool's) are skipped.
 func (b blobs) Walk(ctx context.Context, fn content.WalkFunc, fs ...string) error {
 	filter, err := filters.ParseAll(fs...)
 	if err != nil {

@@ -10,17 +10,34 @@
 //	DIR/index.json.lock      file lock serialising index.json updates (the
 //	                         same file BuildKit locks)
 //	DIR/blobs/<alg>/<hex>    content, named by digest
-//	DIR/ingest/<hash>/       writes in progress (containerd's local store)
+//	DIR/blobs/<alg>/.tmp-<hex>-<random>
+//	                         a write in progress (or a killed one's leftover:
+//	                         Prune removes it)
 //	DIR/.remotecache.lock    held shared by every open Store, exclusive by
 //	                         Prune
 //	DIR/.remotecache.prune.lock
 //	                         held exclusive by Prune while it runs
 //
-// Blobs are written by containerd's local content store: into ingest/,
-// verified against their size and digest, synced and renamed into blobs/.
-// A Store opened WithReadOnly does not use that store (which makes a
-// probe file in DIR when opened): it stats and opens blobs/<alg>/<hex>
-// itself, after validating the digest, and writes nothing.
+// A layout written by BuildKit's type=local exporter (or by this package
+// before it wrote blobs itself) may also have DIR/ingest/, containerd's
+// writes in progress; Prune empties it.
+//
+// A Store writes each blob straight to a temp file of its own beside the
+// blob's final name, hashing it on the way, and on Commit checks its size
+// and digest, syncs it and renames it into place: a blob is whole under
+// its name or not there, a killed export leaves only temp files behind,
+// and two processes writing one blob each write their own file (the
+// second to commit finds the blob there, or renames the same bytes over
+// it). The directory blobs/<alg> is synced by Tag, before index.json
+// names the blob, not at every Commit: a crash can lose the name of a
+// blob that no tag names yet, never of one that a tag names. Every read
+// stats and opens blobs/<alg>/<hex> after validating the digest; a Store
+// opened WithReadOnly writes nothing at all. containerd's local content
+// store is not used: for every blob it makes an ingest directory with four
+// small files beside the data (ref, startedat, updatedat, total), each
+// written with O_SYNC, and syncs blobs/<alg> at every Commit, which made
+// an export into a fresh layout 2–3 times as slow as the blob writes
+// alone (BENCHMARKS.md); and it makes a probe file in DIR when opened.
 //
 // index.json is replaced, never rewritten in place: a temp file in DIR is
 // written, synced and renamed over it, under the lock, so readers see the

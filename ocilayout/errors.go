@@ -41,3 +41,8 @@ func optionError(err error) error {
 	}
 	return errclass.With(err, errdefs.ErrInvalidArgument)
 }
+
+// errReadOnly is returned by writes to a Store opened WithReadOnly.
+func errReadOnly(dir, what string) error {
+	return errors.Wrapf(errdefs.ErrFailedPrecondition, "oci layout %s: %s: opened read-only", dir, what)
+}

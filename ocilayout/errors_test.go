@@ -313,12 +313,74 @@ func TestErrorsHaveClasses(t *testing.T) {
 			_, err := openT(t, dir).Writer(ctx, content.WithRef("x"), content.WithDescriptor(desc))
 			return err
 		}},
-		{name: "Writer: ingest a file", run: func(t *testing.T) error {
+		{name: "Writer: blobs a file", run: func(t *testing.T) error {
 			dir := t.TempDir()
 			s := openT(t, dir)
-			os.RemoveAll(filepath.Join(dir, "ingest"))
-			write(t, dir, "ingest", "not a directory")
+			os.RemoveAll(filepath.Join(dir, "blobs"))
+			write(t, dir, "blobs", "not a directory")
 			_, err := s.Writer(ctx, content.WithRef("x"))
+			return err
+		}},
+		{name: "Writer: no ref", want: errdefs.ErrInvalidArgument, run: func(t *testing.T) error {
+			_, err := openT(t, t.TempDir()).Writer(ctx)
+			return err
+		}},
+		{name: "Writer: a ref in use", want: errdefs.ErrUnavailable, run: func(t *testing.T) error {
+			s := openT(t, t.TempDir())
+			w, err := s.Writer(ctx, content.WithRef("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			_, err = s.Writer(ctx, content.WithRef("x"))
+			return err
+		}},
+		{name: "Writer: Commit after Close", want: errdefs.ErrFailedPrecondition, run: func(t *testing.T) error {
+			w, err := openT(t, t.TempDir()).Writer(ctx, content.WithRef("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			return w.Commit(ctx, 0, "")
+		}},
+		{name: "Writer: Commit of fewer bytes", want: errdefs.ErrFailedPrecondition, run: func(t *testing.T) error {
+			w, err := openT(t, t.TempDir()).Writer(ctx, content.WithRef("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if _, err := w.Write([]byte("these")); err != nil {
+				t.Fatal(err)
+			}
+			return w.Commit(ctx, 6, "")
+		}},
+		{name: "Writer: Truncate to other than 0", want: errdefs.ErrNotImplemented, run: func(t *testing.T) error {
+			w, err := openT(t, t.TempDir()).Writer(ctx, content.WithRef("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			return w.Truncate(1)
+		}},
+		{name: "Status: no such write", want: errdefs.ErrNotFound, run: func(t *testing.T) error {
+			_, err := openT(t, t.TempDir()).Status(ctx, "x")
+			return err
+		}},
+		{name: "Abort: no such write", want: errdefs.ErrNotFound, run: func(t *testing.T) error {
+			return openT(t, t.TempDir()).Abort(ctx, "x")
+		}},
+		{name: "ListStatuses: a filter that is none", want: errdefs.ErrInvalidArgument, run: func(t *testing.T) error {
+			_, err := openT(t, t.TempDir()).ListStatuses(ctx, "ref==")
+			return err
+		}},
+		{name: "Delete: a missing blob", want: errdefs.ErrNotFound, run: func(t *testing.T) error {
+			return openT(t, t.TempDir()).Delete(ctx, digest.FromString("x"))
+		}},
+		{name: "Delete: a digest that is none", want: errdefs.ErrInvalidArgument, run: func(t *testing.T) error {
+			return openT(t, t.TempDir()).Delete(ctx, "sha256:../../index.json")
+		}},
+		{name: "Update: no labels", want: errdefs.ErrFailedPrecondition, run: func(t *testing.T) error {
+			_, err := openT(t, t.TempDir()).Update(ctx, content.Info{Digest: digest.FromString("x")})
 			return err
 		}},
 		{name: "Writer: Write after Close", run: func(t *testing.T) error {

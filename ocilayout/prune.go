@@ -44,7 +44,9 @@ type PruneReport struct {
 
 // Prune removes every blob that no entry of index.json reaches (through
 // manifests, indexes, configs and layers) and the leftovers of unfinished
-// writes. It first waits, bounded by ctx, until no other Store is open on
+// writes: the temp files of writers killed or crashed
+// (blobs/<alg>/.tmp-*), containerd's ingest/ entries (BuildKit's type=local
+// exporter writes through one) and index.json temp files. It first waits, bounded by ctx, until no other Store is open on
 // the directory in any process, so no export in progress through another
 // Store can lose a blob it has written but not yet tagged; Stores that
 // open the layout while Prune runs wait for it. Exports through s itself
@@ -95,9 +97,9 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport
 		return rep, err
 	}
 	keep := map[digest.Digest]bool{}
-	err = walk(ctx, s.Store, func(d ocispec.Descriptor) error {
+	err = walk(ctx, s.blobs, func(d ocispec.Descriptor) error {
 		keep[d.Digest] = true
-		if _, err := s.Store.Info(ctx, d.Digest); errdefs.IsNotFound(err) {
+		if _, err := s.blobs.Info(ctx, d.Digest); errdefs.IsNotFound(err) {
 			return images.ErrSkipDesc // a tag to a missing blob keeps nothing more
 		}
 		return nil
@@ -106,21 +108,15 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport
 		return rep, errors.Wrap(err, "prune: reading")
 	}
 	var garbage []content.Info
-	// A layout that Open made and nothing was written into has no blobs/:
-	// it holds no garbage. (containerd's Walk fails on it.)
-	if _, err := os.Lstat(filepath.Join(s.dir, blobsDir)); err == nil {
-		if err := s.Store.Walk(ctx, func(info content.Info) error {
-			if !keep[info.Digest] {
-				garbage = append(garbage, info)
-			}
-			return nil
-		}); err != nil {
-			return rep, errors.Wrap(err, "prune: listing blobs")
+	if err := s.blobs.Walk(ctx, func(info content.Info) error {
+		if !keep[info.Digest] {
+			garbage = append(garbage, info)
 		}
-	} else if !os.IsNotExist(err) {
+		return nil
+	}); err != nil {
 		return rep, errors.Wrap(err, "prune: listing blobs")
 	}
-	statuses, err := s.Store.ListStatuses(ctx)
+	unfinished, err := s.unfinished()
 	if err != nil {
 		return rep, errors.Wrap(err, "prune: listing unfinished writes")
 	}
@@ -130,18 +126,22 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport
 		if o.dryRun {
 			continue
 		}
-		if err := s.Store.Delete(ctx, info.Digest); err != nil && !errdefs.IsNotFound(err) {
+		if err := s.Delete(ctx, info.Digest); err != nil && !errdefs.IsNotFound(err) {
 			return rep, errors.Wrapf(err, "prune: removing %s", info.Digest)
 		}
 	}
-	for _, st := range statuses {
+	for _, p := range unfinished {
 		rep.Ingests++
 		if o.dryRun {
 			continue
 		}
-		if err := s.Store.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
-			return rep, errors.Wrapf(err, "prune: removing unfinished write %s", st.Ref)
+		if err := os.RemoveAll(p); err != nil {
+			return rep, errors.Wrapf(err, "prune: removing unfinished write %s", p)
 		}
+	}
+	if !o.dryRun {
+		// ingest/ is empty now; a layout this package made never has one.
+		os.Remove(filepath.Join(s.dir, ingestDir))
 	}
 	// Leftover temp files of index.json writes from killed processes.
 	if !o.dryRun {
@@ -152,4 +152,54 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (rep PruneReport
 		}
 	}
 	return rep, nil
+}
+
+// ingestDir is where containerd's local content store keeps its writes in
+// progress: layouts written by BuildKit's type=local exporter, and by this
+// package before it wrote blobs itself, may have one.
+const ingestDir = "ingest"
+
+// unfinished lists the leftovers of writes that will never finish: the
+// temp files in blobs/<alg>/ (but those of s's own writes in progress)
+// and the entries of ingest/. Prune calls it holding the exclusive lock,
+// when no other Store is open, so no other writer of this package is
+// using any of them.
+func (s *Store) unfinished() ([]string, error) {
+	var temps, paths []string
+	root := filepath.Join(s.dir, blobsDir)
+	algs, err := os.ReadDir(root)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	for _, a := range algs {
+		if !a.IsDir() {
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(root, a.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if isTemp(e.Name()) {
+				temps = append(temps, filepath.Join(root, a.Name(), e.Name()))
+			}
+		}
+	}
+	// s's writers in progress, once the files are listed: a writer that
+	// makes its file after the listing is not in it, one that made it
+	// before and is still writing is in both.
+	live := s.tempFiles()
+	for _, p := range temps {
+		if !live[p] {
+			paths = append(paths, p)
+		}
+	}
+	ingests, err := os.ReadDir(filepath.Join(s.dir, ingestDir))
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	for _, e := range ingests {
+		paths = append(paths, filepath.Join(s.dir, ingestDir, e.Name()))
+	}
+	return paths, nil
 }

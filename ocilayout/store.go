@@ -2,17 +2,15 @@ package ocilayout
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
 	"github.com/gofrs/flock"
 	digest "github.com/opencontainers/go-digest"
@@ -36,23 +34,21 @@ const (
 )
 
 // Store is an OCI image layout directory as a content store with tags. It
-// implements content.Provider, content.Ingester, content.InfoProvider and
-// content.IngestManager. Close it when done: an open Store holds off Prune.
+// implements content.Store: content.Provider, content.Ingester,
+// content.InfoProvider, content.IngestManager and content.Manager. Close
+// it when done: an open Store holds off Prune.
 type Store struct {
-	content.Store // containerd's local store on the same directory
-	dir           string
-	// session keeps this Store's unfinished writes apart from those of
-	// other Stores on the directory (containerd's ref locks are per
-	// process): two processes writing one blob each write their own file,
-	// and the second rename finds the blob there.
-	session string
-
+	dir      string
+	blobs    blobs // reads blobs/<alg>/<hex>
 	readOnly bool
 
-	mu     sync.Mutex
-	lock   *flock.Flock // shared lock held while open; nil if read-only
-	closed bool
+	mu      sync.Mutex
+	lock    *flock.Flock // shared lock held while open; nil if read-only
+	closed  bool
+	writers map[string]*blobWriter // writes in progress, by ref
 }
+
+var _ content.Store = (*Store)(nil)
 
 // Option configures Open.
 type Option func(*options) error
@@ -100,20 +96,12 @@ func OpenContext(ctx context.Context, dir string, opts ...Option) (_ *Store, err
 	if err := initLayout(ctx, dir); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s", dir)
 	}
-	cs, err := local.NewStore(dir)
-	if err != nil {
-		return nil, errors.Wrapf(err, "oci layout %s", dir)
-	}
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return nil, errors.Wrapf(err, "oci layout %s", dir)
-	}
 	// A shared lock is only refused while a Prune runs; wait for it.
 	l := newLock(filepath.Join(dir, storeLockFile))
 	if err := lockWait(ctx, l, l.TryRLock); err != nil {
 		return nil, errors.Wrapf(err, "oci layout %s: waiting for a prune to finish", dir)
 	}
-	return &Store{Store: cs, dir: dir, lock: l, session: hex.EncodeToString(id[:])}, nil
+	return &Store{dir: dir, blobs: blobs{dir}, lock: l}, nil
 }
 
 func openReadOnly(dir string) (*Store, error) {
@@ -125,7 +113,7 @@ func openReadOnly(dir string) (*Store, error) {
 			return nil, errors.Wrapf(err, "oci layout %s", dir)
 		}
 	}
-	return &Store{Store: readOnly{blobs{dir}}, dir: dir, readOnly: true}, nil
+	return &Store{dir: dir, blobs: blobs{dir}, readOnly: true}, nil
 }
 
 // errReadOnly is returned by writes to a Store opened WithReadOnly.
@@ -177,126 +165,75 @@ func newIndex() *ocispec.Index {
 // Dir is the directory of the layout.
 func (s *Store) Dir() string { return s.dir }
 
-// Close releases the store's lock. The Store must not be used after.
+// Close gives up the writes in progress (as Abort does) and releases the
+// store's lock. The Store must not be used after.
 func (s *Store) Close() (err error) {
 	defer func() { err = classify(err) }()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
+	s.closed = true // no Writer from now on
+	s.mu.Unlock()
+	for _, w := range s.openWriters() {
+		w.Close()
+	}
 	if s.lock == nil {
 		return nil
 	}
 	return errors.Wrapf(s.lock.Close(), "oci layout %s: releasing the lock", s.dir)
 }
 
-// Writer implements content.Ingester. A blob already in the layout gives
-// errdefs.ErrAlreadyExists.
-func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (_ content.Writer, err error) {
-	defer func() { err = classify(err) }()
-	if s.readOnly {
-		return nil, s.errReadOnly("write")
-	}
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, errors.Wrap(optionError(err), "writer")
-		}
-	}
-	if wo.Desc.Digest != "" {
-		if err := wo.Desc.Digest.Validate(); err != nil {
-			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "blob %q: %v", wo.Desc.Digest, err)
-		}
-		if info, err := s.Store.Info(ctx, wo.Desc.Digest); err == nil && (wo.Desc.Size <= 0 || info.Size == wo.Desc.Size) {
-			return nil, errors.Wrapf(errdefs.ErrAlreadyExists, "blob %s", wo.Desc.Digest)
-		}
-	}
-	w, err := s.Store.Writer(ctx, append(opts, content.WithRef(s.ref(wo.Ref)))...)
-	if err != nil {
-		return nil, err
-	}
-	return writer{w}, nil
-}
-
-// ref maps a caller's ingest ref to this Store's own.
-func (s *Store) ref(ref string) string { return ref + "@" + s.session }
-
-// Status implements content.IngestManager for refs given to Writer.
-func (s *Store) Status(ctx context.Context, ref string) (content.Status, error) {
-	st, err := s.Store.Status(ctx, s.ref(ref))
-	return st, classify(err)
-}
-
-// ListStatuses implements content.IngestManager: the writes in progress
-// through every Store on the directory, with the refs Writer made.
-func (s *Store) ListStatuses(ctx context.Context, filters ...string) ([]content.Status, error) {
-	st, err := s.Store.ListStatuses(ctx, filters...)
-	return st, classify(err)
-}
-
-// Delete implements content.Manager.
-func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
-	if s.readOnly {
-		return s.errReadOnly("delete " + dgst.String())
-	}
-	return classify(s.Store.Delete(ctx, dgst))
-}
-
-// Abort implements content.IngestManager for refs given to Writer.
-func (s *Store) Abort(ctx context.Context, ref string) error {
-	return classify(s.Store.Abort(ctx, s.ref(ref)))
-}
-
 // Info implements content.InfoProvider.
 func (s *Store) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
-	info, err := s.Store.Info(ctx, dgst)
+	info, err := s.blobs.Info(ctx, dgst)
 	return info, classify(err)
-}
-
-// Update implements content.Manager.
-func (s *Store) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
-	info, err := s.Store.Update(ctx, info, fieldpaths...)
-	return info, classify(err)
-}
-
-// Walk implements content.Manager. An error fn returns ends the walk and
-// is returned, with a class if it had none.
-func (s *Store) Walk(ctx context.Context, fn content.WalkFunc, filters ...string) error {
-	return classify(s.Store.Walk(ctx, fn, filters...))
 }
 
 // ReaderAt implements content.Provider.
 func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
-	ra, err := s.Store.ReaderAt(ctx, desc)
+	ra, err := s.blobs.ReaderAt(ctx, desc)
 	if err != nil {
 		return nil, classify(err)
 	}
 	return ra, nil
 }
 
-// writer is a content.Writer of the local store whose errors carry a
-// class.
-type writer struct{ content.Writer }
-
-func (w writer) Write(p []byte) (int, error) {
-	n, err := w.Writer.Write(p)
-	return n, classify(err)
+// Walk implements content.Manager: every blob of the layout, as
+// containerd's stores filter them. An error fn returns ends the walk and
+// is returned, with a class if it had none.
+func (s *Store) Walk(ctx context.Context, fn content.WalkFunc, filters ...string) error {
+	return classify(s.blobs.Walk(ctx, fn, filters...))
 }
 
-func (w writer) Close() error { return classify(w.Writer.Close()) }
-
-func (w writer) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
-	return classify(w.Writer.Commit(ctx, size, expected, opts...))
+// Delete implements content.Manager: the blob's file is removed. A blob
+// not in the layout is errdefs.ErrNotFound.
+func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
+	if s.readOnly {
+		return s.errReadOnly("delete " + dgst.String())
+	}
+	p, err := s.blobs.path(dgst)
+	if err != nil {
+		return classify(err)
+	}
+	if err := os.Remove(p); os.IsNotExist(err) {
+		return errors.Wrapf(errdefs.ErrNotFound, "oci layout %s: blob %s", s.dir, dgst)
+	} else if err != nil {
+		return classify(errors.Wrapf(err, "oci layout %s: deleting blob %s", s.dir, dgst))
+	}
+	return nil
 }
 
-func (w writer) Status() (content.Status, error) {
-	st, err := w.Writer.Status()
-	return st, classify(err)
+// Update implements content.Manager. A layout keeps no labels, so there is
+// nothing to update: errdefs.ErrFailedPrecondition, as from containerd's
+// local store without a label store.
+func (s *Store) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
+	if s.readOnly {
+		return content.Info{}, s.errReadOnly("update " + info.Digest.String())
+	}
+	return content.Info{}, errors.Wrapf(errdefs.ErrFailedPrecondition, "oci layout %s: update %s: a layout keeps no labels", s.dir, info.Digest)
 }
-
-func (w writer) Truncate(size int64) error { return classify(w.Writer.Truncate(size)) }
 
 // readIndex reads index.json.
 func (s *Store) readIndex() (*ocispec.Index, error) {
@@ -389,6 +326,15 @@ func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) (
 		if err != nil {
 			return err
 		}
+		var named []ocispec.Descriptor
+		for _, d := range idx.Manifests {
+			if tagName(d) == name {
+				named = append(named, d)
+			}
+		}
+		if len(named) == 1 && reflect.DeepEqual(named[0], entry) {
+			return nil // the tag names this already: index.json stays as it is
+		}
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool { return tagName(d) == name })
 		idx.Manifests = append(idx.Manifests, entry)
 		return writeIndex(s.dir, idx)
@@ -396,18 +342,31 @@ func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) (
 }
 
 // checkComplete walks everything desc reaches and checks each blob is in
-// the layout with the size its descriptor gives.
+// the layout with the size its descriptor gives. Then it syncs the
+// directories of those blobs, making their names durable (Commit does not
+// sync them: see blobWriter.Commit) before a tag names them.
 func (s *Store) checkComplete(ctx context.Context, desc ocispec.Descriptor) error {
-	return walk(ctx, s.Store, func(d ocispec.Descriptor) error {
-		info, err := s.Store.Info(ctx, d.Digest)
+	algs := map[digest.Algorithm]bool{}
+	err := walk(ctx, s.blobs, func(d ocispec.Descriptor) error {
+		info, err := s.blobs.Info(ctx, d.Digest)
 		if err != nil {
 			return errors.Wrapf(err, "blob %s", d.Digest)
 		}
 		if info.Size != d.Size {
 			return errors.Wrapf(errdefs.ErrFailedPrecondition, "blob %s: %d bytes in the layout, descriptor says %d", d.Digest, info.Size, d.Size)
 		}
+		algs[d.Digest.Algorithm()] = true
 		return nil
 	}, desc)
+	if err != nil {
+		return err
+	}
+	for alg := range algs {
+		if err := syncDir(filepath.Join(s.dir, blobsDir, alg.String())); err != nil {
+			return errors.Wrapf(err, "syncing blobs/%s", alg)
+		}
+	}
+	return nil
 }
 
 // Resolve returns the descriptor a tag points at.

@@ -25,6 +25,18 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// The binary must not use the AWS settings of whoever runs the tests,
+	// nor wait for an instance metadata service.
+	for _, k := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+		"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"} {
+		os.Unsetenv(k)
+	}
+	os.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	for _, k := range []string{"AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN"} {
+		os.Unsetenv(k)
+	}
 	dir, err := os.MkdirTemp("", "remotecache-cli-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -355,6 +367,39 @@ func TestUsageErrors(t *testing.T) {
 		{"prune", "a", "--dry-run=maybe"},
 		{"merge", "oci:a"},
 		{"merge", "oci:a", "registry:nohost"},
+		{"copy", "oci:a", "oci:b", "--progress=bars"},
+		{"copy", "oci:a", "oci:b", "--progress"},
+		{"--quiet", "--progress=json", "copy", "oci:a", "oci:b"},
+		{"copy", "oci:a", "oci:b", "--format", "config-only"},
+		{"copy", "oci:a", "registry:localhost:1/r", "--format=config-only"},
+		{"copy", "oci:a", "s3:bucket", "--format", "oci-index"},
+		{"copy", "oci:a", "azblob:container/ci", "--format", "manifest-list"},
+		{"copy", "azblob:", "oci:b"},
+		{"merge", "oci:a", "oci:b", "s3:bucket/ci/", "--format", "image-manifest"},
+		{"inspect", "s3:"},
+		{"verify", "s3:bucket:a;;b"},
+		{"prune", "oci:a", "--grace-period", "1h"},
+		{"prune", "s3:bucket", "--grace-period", "soon"},
+		{"prune", "s3:bucket", "--grace-period=-1h"},
+		{"version", "extra"},
+		{"completion"},
+		{"completion", "tcsh"},
+		{"help", "copy", "extra"},
+		{"--bogus"},
+		{"trim", "oci:a", "oci:b"},
+		{"trim", "oci:a", "--max-age", "1h"},
+		{"trim", "oci:a", "oci:b", "--max-size", "lots"},
+		{"trim", "oci:a", "oci:b", "--max-size", "5XB"},
+		{"trim", "oci:a", "oci:b", "--max-size", "-1"},
+		{"trim", "oci:a", "oci:b", "--max-age", "0s"},
+		{"trim", "oci:a", "oci:b", "--max-age", "-2h"},
+		{"trim", "oci:a", "oci:b", "--max-age", "soon"},
+		{"trim", "oci:a", "s3:bucket", "--max-age", "1h", "--format", "oci-index"},
+		{"trim", "oci:a", "oci:b", "--max-age", "1h", "--concurrency", "0"},
+		{"diff", "oci:a"},
+		{"diff", "oci:a", "oci:b", "--json", "--dot"},
+		{"diff", "oci:a", "oci:b", "--dry-run"},
+		{"verify", "oci:a", "--dry-run"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := runTool(t, args...)
@@ -378,7 +423,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%v: stdout %q, stderr %q", args, r.Stdout, r.Stderr)
 		}
 	}
-	if r := ok(t, "help"); !strings.Contains(r.Stdout, "  merge    SRC... DST") {
+	if r := ok(t, "help"); !strings.Contains(r.Stdout, "\n  merge ") {
 		t.Errorf("help does not list merge:\n%s", r.Stdout)
 	}
 }
@@ -398,6 +443,10 @@ func TestFailures(t *testing.T) {
 		{[]string{"merge", "oci:" + src, "oci:" + nowhere, "oci:" + filepath.Join(tmp, "dst")}, "no oci-layout"},
 		{[]string{"prune", nowhere}, "not an OCI image layout"},
 		{[]string{"copy", "oci:" + src, "registry:127.0.0.1:1/cache"}, "connection refused"},
+		// No endpoint, no region: nowhere to send a request.
+		{[]string{"inspect", "s3:bucket/ci/:main"}, "s3 bucket bucket: no region: set AWS_REGION"},
+		{[]string{"copy", "oci:" + src, "s3:bucket"}, "no region"},
+		{[]string{"inspect", "azblob:cache/ci:main"}, "azblob container cache: no storage account: set $AZURE_STORAGE_CONNECTION_STRING"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			clitest.FailsWith(t, runTool(t, append(tc.args, "--quiet")...), tc.want)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -16,12 +14,15 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
+	"github.com/spf13/cobra"
 )
 
-var inspectCommand = &command{
-	name: "inspect",
-	args: "SRC [--json|--dot]",
-	summary: `Show the cache that SRC's tag names: the manifest form, how many records,
+func (c *cli) inspectCommand() *cobra.Command {
+	var asJSON, asDot bool
+	cmd := &cobra.Command{
+		Use:   "inspect SRC [--json|--dot]",
+		Short: "Show what is in a cache",
+		Long: `Show the cache that SRC's tag names: the manifest form, how many records,
 layers and distinct blobs it has and their total size, and its graph: each
 record with its digest, its inputs (the records it is reached from, with
 selectors) and its results (layer chains, with sizes). Blobs missing from
@@ -30,14 +31,11 @@ index out of range, a loop), are flagged, and the exit status is then 1.
 --json writes all of it as JSON; --dot writes the graph for Graphviz
 (records as nodes, links as edges labelled with the input slot and
 selector). Nothing is written into SRC.`,
-	nargs: exactly(1),
-	flags: func(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
-		asJSON := fs.Bool("json", false, "")
-		asDot := fs.Bool("dot", false, "")
-		return func(ctx context.Context, c *cli, args []string) error {
-			if *asJSON && *asDot {
-				return usagef(nil, "inspect: --json and --dot do not go together")
-			}
+		Args:                  exactArgs(1),
+		DisableFlagsInUseLine: true,
+		Annotations:           map[string]string{footerAnnotation: locations},
+		ValidArgsFunction:     completeLocations,
+		RunE: c.runE(func(ctx context.Context, args []string) error {
 			locs, err := parseLocations(args)
 			if err != nil {
 				return err
@@ -47,11 +45,9 @@ selector). Nothing is written into SRC.`,
 				return err
 			}
 			switch {
-			case *asJSON:
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(r)
-			case *asDot:
+			case asJSON:
+				err = writeJSON(c.stdout, r)
+			case asDot:
 				err = r.writeDot(c.stdout)
 			default:
 				err = r.writeText(c.stdout)
@@ -64,8 +60,12 @@ selector). Nothing is written into SRC.`,
 				return errors.Errorf("%s: %s", r.Location, plural(n, "problem"))
 			}
 			return nil
-		}
-	},
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "write the report as JSON")
+	cmd.Flags().BoolVar(&asDot, "dot", false, "write the graph for Graphviz")
+	cmd.MarkFlagsMutuallyExclusive("json", "dot")
+	return cmd
 }
 
 // report is what inspect shows; its JSON is the output of --json.
@@ -177,10 +177,13 @@ func inspect(ctx context.Context, l location) (*report, error) {
 		Format:     m.Format.String(),
 		Manifest:   m.Descriptor,
 		Config:     m.Config,
-		TotalBytes: m.Descriptor.Size + m.Config.Size,
+		TotalBytes: m.Descriptor.Size,
 		Blobs:      []blob{},
 		Layers:     make([]layer, len(cfg.Layers)),
 		Records:    make([]record, len(cfg.Records)),
+	}
+	if m.Format != remotecache.FormatConfigOnly {
+		r.TotalBytes += m.Config.Size // in the config-only form, the config is the manifest
 	}
 	for _, err := range remotecache.CheckConfig(cfg) {
 		r.Problems = append(r.Problems, err.Error())
@@ -316,8 +319,12 @@ func (r *report) result(createdAt time.Time, chained bool, indexes []int, ok boo
 func (r *report) writeText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", r.Location)
-	fmt.Fprintf(&b, "  manifest  %s  %s, %s\n", r.Manifest.Digest, r.Format, humanBytes(r.Manifest.Size))
-	fmt.Fprintf(&b, "  config    %s  %s\n", r.Config.Digest, humanBytes(r.Config.Size))
+	if r.Format == remotecache.FormatConfigOnly.String() {
+		fmt.Fprintf(&b, "  config    %s  %s (no manifest), %s\n", r.Config.Digest, r.Format, humanBytes(r.Config.Size))
+	} else {
+		fmt.Fprintf(&b, "  manifest  %s  %s, %s\n", r.Manifest.Digest, r.Format, humanBytes(r.Manifest.Size))
+		fmt.Fprintf(&b, "  config    %s  %s\n", r.Config.Digest, humanBytes(r.Config.Size))
+	}
 	fmt.Fprintf(&b, "  %s, %s, %s, %s in all (%d bytes)\n",
 		plural(r.Counts.Records, "record"), plural(r.Counts.Layers, "layer"), plural(r.Counts.Blobs, "distinct blob"), humanBytes(r.TotalBytes), r.TotalBytes)
 	if r.Counts.Missing > 0 {

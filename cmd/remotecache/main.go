@@ -1,30 +1,37 @@
-// Command remotecache copies, inspects, verifies, prunes and merges build
-// caches in the remote cache format that BuildKit reads and writes.
+// Command remotecache copies, inspects, verifies, prunes, merges, trims and
+// compares build caches in the remote cache format that BuildKit reads and
+// writes.
 //
-//	remotecache copy SRC DST [--format F] [--concurrency N]
+//	remotecache copy SRC DST [--format F] [--concurrency N] [--json]
 //	remotecache inspect SRC [--json|--dot]
-//	remotecache verify SRC
-//	remotecache prune DIR [--dry-run]
-//	remotecache merge SRC... DST [--format F] [--concurrency N]
+//	remotecache verify SRC [--repair [--dry-run]]
+//	remotecache prune LOC [--dry-run] [--grace-period D]
+//	remotecache merge SRC... DST [--format F] [--concurrency N] [--json]
+//	remotecache trim SRC DST [--max-size SIZE] [--max-age D] [--dry-run] [--json]
+//	remotecache diff A B [--json|--dot]
+//	remotecache version
+//	remotecache completion bash|zsh|fish|powershell
 //
-// SRC and DST are oci:DIR[:TAG] (an OCI image layout directory, tag
-// "latest" by default) or registry:HOST/REPO[:TAG]. Every command takes
-// --quiet. Exit status: 0 on success, 1 on failure, 2 on bad usage.
+// A location is oci:DIR[:TAG] (an OCI image layout directory, tag
+// "latest" by default), registry:HOST/REPO[:TAG], s3:BUCKET[/PREFIX][:NAME]
+// or azblob:CONTAINER[/PREFIX][:NAME] (NAME "buildkit" by default). Every
+// command takes --progress=auto|tty|plain|json|quiet and --quiet, and
+// --help. Exit status: 0 on success, 1 on failure, 2 on bad usage.
+//
+// Each command is a file of its own that builds its cobra command; they
+// parse, call the library and print.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
-	"github.com/pkg/errors"
-
 	"github.com/containerd/log"
+	"github.com/spf13/cobra"
 )
 
 func main() {
@@ -41,163 +48,55 @@ func main() {
 // cli is one run of the tool: where its output goes and how.
 type cli struct {
 	stdout, stderr io.Writer
-	tty            bool // stderr is a terminal: progress bars, not lines
-	quiet          bool // no progress at all
-}
+	tty            bool // stderr is a terminal: --progress=auto draws bars
 
-// command is one subcommand.
-type command struct {
-	name    string
-	args    string // the synopsis after the name
-	summary string
-	// nargs reports whether n positional arguments are right.
-	nargs func(n int) bool
-	// flags registers the command's flags and returns the function that
-	// runs it with the positional arguments.
-	flags func(fs *flag.FlagSet) func(ctx context.Context, c *cli, args []string) error
-}
+	// The global flags.
+	progressFlag string
+	quiet        bool
+	// mode is the progress mode the flags chose, set before a command
+	// runs.
+	mode progressMode
 
-var commands = []*command{copyCommand, inspectCommand, verifyCommand, pruneCommand, mergeCommand}
+	// root is the command tree of the run.
+	root *cobra.Command
 
-func exactly(n int) func(int) bool { return func(m int) bool { return m == n } }
-func atLeast(n int) func(int) bool { return func(m int) bool { return m >= n } }
-
-// usageError is bad usage: exit status 2, with the usage text.
-type usageError struct {
-	cmd *command // nil: the tool's usage
-	msg string
-}
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(cmd *command, format string, args ...any) error {
-	return &usageError{cmd: cmd, msg: fmt.Sprintf(format, args...)}
+	// ran is set when a command's own code starts: an error before it
+	// (an unknown command or flag, a wrong number of arguments) is bad
+	// usage, one after it a failure unless it is a usageError.
+	ran bool
+	// failures collects the errors of the steps that failed in an
+	// export, so that every distinct cause is told, not only the first.
+	failures failures
 }
 
 // run runs the tool with args (without the program name) and returns the
-// exit status.
+// exit status: 0 on success, 1 on failure with one line on stderr, 2 on bad
+// usage with the usage of the command.
 func (c *cli) run(ctx context.Context, args []string) int {
-	cmd, err := c.dispatch(ctx, args)
-	var ue *usageError
-	switch {
-	case err == nil:
+	if args == nil {
+		args = []string{} // cobra reads os.Args when given nil
+	}
+	root := c.rootCommand()
+	c.root = root
+	root.SetArgs(args)
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
 		return 0
-	case errors.Is(err, flag.ErrHelp):
-		printUsage(c.stdout, cmd)
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(c.stderr, "remotecache: %s\n\n", ue.msg)
-		printUsage(c.stderr, ue.cmd)
+	}
+	if ue, ok := asUsageError(err); ok || !c.ran {
+		if ok && ue.cmd != nil {
+			cmd = ue.cmd
+		}
+		if cmd == nil {
+			cmd = root
+		}
+		fmt.Fprintf(c.stderr, "remotecache: %s\n\n%s", oneLine(err.Error()), cmd.UsageString())
 		return 2
-	default:
-		fmt.Fprintf(c.stderr, "remotecache: %s\n", oneLine(err.Error()))
-		return 1
 	}
-}
-
-// dispatch finds the command, parses its flags and runs it. It returns
-// the command it found, for the usage text of -h.
-func (c *cli) dispatch(ctx context.Context, args []string) (*command, error) {
-	if len(args) == 0 {
-		return nil, usagef(nil, "no command given")
-	}
-	name := args[0]
-	switch name {
-	case "-h", "-help", "--help":
-		return nil, flag.ErrHelp
-	case "help":
-		if len(args) == 1 {
-			return nil, flag.ErrHelp
-		}
-		cmd := lookup(args[1])
-		if cmd == nil || len(args) > 2 {
-			return nil, usagef(nil, "help: unknown command %q", strings.Join(args[1:], " "))
-		}
-		return cmd, flag.ErrHelp
-	}
-	cmd := lookup(name)
-	if cmd == nil {
-		return nil, usagef(nil, "unknown command %q", name)
-	}
-	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are reported by run, usage by printUsage
-	fs.BoolVar(&c.quiet, "quiet", false, "")
-	runCmd := cmd.flags(fs)
-	pos, err := parseInterspersed(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return cmd, err
-	}
-	if err != nil {
-		return cmd, usagef(cmd, "%s: %v", cmd.name, err)
-	}
-	if !cmd.nargs(len(pos)) {
-		return cmd, usagef(cmd, "%s: wrong number of arguments (%d)", cmd.name, len(pos))
-	}
-	if err := runCmd(ctx, c, pos); err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) && ue.cmd == nil {
-			ue.cmd = cmd
-		}
-		return cmd, err
-	}
-	return cmd, nil
-}
-
-func lookup(name string) *command {
-	for _, cmd := range commands {
-		if cmd.name == name {
-			return cmd
-		}
-	}
-	return nil
-}
-
-// parseInterspersed parses fs's flags wherever they are among args and
-// returns the positional arguments in order. The flag package stops at the
-// first positional argument; this goes on past it. Everything after "--"
-// is positional.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
-const usageLocations = `SRC and DST are oci:DIR[:TAG], an OCI image layout directory, or
-registry:HOST/REPO[:TAG], a registry repository (loopback hosts over plain
-HTTP, credentials from the Docker config); TAG defaults to "latest". Flags
-may come before or after the arguments. Every command takes --quiet (no
-progress output).
-
-Exit status: 0 on success, 1 on failure, 2 on bad usage.
-`
-
-func printUsage(w io.Writer, cmd *command) {
-	if cmd != nil {
-		fmt.Fprintf(w, "usage: remotecache %s %s\n\n%s\n\n%s", cmd.name, cmd.args, cmd.summary, usageLocations)
-		return
-	}
-	fmt.Fprintf(w, "usage: remotecache COMMAND [ARGS] [FLAGS]\n\ncommands:\n")
-	for _, cmd := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", cmd.name, cmd.args)
-	}
-	fmt.Fprintf(w, "\n%s\nremotecache help COMMAND describes a command.\n", usageLocations)
-}
-
-// oneLine folds a multi-line message onto one line.
-func oneLine(s string) string {
-	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ")
+	fmt.Fprintf(c.stderr, "remotecache: %s\n", c.failures.line(err))
+	return 1
 }
 
 // isTerminal reports whether f is a character device, as a terminal is,

@@ -10,21 +10,76 @@ import (
 	"github.com/buildcache/remotecache"
 )
 
-// progress returns the sink that shows the progress of an export on
-// stderr (nil with --quiet) and a function that writes out what is
-// pending; call it before writing anything else. On a terminal, steps in
-// progress are bars redrawn in place; otherwise each step is a line when
-// it starts and one when it ends.
-func (c *cli) progress() (remotecache.ProgressSink, func()) {
-	switch {
-	case c.quiet:
-		return nil, func() {}
-	case c.tty:
-		p := &barProgress{w: c.stderr, warned: map[string]bool{}}
-		return p, p.flush
+// progressMode is how progress is shown on stderr, named as buildx names
+// its modes.
+type progressMode string
+
+const (
+	// progressAuto is progressTTY on a terminal, else progressPlain.
+	progressAuto progressMode = "auto"
+	// progressTTY draws an overall bar and a bar for each step in
+	// flight, redrawn in place, even when stderr is not a terminal.
+	progressTTY progressMode = "tty"
+	// progressPlain writes a line when a step starts and one when it
+	// ends, for logs.
+	progressPlain progressMode = "plain"
+	// progressJSON writes one JSON object per event, for machines.
+	progressJSON progressMode = "json"
+	// progressQuiet shows nothing.
+	progressQuiet progressMode = "quiet"
+)
+
+var progressModes = []progressMode{progressAuto, progressTTY, progressPlain, progressJSON, progressQuiet}
+
+func parseProgressMode(s string) (progressMode, error) {
+	for _, m := range progressModes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", usagef("--progress=%s: want auto, tty, plain, json or quiet", s)
+}
+
+// plan is what an export is expected to write, for the overall bar: the
+// distinct layer blobs of its sources, their config and manifest. It is a
+// bound: results whose blobs are gone are not exported.
+type plan struct {
+	blobs int
+	bytes int64
+}
+
+// progress starts showing progress in the mode the flags chose and
+// returns the sink for it (nil with --quiet) and the function that stops
+// it, saying whether what it showed succeeded. Call stop before writing
+// anything else; calling it again does nothing.
+func (c *cli) progress(p plan) (sink remotecache.ProgressSink, stop func(ok bool)) {
+	var d interface {
+		remotecache.ProgressSink
+		stop(ok bool)
+	}
+	switch c.mode {
+	case progressQuiet:
+		return nil, func(bool) {}
+	case progressTTY:
+		d = newBarProgress(c.stderr, p)
+	case progressJSON:
+		d = newJSONProgress(c.stderr)
 	default:
-		p := &lineProgress{w: c.stderr, started: map[string]bool{}, warned: map[string]bool{}}
-		return p, func() {}
+		d = newLineProgress(c.stderr)
+	}
+	var once sync.Once
+	return d, func(ok bool) { once.Do(func() { d.stop(ok) }) }
+}
+
+// note tells the user something that is not a step of an export (a wait,
+// say), as the progress mode writes it.
+func (c *cli) note(msg string) {
+	switch c.mode {
+	case progressQuiet:
+	case progressJSON:
+		writeJSONLine(c.stderr, jsonEvent{Time: time.Now(), Status: "note", Message: msg})
+	default:
+		fmt.Fprintln(c.stderr, msg)
 	}
 }
 
@@ -34,6 +89,10 @@ type lineProgress struct {
 	w       io.Writer
 	started map[string]bool // steps whose start was written
 	warned  map[string]bool // steps whose warning was written
+}
+
+func newLineProgress(w io.Writer) *lineProgress {
+	return &lineProgress{w: w, started: map[string]bool{}, warned: map[string]bool{}}
 }
 
 func (p *lineProgress) Progress(e remotecache.Event) {
@@ -57,6 +116,8 @@ func (p *lineProgress) Progress(e remotecache.Event) {
 	}
 }
 
+func (p *lineProgress) stop(bool) {}
+
 // endLine describes a completed step.
 func endLine(e remotecache.Event) string {
 	took := e.Completed.Sub(e.Started).Round(time.Millisecond)
@@ -72,96 +133,15 @@ func endLine(e remotecache.Event) string {
 	}
 }
 
-// barProgress draws the steps in progress as bars at the bottom of a
-// terminal, and each completed step as a line above them that stays.
-// Only the steps in progress are redrawn, so there are never more lines to
-// move over than steps running at once.
-type barProgress struct {
-	mu      sync.Mutex
-	w       io.Writer
-	active  []remotecache.Event // steps in progress, in the order they started
-	pending []string            // lines to write above the bars
-	warned  map[string]bool
-	drawn   int // lines of bars on the screen
-	last    time.Time
-}
+// blobSteps are the prefixes of the IDs of the steps that write a blob,
+// which the overall bar counts.
+var blobSteps = []string{"writing layer ", "writing config ", "writing manifest "}
 
-const (
-	redrawEvery = 100 * time.Millisecond
-	lineWidth   = 79 // a line that wraps would break the redraw
-	barWidth    = 18
-)
-
-func (p *barProgress) Progress(e remotecache.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if e.Warning != "" && !p.warned[e.ID] {
-		p.warned[e.ID] = true
-		p.pending = append(p.pending, fmt.Sprintf("%s: warning: %s", e.ID, e.Warning))
-	}
-	i := 0
-	for i < len(p.active) && p.active[i].ID != e.ID {
-		i++
-	}
-	switch {
-	case !e.Completed.IsZero():
-		if i < len(p.active) {
-			p.active = append(p.active[:i], p.active[i+1:]...)
-		}
-		p.pending = append(p.pending, shortDigest(endLine(e)))
-	case i == len(p.active):
-		p.active = append(p.active, e)
-	default:
-		p.active[i] = e
-		if time.Since(p.last) < redrawEvery {
-			return
+func isBlobStep(id string) bool {
+	for _, p := range blobSteps {
+		if strings.HasPrefix(id, p) {
+			return true
 		}
 	}
-	p.draw()
-}
-
-// flush draws what is pending; later output goes below it.
-func (p *barProgress) flush() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.draw()
-	p.drawn = 0
-}
-
-func (p *barProgress) draw() {
-	var b strings.Builder
-	if p.drawn > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA\x1b[J", p.drawn) // up over the bars, clear to the end
-	}
-	for _, l := range p.pending {
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	p.pending = p.pending[:0]
-	now := time.Now()
-	for _, e := range p.active {
-		b.WriteString(barLine(e, now))
-		b.WriteByte('\n')
-	}
-	p.drawn = len(p.active)
-	p.last = now
-	io.WriteString(p.w, b.String())
-}
-
-// barLine is a step in progress as one line: its name with digests
-// shortened, and a bar of bytes done, or the time taken so far.
-func barLine(e remotecache.Event, now time.Time) string {
-	name := shortDigest(e.ID)
-	var line string
-	if e.Total > 0 {
-		done := int(float64(barWidth) * float64(min(e.Current, e.Total)) / float64(e.Total))
-		bar := strings.Repeat("=", done) + strings.Repeat(" ", barWidth-done)
-		line = fmt.Sprintf("%-34s [%s] %s / %s", name, bar, humanBytes(e.Current), humanBytes(e.Total))
-	} else {
-		line = fmt.Sprintf("%-34s %s", name, now.Sub(e.Started).Round(100*time.Millisecond))
-	}
-	if r := []rune(line); len(r) > lineWidth {
-		line = string(r[:lineWidth-1]) + "…"
-	}
-	return line
+	return false
 }

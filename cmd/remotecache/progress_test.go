@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/buildcache/remotecache"
+	pkgerrors "github.com/pkg/errors"
 )
 
 func event(id string, total, current int64, done bool) remotecache.Event {
@@ -20,10 +25,28 @@ func event(id string, total, current int64, done bool) remotecache.Event {
 
 const layerID = "writing layer sha256:2f1e915ac5a53cb4a17ffc512c9e7248f63ae51f02cc6c083a1ce16ba39d5521"
 
-func TestLineProgress(t *testing.T) {
-	var out strings.Builder
-	c := &cli{stderr: &out}
-	sink, flush := c.progress()
+// syncBuilder is a strings.Builder that mpb's goroutine and the test may
+// use at once.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// steps sends the events of a small export: a layer written, a config
+// with a warning, a layer skipped and a step that failed.
+func steps(sink remotecache.ProgressSink) {
 	sink.Progress(event(layerID, 2048, 0, false))
 	sink.Progress(event(layerID, 2048, 1024, false))
 	warn := event("writing config sha256:x", 10, 0, false)
@@ -38,7 +61,14 @@ func TestLineProgress(t *testing.T) {
 	failed := event("tagging oci:d:latest", 0, 0, true)
 	failed.Err = errors.New("boom")
 	sink.Progress(failed)
-	flush()
+}
+
+func TestLineProgress(t *testing.T) {
+	var out strings.Builder
+	c := &cli{stderr: &out, mode: progressPlain}
+	sink, stop := c.progress(plan{})
+	steps(sink)
+	stop(true)
 	want := layerID + " (2.0 KiB)\n" +
 		"writing config sha256:x: warning: too big\n" +
 		"writing config sha256:x (10 B)\n" +
@@ -51,48 +81,137 @@ func TestLineProgress(t *testing.T) {
 	}
 
 	out.Reset()
-	c.quiet = true
-	if sink, _ := c.progress(); sink != nil {
+	c.mode = progressQuiet
+	if sink, _ := c.progress(plan{}); sink != nil {
 		t.Errorf("--quiet gives a sink")
 	}
 }
 
-func TestBarProgress(t *testing.T) {
+func TestJSONProgress(t *testing.T) {
 	var out strings.Builder
-	c := &cli{stderr: &out, tty: true}
-	sink, flush := c.progress()
-	sink.Progress(event(layerID, 2048, 0, false))
-	sink.Progress(event("importing oci:"+strings.Repeat("long/", 30), 0, 0, false))
-	first := out.String()
-	if !strings.Contains(first, "\x1b[1A\x1b[J") || !strings.Contains(first, "writing layer sha256:2f1e915ac5a5  [                  ] 0 B / 2.0 KiB\n") {
-		t.Errorf("two steps started:\n%q", first)
-	}
-	for _, line := range strings.Split(first, "\n") {
-		if n := len([]rune(strings.TrimPrefix(line, "\x1b[1A\x1b[J"))); n > lineWidth {
-			t.Errorf("line of %d runes: %q", n, line)
+	c := &cli{stderr: &out, mode: progressJSON}
+	sink, stop := c.progress(plan{})
+	steps(sink)
+	stop(true)
+	c.note("waiting")
+	var got []string
+	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		var e jsonEvent
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("%v: %s", err, line)
 		}
+		if e.Time.IsZero() || (e.Status != "note" && e.Started == nil) {
+			t.Errorf("no time: %s", line)
+		}
+		s := e.Status + " " + e.ID
+		if e.Digest != "" {
+			s += " " + string(e.Digest)
+		}
+		if e.Warning != "" {
+			s += " warning=" + e.Warning
+		}
+		if e.Error != "" {
+			s += " error=" + e.Error
+		}
+		if e.Message != "" {
+			s += " message=" + e.Message
+		}
+		got = append(got, s)
 	}
-	out.Reset()
-	sink.Progress(event(layerID, 2048, 2048, true))
-	if got, want := out.String(), "\x1b[2A\x1b[J"+shortDigest(layerID)+": done, 2.0 KiB in 1.5s\n"; !strings.HasPrefix(got, want) || strings.Count(got, "\n") != 2 {
-		t.Errorf("a step done:\n%q\nwant prefix\n%q", got, want)
+	want := []string{
+		"started " + layerID + " sha256:2f1e915ac5a53cb4a17ffc512c9e7248f63ae51f02cc6c083a1ce16ba39d5521",
+		"progress " + layerID + " sha256:2f1e915ac5a53cb4a17ffc512c9e7248f63ae51f02cc6c083a1ce16ba39d5521",
+		"started writing config sha256:x warning=too big", // not a valid digest: none given
+		"done writing config sha256:x warning=too big",
+		"done " + layerID + " sha256:2f1e915ac5a53cb4a17ffc512c9e7248f63ae51f02cc6c083a1ce16ba39d5521",
+		"skipped writing layer sha256:y",
+		"failed tagging oci:d:latest error=boom",
+		"note  message=waiting",
 	}
-	out.Reset()
-	flush()
-	flush()
-	if got := out.String(); strings.Count(got, "\x1b[1A\x1b[J") != 1 {
-		t.Errorf("flush twice:\n%q", got)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
-func TestBarLine(t *testing.T) {
-	e := event(layerID, 1000, 500, false)
-	if got, want := barLine(e, e.Started), "writing layer sha256:2f1e915ac5a5  [=========         ] 500 B / 1000 B"; got != want {
-		t.Errorf("got  %q\nwant %q", got, want)
+var overallBar = regexp.MustCompile(`^blobs (\d+)/(\d+) +\[[=> ]+\] `)
+
+// The bars, drawn into a buffer as --progress=tty draws them on a pipe: an
+// overall bar, a bar for the step in flight, and at the end the overall
+// bar alone, complete, and the cursor shown again.
+func TestBarProgress(t *testing.T) {
+	var out syncBuilder
+	c := &cli{stderr: &out, mode: progressTTY}
+	sink, stop := c.progress(plan{blobs: 3, bytes: 4096})
+	sink.Progress(event(layerID, 2048, 0, false))
+	sink.Progress(event("importing oci:"+strings.Repeat("long/", 30), 0, 0, false))
+	sink.Progress(event(layerID, 2048, 1024, false))
+	// Long enough for the bars of the steps in flight to be drawn.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "writing layer sha256:2f1e915ac5a5 ") || !strings.Contains(out.String(), "1.0 KiB / 2.0 KiB") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no bar for the step in flight after 10s:\n%q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	e = event("tagging oci:x:latest", 0, 0, false)
-	if got, want := barLine(e, e.Started.Add(2*time.Second)), "tagging oci:x:latest               2s"; got != want {
-		t.Errorf("got  %q\nwant %q", got, want)
+	warn := event("writing config sha256:x", 10, 0, false)
+	warn.Warning = "too big"
+	sink.Progress(warn)
+	sink.Progress(event(layerID, 2048, 2048, true))
+	warn.Completed = warn.Started.Add(time.Millisecond)
+	sink.Progress(warn)
+	skipped := event("writing layer sha256:y", 5, 0, true)
+	skipped.Skipped = true
+	sink.Progress(skipped)
+	stop(true)
+	stop(true)
+
+	s := newScreen(out.String())
+	if len(s.unexpected) > 0 {
+		t.Errorf("escape sequences the bars should not need: %q", s.unexpected)
+	}
+	inFlight := false
+	for _, f := range s.frames {
+		if len(f) > 0 && overallBar.MatchString(f[0]) && strings.Contains(strings.Join(f, "\n"), "writing layer sha256:2f1e915ac5a5  ") {
+			inFlight = true
+		}
+		for _, l := range f {
+			if len([]rune(l)) > 80 {
+				t.Errorf("a line wider than 80 columns: %q", l)
+			}
+		}
+	}
+	if !inFlight {
+		t.Errorf("no frame with the overall bar and the step in flight:\n%q", out.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(s.text(), "\n"), "\n")
+	if len(lines) != 2 || lines[0] != "writing config sha256:x: warning: too big" {
+		t.Fatalf("the screen at the end:\n%s", s.text())
+	}
+	m := overallBar.FindStringSubmatch(lines[1])
+	if m == nil || m[1] != "3" || m[2] != "3" || !strings.Contains(lines[1], "2.0 KiB / 2.0 KiB") || !strings.Contains(lines[1], "done in") {
+		t.Errorf("the overall bar at the end: %q", lines[1])
+	}
+	if !s.cursorOn {
+		t.Errorf("the cursor is hidden at the end")
+	}
+}
+
+func TestOverallText(t *testing.T) {
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	o := &overallState{start: start}
+	o.bytes.Store(10 << 20)
+	if got, want := o.text(start), "0 B / 10.0 MiB  ETA --"; got != want {
+		t.Errorf("at the start: %q, want %q", got, want)
+	}
+	o.bytesDone.Store(4 << 20)
+	o.written.Store(2 << 20)
+	if got, want := o.text(start.Add(2*time.Second)), "4.0 MiB / 10.0 MiB  1.0 MiB/s  ETA 6s"; got != want {
+		t.Errorf("on the way: %q, want %q", got, want)
+	}
+	o.bytesDone.Store(10 << 20)
+	o.took.Store(int64(3 * time.Second))
+	if got, want := o.text(start.Add(time.Hour)), "10.0 MiB / 10.0 MiB  682.7 KiB/s  done in 3s"; got != want {
+		t.Errorf("at the end: %q, want %q", got, want)
 	}
 }
 
@@ -101,5 +220,21 @@ func TestHumanBytes(t *testing.T) {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestFailuresLine(t *testing.T) {
+	var f failures
+	wrap := pkgerrors.Wrap
+	refused := errors.New("connection refused")
+	f.add(wrap(wrap(refused, "pushing blob sha256:a"), "writing layer sha256:a"))
+	f.add(wrap(wrap(refused, "pushing blob sha256:b"), "writing layer sha256:b"))
+	f.add(wrap(context.Canceled, "writing layer sha256:c"))
+	f.add(wrap(errors.New("permission denied"), "writing layer sha256:d"))
+	main := wrap(wrap(wrap(refused, "pushing blob sha256:a"), "writing layer sha256:a"), "registry:h/r:latest")
+	got := f.line(main)
+	want := "registry:h/r:latest: writing layer sha256:a: pushing blob sha256:a: connection refused; 1 more failed the same way; and writing layer sha256:d: permission denied"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

@@ -2,44 +2,85 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/buildcache/remotecache/azblob"
 	"github.com/buildcache/remotecache/ocilayout"
+	"github.com/buildcache/remotecache/s3"
+	"github.com/containerd/containerd/v2/core/content"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
+	"github.com/spf13/cobra"
 )
 
-var pruneCommand = &command{
-	name: "prune",
-	args: "DIR [--dry-run]",
-	summary: `Remove from the OCI layout DIR (or oci:DIR) every blob that no tag reaches,
-and the leftovers of unfinished writes, and say how many blobs and bytes
-that freed. It waits for exports into DIR in progress to finish first.
---dry-run says what would be removed and removes nothing.`,
-	nargs: exactly(1),
-	flags: func(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
-		dryRun := fs.Bool("dry-run", false, "")
-		return func(ctx context.Context, c *cli, args []string) error {
-			dir := args[0]
-			if rest, ok := strings.CutPrefix(dir, schemeOCI+":"); ok {
-				dir = rest
-			} else if strings.HasPrefix(dir, schemeRegistry+":") {
-				return usagef(nil, "prune: %s: only OCI layout directories can be pruned", dir)
-			}
-			if dir == "" {
-				return usagef(nil, "prune: no directory")
-			}
-			return c.prune(ctx, dir, *dryRun)
+func (c *cli) pruneCommand() *cobra.Command {
+	var (
+		dryRun bool
+		grace  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "prune LOC [--dry-run] [--grace-period D]",
+		Short: "Remove the blobs no cache uses",
+		Long: `Remove the blobs that no cache at LOC uses, and say how many blobs and
+bytes that freed. --dry-run says what would be removed and removes nothing.
+
+In an OCI layout (DIR or oci:DIR): every blob that no tag reaches, and the
+leftovers of unfinished writes. It waits for exports into DIR in progress
+to finish first (exports made with this library; BuildKit's type=local
+exporter takes no lock, so do not prune a directory a buildkitd exports
+into).
+
+In an s3: or azblob: location: every blob under the blobs prefix that no
+cache config under the manifests prefix names, whatever its name, unless
+it is younger than --grace-period (default 1h): an export in progress
+writes its blobs before its config.`,
+		Args:                  exactArgs(1),
+		DisableFlagsInUseLine: true,
+		Annotations:           map[string]string{footerAnnotation: locations},
+		ValidArgsFunction:     completeLocations,
+	}
+	cmd.RunE = c.runE(func(ctx context.Context, args []string) error {
+		l, err := pruneLocation(args[0])
+		if err != nil {
+			return err
 		}
-	},
+		switch {
+		case l.scheme == schemeOCI && cmd.Flags().Changed("grace-period"):
+			return usagef("prune: --grace-period: %s: only s3: and azblob: locations have one (an OCI layout is locked while it is written)", args[0])
+		case l.scheme == schemeOCI:
+			return c.pruneLayout(ctx, l.path, dryRun)
+		case l.objectStore():
+			return c.pruneObjectStore(ctx, l, dryRun, grace)
+		default:
+			return usagef("prune: %s: only OCI layout directories, s3: and azblob: locations can be pruned", args[0])
+		}
+	})
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be removed, remove nothing")
+	cmd.Flags().DurationVar(&grace, "grace-period", s3.DefaultGracePeriod, "in s3: and azblob:, keep blobs younger than `D` (a Go duration: 30m, 2h)")
+	return cmd
 }
 
-func (c *cli) prune(ctx context.Context, dir string, dryRun bool) error {
+// pruneLocation parses prune's argument: a location, or a directory.
+func pruneLocation(arg string) (location, error) {
+	if scheme, _, ok := strings.Cut(arg, ":"); ok && slices.Contains(schemes, scheme) {
+		l, err := parseLocation(arg)
+		if err != nil {
+			return location{}, usagef("%v", err)
+		}
+		return l, nil
+	}
+	if arg == "" {
+		return location{}, usagef("prune: no directory")
+	}
+	return location{scheme: schemeOCI, path: arg, tag: defaultTag}, nil
+}
+
+func (c *cli) pruneLayout(ctx context.Context, dir string, dryRun bool) error {
 	// Open makes a layout where there is none; prune should not.
 	if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); err != nil {
 		return errors.Wrapf(err, "%s: not an OCI image layout", dir)
@@ -50,28 +91,81 @@ func (c *cli) prune(ctx context.Context, dir string, dryRun bool) error {
 	}
 	defer s.Close()
 	var opts []ocilayout.PruneOption
-	verb, summary := "removed", "freed"
 	if dryRun {
 		opts = append(opts, ocilayout.WithDryRun())
-		verb, summary = "would remove", "would free"
 	}
 	waiting := time.AfterFunc(time.Second, func() {
-		if !c.quiet {
-			fmt.Fprintf(c.stderr, "waiting for exports into %s to finish…\n", dir)
-		}
+		c.note(fmt.Sprintf("waiting for exports into %s to finish…", dir))
 	})
 	rep, err := s.Prune(ctx, opts...)
 	waiting.Stop()
 	if err != nil {
 		return errors.Wrapf(err, "%s", dir)
 	}
-	for _, b := range rep.Blobs {
+	extra := ""
+	if rep.Ingests > 0 {
+		extra = "; " + plural(rep.Ingests, "unfinished write")
+	}
+	c.printPrune(dir, dryRun, rep.Blobs, rep.Bytes, extra)
+	return nil
+}
+
+func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, grace time.Duration) error {
+	if grace < 0 {
+		return usagef("prune: --grace-period %s: negative", grace)
+	}
+	var (
+		blobs []content.Info
+		bytes int64
+		kept  int
+	)
+	if l.scheme == schemeS3 {
+		s, err := openS3(ctx, l, dryRun)
+		if err != nil {
+			return err
+		}
+		opts := []s3.PruneOption{s3.WithGracePeriod(grace)}
+		if dryRun {
+			opts = append(opts, s3.WithDryRun())
+		}
+		rep, err := s.Prune(ctx, opts...)
+		if err != nil {
+			return errors.Wrapf(err, "%s", l)
+		}
+		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
+	} else {
+		s, err := openAzblob(ctx, l, dryRun)
+		if err != nil {
+			return err
+		}
+		opts := []azblob.PruneOption{azblob.WithGracePeriod(grace)}
+		if dryRun {
+			opts = append(opts, azblob.WithDryRun())
+		}
+		rep, err := s.Prune(ctx, opts...)
+		if err != nil {
+			return errors.Wrapf(err, "%s", l)
+		}
+		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
+	}
+	// Every config under the prefix counts, whatever its name.
+	where := l.scheme + ":" + l.path
+	if l.prefix != "" {
+		where += "/" + l.prefix
+	}
+	c.printPrune(where, dryRun, blobs, bytes, "; kept "+plural(kept, "blob"))
+	return nil
+}
+
+// printPrune writes a line per blob removed and one that adds them up,
+// ending with extra.
+func (c *cli) printPrune(where string, dryRun bool, blobs []content.Info, bytes int64, extra string) {
+	verb, summary := "removed", "freed"
+	if dryRun {
+		verb, summary = "would remove", "would free"
+	}
+	for _, b := range blobs {
 		fmt.Fprintf(c.stdout, "%s %s  %s\n", verb, b.Digest, humanBytes(b.Size))
 	}
-	fmt.Fprintf(c.stdout, "%s: %s %s, %s (%d bytes)", dir, summary, plural(len(rep.Blobs), "blob"), humanBytes(rep.Bytes), rep.Bytes)
-	if rep.Ingests > 0 {
-		fmt.Fprintf(c.stdout, "; %s", plural(rep.Ingests, "unfinished write"))
-	}
-	fmt.Fprintln(c.stdout)
-	return nil
+	fmt.Fprintf(c.stdout, "%s: %s %s, %s (%d bytes)%s\n", where, summary, plural(len(blobs), "blob"), humanBytes(bytes), bytes, extra)
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,16 +31,24 @@ type memRegistry struct {
 	tags      map[string]digest.Digest // "repo:tag"
 	uploads   int
 	manifests int // manifests pushed
+	// blobDelay is how long each read of a blob (not a check) waits
+	// before it is answered, to make a copy from it slow.
+	blobDelay atomic.Int64
+	// refused are blobs that every request for is answered 403.
+	refused map[digest.Digest]bool
 }
 
 func startRegistry(t *testing.T) (host string, reg *memRegistry) {
-	reg = &memRegistry{blobs: map[digest.Digest][]byte{}, types: map[digest.Digest]string{}, tags: map[string]digest.Digest{}}
+	reg = &memRegistry{blobs: map[digest.Digest][]byte{}, types: map[digest.Digest]string{}, tags: map[string]digest.Digest{}, refused: map[digest.Digest]bool{}}
 	srv := httptest.NewServer(reg)
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://"), reg
 }
 
 func (reg *memRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+		time.Sleep(time.Duration(reg.blobDelay.Load()))
+	}
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	p := strings.TrimPrefix(r.URL.Path, "/v2/")
@@ -54,6 +63,8 @@ func (reg *memRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
+	case reg.refused[digest.Digest(ref)]:
+		http.Error(w, `{"errors":[{"code":"DENIED","message":"refused"}]}`, http.StatusForbidden)
 	case kind == "/blobs/uploads/" && r.Method == http.MethodPost:
 		reg.uploads++
 		w.Header().Set("Location", fmt.Sprintf("/v2/%s/blobs/uploads/%d", repo, reg.uploads))
@@ -157,7 +168,28 @@ func TestRegistry(t *testing.T) {
 
 	clitest.FailsWith(t, runTool(t, "inspect", "--quiet", "registry:"+host+"/team/cache:nope"), "not found")
 	r = runTool(t, "prune", "--quiet", v1)
-	if r.Code != 2 || !strings.Contains(r.Stderr, "only OCI layout directories can be pruned") {
+	if r.Code != 2 || !strings.Contains(r.Stderr, "only OCI layout directories, s3: and azblob: locations can be pruned") {
 		t.Errorf("prune of a registry: exit %d\n%s", r.Code, r.Stderr)
 	}
+}
+
+// remove removes a blob, as a registry's garbage collection may.
+func (reg *memRegistry) remove(d digest.Digest) {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	delete(reg.blobs, d)
+}
+
+// refuse makes every request for a blob answered 403.
+func (reg *memRegistry) refuse(d digest.Digest) {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	reg.refused[d] = true
+}
+
+// tagged returns the manifest a tag names.
+func (reg *memRegistry) tagged(repoTag string) digest.Digest {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	return reg.tags[repoTag]
 }

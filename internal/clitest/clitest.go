@@ -1,11 +1,12 @@
 // Package clitest builds the remotecache command and runs it as a user
-// would, for the end-to-end tests of cmd/remotecache and of
-// registry/regtest (which run it on cachetest.Fixture). It is for tests
-// only.
+// would, for the end-to-end tests of cmd/remotecache, of registry/regtest
+// and of s3/s3test (which run it on cachetest.Fixture against the servers
+// they start). It is for tests only.
 package clitest
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -44,7 +45,18 @@ type Result struct {
 // Result; one that cannot run fails the test.
 func Run(t testing.TB, bin string, args ...string) Result {
 	t.Helper()
+	return RunEnv(t, bin, nil, args...)
+}
+
+// RunEnv is Run with env added to the test's environment (each
+// "KEY=value"; a later one wins), so that tests that run in parallel can
+// each give the command settings of their own.
+func RunEnv(t testing.TB, bin string, env []string, args ...string) Result {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -62,7 +74,13 @@ func Run(t testing.TB, bin string, args ...string) Result {
 // OK runs the command and fails the test unless it exits 0.
 func OK(t testing.TB, bin string, args ...string) Result {
 	t.Helper()
-	r := Run(t, bin, args...)
+	return OKEnv(t, bin, nil, args...)
+}
+
+// OKEnv is OK with env added to the test's environment, as for RunEnv.
+func OKEnv(t testing.TB, bin string, env []string, args ...string) Result {
+	t.Helper()
+	r := RunEnv(t, bin, env, args...)
 	if r.Code != 0 {
 		t.Fatalf("remotecache %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
 	}

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cputime"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	s3store "github.com/buildcache/remotecache/s3"
 	bks3 "github.com/moby/buildkit/cache/remotecache/s3"
@@ -81,7 +81,7 @@ func benchS3(b *testing.B, g *cachegen.Graph) {
 	if err := sidebyside.FillStore(ctx, src, g); err != nil {
 		b.Fatal(err)
 	}
-	syscall.Sync()
+	benchSync()
 	fmt.Printf("graph: %d records, %d blobs of 1 MiB; written to the source store in %s\n",
 		len(g.Ops), len(g.Blobs), time.Since(t0).Round(time.Millisecond))
 
@@ -114,7 +114,7 @@ func benchS3(b *testing.B, g *cachegen.Graph) {
 		if err != nil {
 			return nil, err
 		}
-		if err := bkReplayer.Replay(exp, nil); err != nil {
+		if _, err := bkReplayer.Replay(exp, nil); err != nil {
 			return nil, err
 		}
 		return func() error { _, err := exp.Finalize(ctx); return err }, nil
@@ -238,13 +238,7 @@ func s3Median(s []s3Sample, f func(s3Sample) time.Duration) time.Duration {
 }
 
 // benchCPU returns the user and system CPU time of this process so far.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func benchCPU() time.Duration { return cputime.Process() }
 
 func ms(d time.Duration) string {
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))

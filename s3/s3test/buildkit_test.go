@@ -101,7 +101,7 @@ func bkExporter(ctx context.Context, e *env, g *cachegen.Graph, prefix, name str
 	if err != nil {
 		return nil, err
 	}
-	if err := sidebyside.NewBKReplayer(g, nil).Replay(exp, nil); err != nil {
+	if _, err := sidebyside.NewBKReplayer(g, nil).Replay(exp, nil); err != nil {
 		return nil, err
 	}
 	return func() error { _, err := exp.Finalize(ctx); return err }, nil

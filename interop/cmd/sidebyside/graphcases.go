@@ -58,7 +58,7 @@ func (r *runner) marshalCase(c caseSpec) error {
 }
 
 // runPairs runs the warm-ups, then the measured runs of both sides in
-// turn, and adds the row.
+// turn, and adds the row. A nil runBK runs our side only.
 func (r *runner) runPairs(c caseSpec, rw *row, runOurs, runBK func() error) error {
 	if c.warmup {
 		if r.sideOurs {
@@ -66,7 +66,7 @@ func (r *runner) runPairs(c caseSpec, rw *row, runOurs, runBK func() error) erro
 				return err
 			}
 		}
-		if r.sideBK {
+		if r.sideBK && runBK != nil {
 			if err := runBK(); err != nil {
 				return err
 			}
@@ -75,6 +75,9 @@ func (r *runner) runPairs(c caseSpec, rw *row, runOurs, runBK func() error) erro
 	n := r.runs(c)
 	for i := range n {
 		for _, side := range r.sides() {
+			if side == "buildkit" && runBK == nil {
+				continue
+			}
 			f, dst := runOurs, &rw.ours
 			if side == "buildkit" {
 				f, dst = runBK, &rw.bk

@@ -58,6 +58,9 @@ func stat(ss []sample, f func(sample) float64) float64 {
 }
 
 func (r *runner) table() string {
+	if len(r.rows) == 0 {
+		return ""
+	}
 	var b strings.Builder
 	b.WriteString("| Case | Runs | Ours (median) | BuildKit (median) | Ours/BuildKit (wall) | Ours/BuildKit (CPU) | Ours min–max | BuildKit min–max | Allocs/record ours | Allocs/record BuildKit |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")

@@ -1,0 +1,278 @@
+package azbtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/buildcache/remotecache"
+	azbstore "github.com/buildcache/remotecache/azblob"
+	"github.com/buildcache/remotecache/internal/cachegen"
+)
+
+// faultPlan answers some requests with a fault, each fault once.
+type faultPlan struct {
+	mu     sync.Mutex
+	faults []fault
+	fired  []string
+}
+
+// fault is one fault of a plan: the first request match takes gets do.
+type fault struct {
+	name  string
+	match func(r *http.Request) bool
+	do    func(w http.ResponseWriter, r *http.Request) bool // true: answered
+	done  bool
+}
+
+// handle is a proxy fault function: the first fault not fired yet that
+// matches r answers it.
+func (p *faultPlan) handle(w http.ResponseWriter, r *http.Request, _ int) bool {
+	p.mu.Lock()
+	var f *fault
+	for i := range p.faults {
+		if !p.faults[i].done && p.faults[i].match(r) {
+			f = &p.faults[i]
+			f.done = true
+			p.fired = append(p.fired, f.name)
+			break
+		}
+	}
+	p.mu.Unlock()
+	if f == nil {
+		return false
+	}
+	return f.do(w, r)
+}
+
+// isBlob tells whether r is about a layer blob.
+func isBlob(r *http.Request) bool {
+	return strings.HasPrefix(blobName(r), "blobs/sha256:")
+}
+
+// is matches the requests of op on layer blobs (and every listing).
+func is(op string) func(r *http.Request) bool {
+	return func(r *http.Request) bool { return opOf(r) == op && (isBlob(r) || op == "LIST") }
+}
+
+// busy answers 503 ServerBusy.
+func busy(w http.ResponseWriter, r *http.Request) bool { serverBusy(w, r); return true }
+
+// Throttling and connections reset mid-upload and mid-download, on Put
+// Blob, blocks, the block list, the config, properties and reads, are
+// retried by the SDK (a broken download by its retry reader, from where it
+// broke): the export is whole and reads back whole.
+func TestFaultsStillExportWhole(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	store := e.store(t, azbstore.WithBlockSize(1<<20))
+	big := graph(11, 4, 5<<19+1)
+	small := graph(12, 30, 2000)
+
+	// downloadReset lets Azurite answer a blob download, and resets the
+	// connection after 300 bytes of the body.
+	var rp http.Handler
+	downloadReset := func(w http.ResponseWriter, r *http.Request) bool {
+		rp.ServeHTTP(&resetWriter{ResponseWriter: w, n: 300}, r)
+		return true
+	}
+	rp = e.proxy.handler()
+	plan := &faultPlan{faults: []fault{
+		{name: "503 on a blob's properties", match: is("HEAD"), do: busy},
+		{name: "503 on a Put Blob", match: is("PUT"), do: busy},
+		{name: "reset in a Put Blob", match: func(r *http.Request) bool { return is("PUT")(r) && r.ContentLength > 1000 },
+			do: func(w http.ResponseWriter, r *http.Request) bool { resetAfter(w, r, 1000); return true }},
+		{name: "503 on a block", match: is("BLOCK"), do: busy},
+		{name: "reset in a block", match: is("BLOCK"), do: func(w http.ResponseWriter, r *http.Request) bool { resetAfter(w, r, 512<<10); return true }},
+		{name: "503 on a block list", match: is("BLOCKLIST"), do: busy},
+		{name: "503 on the config", match: func(r *http.Request) bool {
+			return opOf(r) == "PUT" && strings.HasPrefix(blobName(r), "manifests/")
+		}, do: busy},
+		{name: "503 on a download", match: is("GET"), do: busy},
+		{name: "reset in a download", match: func(r *http.Request) bool { return is("GET")(r) && r.Header.Get("x-ms-range") == "" },
+			do: downloadReset},
+	}}
+	e.proxy.setFault(plan.handle)
+	for _, g := range []*cachegen.Graph{big, small} {
+		export(t, store, g)
+		if again := reimport(t, store); !bytes.Equal(again, marshalConfigOnly(t, g)) {
+			t.Errorf("seed %d: the cache read back is not the one exported", g.Seed)
+		}
+		verify(t, store)
+	}
+	if len(plan.fired) != len(plan.faults) {
+		t.Errorf("faults fired: %q, want all %d", plan.fired, len(plan.faults))
+	}
+	e.proxy.setFault(nil)
+	verify(t, store)
+	noUncommitted(t, e, false)
+}
+
+// noUncommitted fails the test if a blob of the container has blocks
+// that were not committed (or, with none, if there is any such blob).
+func noUncommitted(t testing.TB, e *env, none bool) {
+	t.Helper()
+	p := e.admin.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Include: container.ListBlobsInclude{UncommittedBlobs: true}})
+	for p.More() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range page.Segment.BlobItems {
+			bl, err := e.admin.NewBlockBlobClient(*b.Name).GetBlockList(context.Background(), "all", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case none && len(bl.CommittedBlocks) == 0 && len(bl.UncommittedBlocks) > 0:
+				t.Logf("blob %s: %d uncommitted blocks, not a blob (Azure drops them after a week)", *b.Name, len(bl.UncommittedBlocks))
+			case none:
+				t.Errorf("blob %s written", *b.Name)
+			case len(bl.UncommittedBlocks) > 0 && len(bl.CommittedBlocks) == 0:
+				t.Errorf("blob %s: only uncommitted blocks", *b.Name)
+			}
+		}
+	}
+}
+
+// A blob the server keeps answering 503 for, past the SDK's retries,
+// fails the export with a class that is not "not found", naming the blob;
+// and a copy out of the store fails rather than drop the blob's results.
+func TestUnavailablePastRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	g := graph(13, 20, 0)
+	store := e.store(t, azbstore.WithClientOptions(clientOptions(t, 1)))
+	export(t, store, g)
+	bad := configBlobs(t, e.blob(t, "manifests/buildkit"))[0]
+	name := "blobs/" + bad.String()
+	if _, err := e.admin.NewBlobClient(name).Delete(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if blobName(r) == name {
+			serverBusy(w, r)
+			return true
+		}
+		return false
+	})
+	e.proxy.reset()
+
+	_, err := tryExport(ctx, store, g)
+	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
+		t.Errorf("export = %v; want unavailable, not not found, naming %s", err, bad)
+	}
+	// The exporter's Info failed (and did not say not found), so it
+	// wrote the blob, which failed too.
+	if h, p := e.proxy.countName("HEAD", name), e.proxy.countName("PUT", name); h != 2 || p != 2 {
+		t.Errorf("%d HEADs and %d Put Blobs of the blob, want 2 each (one retry)", h, p)
+	}
+	_, err = store.Info(ctx, bad)
+	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("Info = %v; want unavailable naming %s, in one line", err, bad)
+	}
+
+	// A copy from the store to a local one: Marshal asks the source
+	// for every blob and must not take a 503 for a missing blob.
+	desc, err := store.Resolve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := remotecache.NewExporter(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remotecache.Import(ctx, store, desc, exp); err != nil {
+		t.Fatal(err)
+	}
+	_, err = exp.Finalize(ctx)
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), bad.String()) {
+		t.Errorf("copy out = %v; want unavailable naming %s", err, bad)
+	}
+}
+
+// A staged upload that fails (a block refused) or is cancelled leaves no
+// blob: its blocks are never committed.
+func TestFailedUploadsLeaveNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	store := e.store(t, azbstore.WithBlockSize(1<<20), azbstore.WithBlockConcurrency(1))
+	ctx := context.Background()
+	dt := bytes.Repeat([]byte("remotecache"), 5<<17) // 6.9 MiB: 7 blocks
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
+
+	// Block 3 is refused: a 400 the SDK does not retry.
+	var mu sync.Mutex
+	blocks := 0
+	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if opOf(r) != "BLOCK" {
+			return false
+		}
+		mu.Lock()
+		blocks++
+		n := blocks
+		mu.Unlock()
+		if n == 3 {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("x-ms-error-code", "InvalidBlobOrBlock")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `<?xml version="1.0" encoding="utf-8"?><Error><Code>InvalidBlobOrBlock</Code><Message>refused by the test</Message></Error>`)
+			return true
+		}
+		return false
+	})
+	err := content.WriteBlob(ctx, store, "refused", bytes.NewReader(dt), desc)
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "block 3 of 7") || !strings.Contains(err.Error(), desc.Digest.String()) {
+		t.Errorf("WriteBlob with a refused block = %v", err)
+	}
+	if n := e.proxy.count("BLOCKLIST"); n != 0 {
+		t.Errorf("%d block lists committed", n)
+	}
+
+	// Cancelled while the second block is in flight.
+	cctx, cancel := context.WithCancel(ctx)
+	blocks = 0
+	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if opOf(r) == "BLOCK" {
+			mu.Lock()
+			blocks++
+			n := blocks
+			mu.Unlock()
+			if n == 2 {
+				cancel()
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		return false
+	})
+	err = content.WriteBlob(cctx, store, "cancelled", bytes.NewReader(dt), desc)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled WriteBlob = %v", err)
+	}
+	e.proxy.setFault(nil)
+	if n := e.proxy.count("BLOCKLIST"); n != 0 {
+		t.Errorf("%d block lists committed", n)
+	}
+	if names := e.names(t); len(names) != 0 {
+		t.Errorf("blobs left: %q", names)
+	}
+	noUncommitted(t, e, true)
+}

@@ -1,0 +1,142 @@
+package azbtest
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/buildcache/remotecache"
+	azbstore "github.com/buildcache/remotecache/azblob"
+	"github.com/buildcache/remotecache/internal/cachegen"
+)
+
+// graph makes a reproducible cache graph of n records whose blobs are
+// size bytes each (0: 16 to 64 bytes).
+func graph(seed int64, n int, size int64) *cachegen.Graph {
+	return cachegen.NewWithOptions(seed, n, cachegen.Options{BlobSize: size})
+}
+
+// export writes g into dst in the config-only form and returns the
+// config's descriptor (Finalize's response).
+func export(t testing.TB, dst content.Ingester, g *cachegen.Graph, opts ...remotecache.ExportOption) ocispec.Descriptor {
+	t.Helper()
+	desc, err := tryExport(context.Background(), dst, g, opts...)
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	return desc
+}
+
+func tryExport(ctx context.Context, dst content.Ingester, g *cachegen.Graph, opts ...remotecache.ExportOption) (ocispec.Descriptor, error) {
+	e, err := remotecache.NewExporter(dst, append([]remotecache.ExportOption{remotecache.WithManifestFormat(remotecache.FormatConfigOnly)}, opts...)...)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if err := cachegen.Replay(e, g, nil, nil); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return finalize(ctx, e)
+}
+
+func finalize(ctx context.Context, e remotecache.Exporter) (ocispec.Descriptor, error) {
+	res, err := e.Finalize(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	var desc ocispec.Descriptor
+	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return desc, nil
+}
+
+// marshalConfigOnly returns the config our exporter writes for g in the
+// config-only form, into a local store.
+func marshalConfigOnly(t testing.TB, g *cachegen.Graph) []byte {
+	t.Helper()
+	return configOf(t, func(tg remotecache.Target) {
+		if err := cachegen.Replay(tg, g, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// configOf exports what add adds into a local content store, in the
+// config-only form, and returns the config's bytes.
+func configOf(t testing.TB, add func(remotecache.Target)) []byte {
+	t.Helper()
+	m, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := remotecache.NewExporter(m, remotecache.WithManifestFormat(remotecache.FormatConfigOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(e)
+	desc, err := finalize(context.Background(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt, err := content.ReadBlob(context.Background(), m, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dt
+}
+
+// reimport imports the cache at store's first name and returns the config
+// our exporter writes for what it imported.
+func reimport(t testing.TB, store *azbstore.Store) []byte {
+	t.Helper()
+	ctx := context.Background()
+	desc, err := store.Resolve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return configOf(t, func(tg remotecache.Target) {
+		if err := remotecache.Import(ctx, store, desc, tg); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// configBlobs returns the distinct blobs a config's layers name, sorted.
+func configBlobs(t testing.TB, config []byte) []digest.Digest {
+	t.Helper()
+	var cfg remotecache.CacheConfig
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var ds []digest.Digest
+	for _, l := range cfg.Layers {
+		if !slices.Contains(ds, l.Blob) {
+			ds = append(ds, l.Blob)
+		}
+	}
+	slices.Sort(ds)
+	return ds
+}
+
+// verify reads every blob of the cache at store's first name and checks it.
+func verify(t testing.TB, store *azbstore.Store) {
+	t.Helper()
+	ctx := context.Background()
+	desc, err := store.Resolve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := remotecache.Verify(ctx, store, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("verify: %s", p)
+	}
+}

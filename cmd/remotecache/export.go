@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/buildcache/remotecache"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+	"github.com/spf13/cobra"
+)
+
+// exportFlags are the flags of the commands that write a cache: copy,
+// merge (and trim).
+type exportFlags struct {
+	format      string
+	concurrency int
+	json        bool
+}
+
+func addExportFlags(cmd *cobra.Command) *exportFlags {
+	f := &exportFlags{}
+	fs := cmd.Flags()
+	fs.StringVar(&f.format, "format", "", "write the manifest as `FORM`: image-manifest (the default), oci-index or manifest-list; config-only into s3: and azblob: (their only form)")
+	fs.IntVar(&f.concurrency, "concurrency", 4, "copy up to `N` layer blobs at once")
+	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(
+		[]string{"image-manifest", "oci-index", "manifest-list", "config-only"}, cobra.ShellCompDirectiveNoFileComp))
+	return f
+}
+
+// check checks what the flags say on their own.
+func (f *exportFlags) check() error {
+	if f.concurrency < 1 {
+		return usagef("--concurrency %d: must be at least 1", f.concurrency)
+	}
+	return nil
+}
+
+// manifestFormat is the form to write into dst: --format if given, else
+// the config-only form for an object store and an image manifest for the
+// others. An object store takes only the config-only form, and only an
+// object store takes it.
+func (f *exportFlags) manifestFormat(dst location) (remotecache.ManifestFormat, error) {
+	if f.format == "" {
+		if dst.objectStore() {
+			return remotecache.FormatConfigOnly, nil
+		}
+		return remotecache.FormatImageManifest, nil
+	}
+	format, err := remotecache.ParseManifestFormat(f.format)
+	if err != nil {
+		return 0, usagef("--format: %v", err)
+	}
+	switch {
+	case dst.objectStore() && format != remotecache.FormatConfigOnly:
+		return 0, usagef("--format %s: %s: an %s: location takes only the config-only form", format, dst, dst.scheme)
+	case !dst.objectStore() && format == remotecache.FormatConfigOnly:
+		return 0, usagef("--format config-only: %s: only s3: and azblob: locations take it (it has no manifest to tag)", dst)
+	}
+	return format, nil
+}
+
+// exportResult is what copy and merge print; its JSON is the output of
+// --json.
+type exportResult struct {
+	// Destination is the location written, with its tag or names.
+	Destination string `json:"destination"`
+	Format      string `json:"format"`
+	// Manifest is the descriptor of the manifest written (of the cache
+	// config, in the config-only form): what the tag names.
+	Manifest ocispec.Descriptor `json:"manifest"`
+	// Blobs counts the blobs of the cache (layers, config, manifest):
+	// those written and those the destination had already.
+	Blobs        int   `json:"blobs"`
+	Written      int   `json:"written"`
+	Skipped      int   `json:"skipped"`
+	BytesWritten int64 `json:"bytesWritten"`
+	BytesSkipped int64 `json:"bytesSkipped"`
+}
+
+// print writes the result: "DST DIGEST FORMAT", or its JSON.
+func (r *exportResult) print(c *cli, asJSON bool) error {
+	if asJSON {
+		return writeJSON(c.stdout, r)
+	}
+	_, err := fmt.Fprintf(c.stdout, "%s %s %s\n", r.Destination, r.Manifest.Digest, r.Format)
+	return err
+}
+
+// export reads every source and writes their union into the destination,
+// moving its tag last.
+func (c *cli) export(ctx context.Context, srcLocs []location, dstLoc location, f *exportFlags) (*exportResult, error) {
+	format, err := f.manifestFormat(dstLoc)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	// Sources first, so that one that cannot be read leaves no new empty
+	// layout behind at DST.
+	caches, closeAll, err := readCaches(ctx, srcLocs)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
+	return c.write(ctx, caches, dstLoc, format, f.concurrency)
+}
+
+// write adds the configs of caches, each with the blobs of its store, to
+// one exporter, writes the cache into dstLoc in the given form and moves
+// dstLoc's tag to it.
+func (c *cli) write(ctx context.Context, caches []*storedCache, dstLoc location, format remotecache.ManifestFormat, concurrency int) (*exportResult, error) {
+	var pl planner
+	for _, sc := range caches {
+		pl.add(sc)
+	}
+	dst, err := openDestination(ctx, dstLoc)
+	if err != nil {
+		return nil, err
+	}
+	defer dst.Close()
+
+	t := &tally{failures: &c.failures}
+	sink, stop := c.progress(pl.plan(format))
+	defer stop(false)
+	t.next = sink
+	exp, err := remotecache.NewExporter(dst,
+		remotecache.WithManifestFormat(format),
+		remotecache.WithConcurrency(concurrency),
+		remotecache.WithProgress(t))
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range caches {
+		done := remotecache.OneOff(t, "importing "+sc.loc.String())
+		if err := done(remotecache.ParseConfig(sc.cfg, sc.m.Descriptors(sc.src), exp)); err != nil {
+			return nil, errors.Wrapf(err, "%s: cache config %s", sc.loc, sc.m.Config.Digest)
+		}
+	}
+	resp, err := exp.Finalize(ctx)
+	if err != nil {
+		return nil, errors.Wrapf(err, "%s", dstLoc)
+	}
+	descJSON, ok := resp[remotecache.ExporterResponseManifestDesc]
+	if !ok {
+		return nil, errors.Errorf("%s: nothing to write: no record of the source has all its layer blobs", dstLoc)
+	}
+	var desc ocispec.Descriptor
+	if err := json.Unmarshal([]byte(descJSON), &desc); err != nil {
+		return nil, errors.Wrap(err, "decoding the manifest descriptor")
+	}
+	done := remotecache.OneOff(t, "tagging "+dstLoc.String())
+	if err := done(dst.tag(ctx, desc)); err != nil {
+		return nil, errors.Wrapf(err, "%s", dstLoc)
+	}
+	stop(true)
+	r := t.result()
+	r.Destination, r.Format, r.Manifest = dstLoc.String(), format.String(), desc
+	return &r, nil
+}
+
+// planner adds up the blobs the caches' configs name, for the overall
+// bar.
+type planner struct {
+	seen  map[digest.Digest]bool
+	blobs int
+	bytes int64
+	meta  int64 // the largest config and manifest: one of each is written
+}
+
+// add adds the blobs a cache's config names.
+func (p *planner) add(sc *storedCache) {
+	sizes := sc.blobSizes()
+	for _, l := range sc.cfg.Layers {
+		p.addBlob(l.Blob, sizes[l.Blob])
+	}
+	p.addMeta(sc.m)
+}
+
+// addManifest adds the blobs a manifest lists.
+func (p *planner) addManifest(m *remotecache.Manifest) {
+	for _, l := range m.Layers {
+		p.addBlob(l.Digest, l.Size)
+	}
+	p.addMeta(m)
+}
+
+func (p *planner) addBlob(d digest.Digest, size int64) {
+	if p.seen == nil {
+		p.seen = map[digest.Digest]bool{}
+	}
+	if !p.seen[d] {
+		p.seen[d] = true
+		p.blobs++
+		p.bytes += max(size, 0)
+	}
+}
+
+// addMeta counts a config and a manifest the size of m's.
+func (p *planner) addMeta(m *remotecache.Manifest) {
+	meta := m.Config.Size
+	if m.Format != remotecache.FormatConfigOnly {
+		meta += m.Descriptor.Size
+	}
+	p.meta = max(p.meta, meta)
+}
+
+// plan is what an export in the given form writes: the blobs, a config
+// and, but in the config-only form, a manifest.
+func (p *planner) plan(format remotecache.ManifestFormat) plan {
+	pl := plan{blobs: p.blobs + 2, bytes: p.bytes + p.meta}
+	if format == remotecache.FormatConfigOnly {
+		pl.blobs--
+	}
+	return pl
+}
+
+// tally counts the blobs an export wrote and skipped, keeps the errors of
+// the steps that failed, and passes every event on to next.
+type tally struct {
+	next     remotecache.ProgressSink
+	failures *failures
+
+	mu sync.Mutex
+	r  exportResult
+}
+
+func (t *tally) Progress(e remotecache.Event) {
+	if !e.Completed.IsZero() {
+		if e.Err != nil {
+			t.failures.add(e.Err)
+		} else if isBlobStep(e.ID) {
+			t.mu.Lock()
+			t.r.Blobs++
+			if e.Skipped {
+				t.r.Skipped++
+				t.r.BytesSkipped += e.Total
+			} else {
+				t.r.Written++
+				t.r.BytesWritten += e.Total
+			}
+			t.mu.Unlock()
+		}
+	}
+	if t.next != nil {
+		t.next.Progress(e)
+	}
+}
+
+func (t *tally) result() exportResult {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.r
+}
+
+// writeJSON writes v as indented JSON.
+func writeJSON(w interface{ Write([]byte) (int, error) }, v any) error {
+	dt, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(dt, '\n'))
+	return err
+}
