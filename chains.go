@@ -2,6 +2,7 @@ package remotecache
 
 import (
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 
@@ -13,103 +14,111 @@ import (
 // CacheChains collects a cache graph through Add and turns it into a cache
 // config with Marshal. It is safe for concurrent use.
 type CacheChains struct {
-	mu      sync.Mutex
-	roots   map[digest.Digest]*record
-	records []*record // every record ever made, in creation order
-	// children indexes the links: for a source record, an input slot, a
-	// selector and a target digest, the records linked that way.
-	// Its keys and values hold no pointers (records by creation index),
-	// so the garbage collector does not scan it; a key's second and later
-	// records, rare, are in childMore.
-	children  map[childKey]int32 // first record's seq + 1
-	childMore map[childKey][]int32
-	// The children index is keyed by hashes of digests and selectors, not
-	// the strings: candidates found through it are checked in full.
-	seed maphash.Seed
-	// Arenas for records and their links, to allocate in chunks.
-	slab      []record
-	linkArena []link
-	slotArena [][]link
+	mu    sync.Mutex
+	roots map[digest.Digest]int32
+
+	// The graph (links.go): records, their slots and links, children.
+	recs  chunks[rec]
+	slots runs[slot]
+	links runs[link]
+	kids  chunks[kid]
+	// handles are the Record handles, by id, in chunks of handleChunk
+	// that never move.
+	handles [][]record
+	// sels are the selectors of the links, by index; 0 is "". They are
+	// not interned: a link keeps its selector's hash to compare and index
+	// it by.
+	sels chunks[string]
+
+	// children indexes the links (childindex.go): for a source record, an
+	// input slot, a selector and a target digest, the records linked that
+	// way. Its keys and values hold no pointers, so the garbage collector
+	// does not scan it; a key's second and later records, rare, are in
+	// childMore.
+	children  map[uint32]int32 // first record + 1
+	childMore map[uint32][]int32
+	seed      maphash.Seed
+
+	// Results and what they are made of (results.go, blobs.go).
+	results chunks[resEntry]
+	blobs   chunks[blob]
+	blobIDs hashIndex
+	nodes   chunks[node]
+	nodeIDs map[uint64]int32
+
+	// Scratch of Add and of the cycle check (order.go).
+	addLinks []link
+	addSlots []int32  // end of each slot's links in addLinks
+	addFree  []bool   // by link of slot 0: no record is under its key
+	addKeys  []uint32 // by link of slot 0: its key
+	cands    []int32
+	gen      uint32
+	stack    []int32
 }
+
+// handleChunk is the number of handles allocated at once.
+const handleChunk = 1024
 
 // NewCacheChains returns an empty graph.
 func NewCacheChains() *CacheChains {
 	return &CacheChains{
-		roots:     map[digest.Digest]*record{},
-		children:  map[childKey]int32{},
-		childMore: map[childKey][]int32{},
+		roots:     map[digest.Digest]int32{},
+		children:  map[uint32]int32{},
+		childMore: map[uint32][]int32{},
+		blobIDs:   newHashIndex(),
+		nodeIDs:   map[uint64]int32{},
 		seed:      maphash.MakeSeed(),
 	}
 }
 
 var _ Target = (*CacheChains)(nil)
 
-// allocLinks returns n links and m slots from the arenas; both are capped
-// so that appends to them reallocate.
-func (c *CacheChains) allocLinks(n, m int) ([]link, [][]link) {
-	if len(c.linkArena) < n {
-		c.linkArena = make([]link, max(n, 1024))
-	}
-	if len(c.slotArena) < m {
-		c.slotArena = make([][]link, max(m, 512))
-	}
-	ls := c.linkArena[:0:n]
-	c.linkArena = c.linkArena[n:]
-	ss := c.slotArena[:m:m]
-	c.slotArena = c.slotArena[m:]
-	return ls, ss
-}
-
-// link is an input link of a record, stored on the target record.
-type link struct {
-	src      *record
-	selector string
-	sel      uint64 // hash of selector
-}
-
-// record is the CacheChains implementation of Record.
+// record is the CacheChains implementation of Record: a handle to record
+// id of cc.
 type record struct {
 	cc   *CacheChains
 	dgst digest.Digest
-	dkey uint64 // hash of dgst
-	seq  int    // creation order; merges keep the oldest record
-	tmp  int    // scratch index, used by Marshal under the lock
-
-	slots    [][]link  // input slots
-	children []*record // records that have a link from this one
-	results  []Result
-
-	// mergedInto is set when the record was merged into another one;
-	// handles to it then stand for that record.
-	mergedInto *record
-	// dropped is set when a merge left the record with no way in that
-	// would not close a cycle; it is no longer part of the graph.
-	dropped bool
+	id   int32
 }
 
 // Digest implements Record.
 func (r *record) Digest() digest.Digest { return r.dgst }
 
-// live follows merges to the record that r now stands for.
-func (r *record) live() *record {
-	for r.mergedInto != nil {
-		r = r.mergedInto
-	}
-	return r
+func (c *CacheChains) handle(id int32) *record {
+	return &c.handles[id/handleChunk][id%handleChunk]
 }
 
-func (c *CacheChains) newRecord(dgst digest.Digest, dkey uint64) *record {
-	if len(c.slab) == 0 {
-		c.slab = make([]record, 256)
+// dgst returns the digest of record id.
+func (c *CacheChains) dgst(id int32) digest.Digest {
+	return c.handles[id/handleChunk][id%handleChunk].dgst
+}
+
+func (c *CacheChains) newRecord(dgst digest.Digest) int32 {
+	id := int32(c.recs.len())
+	if id%handleChunk == 0 {
+		c.handles = append(c.handles, make([]record, handleChunk))
 	}
-	r := &c.slab[0]
-	c.slab = c.slab[1:]
-	r.cc = c
-	r.dgst = dgst
-	r.dkey = dkey
-	r.seq = len(c.records)
-	c.records = append(c.records, r)
-	return r
+	*c.handle(id) = record{cc: c, dgst: dgst, id: id}
+	k0, ok := hexKey(dgst)
+	// Its ord is above every other: its sources are all older.
+	c.recs.add(rec{k0: k0, hexKey: ok, ord: id})
+	return id
+}
+
+// dkey returns the hash of r's digest, as the children index keys it.
+func (c *CacheChains) dkey(r int32) uint64 {
+	return c.hash(string(c.dgst(r)))
+}
+
+// newLink returns the link from src through selector s, keeping s.
+func (c *CacheChains) newLink(src int32, s string) link {
+	if s == "" {
+		return link{src: src}
+	}
+	if c.sels.len() == 0 {
+		c.sels.add("")
+	}
+	return link{src: src, sel: c.sels.add(s), sh: uint32(c.hash(s)) & hashMask}
 }
 
 // Add implements Target. See docs/design.md §4 for the rules: records are matched
@@ -125,15 +134,14 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	if len(deps) == 0 {
 		r, ok := c.roots[dgst]
 		if !ok {
-			r = c.newRecord(dgst, 0)
+			r = c.newRecord(dgst)
 			c.roots[dgst] = r
 		}
-		r.addResults(results)
-		return r, true, nil
+		c.addResults(r, results)
+		return c.handle(r), true, nil
 	}
 
 	// Resolve and check every link before changing anything.
-	nlinks := 0
 	for i, slot := range deps {
 		if len(slot) == 0 {
 			return nil, false, errors.Wrapf(errdefs.ErrInvalidArgument, "record %s: input %d is empty", dgst, i)
@@ -146,94 +154,112 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 			if src.cc != c {
 				return nil, false, errors.Wrapf(errdefs.ErrInvalidArgument, "record %s: input %d link %d: source %s belongs to another graph", dgst, i, j, src.dgst)
 			}
-			if src.live().dropped {
+			if c.recs.at(c.live(src.id)).dropped {
 				return nil, false, errors.Wrapf(errdefs.ErrFailedPrecondition, "record %s: input %d link %d: source %s was dropped from the graph: a merge left it only links that close a cycle", dgst, i, j, src.dgst)
 			}
 		}
-		nlinks += len(slot)
 	}
-	flat, slots := c.allocLinks(nlinks, len(deps))
-	for i, slot := range deps {
-		start := len(flat)
+	c.addLinks, c.addSlots = c.addLinks[:0], c.addSlots[:0]
+	for _, slot := range deps {
+		start := len(c.addLinks)
 		for _, l := range slot {
-			nl := link{src: l.Src.(*record).live(), selector: l.Selector, sel: c.hash(l.Selector)}
-			if !containsLink(flat[start:], nl) {
-				flat = append(flat, nl)
+			nl := c.newLink(c.live(l.Src.(*record).id), l.Selector)
+			if !c.containsLink(c.addLinks[start:], nl) {
+				c.addLinks = append(c.addLinks, nl)
 			}
 		}
-		slots[i] = flat[start:len(flat):len(flat)]
+		c.addSlots = append(c.addSlots, int32(len(c.addLinks)))
 	}
 
 	dkey := c.hash(string(dgst))
-	r := c.match(dgst, dkey, slots)
-	if r != nil {
-		// A merge may have folded one of the sources into another record.
-		for i := range flat {
-			flat[i].src = flat[i].src.live()
-		}
-	} else {
-		r = c.newRecord(dgst, dkey)
-		r.slots = slots
-		for i, slot := range slots {
-			for _, l := range slot {
-				c.indexLink(l.src, i, l.sel, r)
-			}
-		}
-		r.addResults(results)
-		return r, true, nil
+	r, ok := c.match(dgst, dkey)
+	if !ok {
+		r = c.newRecord(dgst)
+		c.addNewLinks(r, dkey)
+		c.addResults(r, results)
+		return c.handle(r), true, nil
 	}
-
-	r.addResults(results)
-	var desc map[*record]struct{}
-	for i, slot := range slots {
-		for _, l := range slot {
-			if l.src.dropped || (i < len(r.slots) && containsLink(r.slots[i], l)) {
+	// A merge may have folded one of the sources into another record.
+	for i := range c.addLinks {
+		c.addLinks[i].src = c.live(c.addLinks[i].src)
+	}
+	c.addResults(r, results)
+	start := 0
+	for i, end := range c.addSlots {
+		for _, l := range c.addLinks[start:end] {
+			if c.recs.at(l.src).dropped || c.slotHas(r, i, l) {
 				continue // dropped by a merge of this Add, or there already
 			}
-			if desc == nil {
-				desc = r.descendants()
-			}
-			if _, ok := desc[l.src]; ok {
+			if c.reaches(r, l.src) {
 				continue // a link from a descendant would make a cycle
 			}
-			c.addLink(r, i, l)
+			c.addLinkKey(r, i, l, dkey)
 		}
+		start = int(end)
 	}
-	return r, true, nil
+	return c.handle(r), true, nil
 }
 
-func containsLink(ls []link, l link) bool {
-	for _, x := range ls {
-		if x == l {
-			return true
+// addNewLinks gives the new record r, of digest hash dkey, the slots and
+// links of this Add and indexes them.
+func (c *CacheChains) addNewLinks(r int32, dkey uint64) {
+	x := c.recs.at(r)
+	ns := int32(len(c.addSlots))
+	x.slot0, x.nslot = c.slots.alloc(ns), ns
+	off := c.links.alloc(int32(len(c.addLinks)))
+	copy(c.links.span(off, int32(len(c.addLinks))), c.addLinks)
+	start := int32(0)
+	for i, end := range c.addSlots {
+		n := end - start
+		*c.slots.at(x.slot0 + int32(i)) = slot{off: off + start, n: n, cap: n}
+		for j, l := range c.addLinks[start:end] {
+			if i == 0 && c.addFree[j] {
+				// match found the key free: the first entry, no lookup.
+				c.addKid(l.src, r)
+				c.children[key(l.src, 0, l.sh, dkey)] = r + 1
+				continue
+			}
+			c.indexNew(l.src, i, l.sh, r, dkey)
 		}
+		start = end
 	}
-	return false
 }
 
 // match finds the record dgst that is already linked, in every slot, from
-// one of the slot's sources with the same selector. Several matches are
-// merged into the oldest.
-func (c *CacheChains) match(dgst digest.Digest, dkey uint64, slots [][]link) *record {
-	var cands []*record
-	for _, l := range slots[0] {
-		c.childEach(key(l.src, 0, l.sel, dkey), func(r *record) {
-			if r.dgst != dgst || !containsLink(r.slotOrNil(0), l) {
-				return // a hash collision
+// one of the slot's sources (of this Add) with the same selector. Several
+// matches are merged into the oldest.
+func (c *CacheChains) match(dgst digest.Digest, dkey uint64) (int32, bool) {
+	cands := c.cands[:0]
+	add := func(r int32, l link) {
+		if c.dgst(r) != dgst || !c.slotHas(r, 0, l) {
+			return // a hash collision
+		}
+		for _, x := range cands {
+			if x == r {
+				return
 			}
-			for _, x := range cands {
-				if x == r {
-					return
-				}
-			}
-			cands = append(cands, r)
-		})
+		}
+		cands = append(cands, r)
 	}
-	for i := 1; i < len(slots) && len(cands) > 0; i++ {
+	c.addFree, c.addKeys = c.addFree[:0], c.addKeys[:0]
+	for _, l := range c.addLinks[:c.addSlots[0]] {
+		k := key(l.src, 0, l.sh, dkey)
+		f := c.children[k]
+		// Free, unless another link of the slot has the key too.
+		c.addFree = append(c.addFree, f == 0 && !slices.Contains(c.addKeys, k))
+		c.addKeys = append(c.addKeys, k)
+		if f != 0 {
+			add(f-1, l)
+			for _, r := range c.childMore[k] {
+				add(r, l)
+			}
+		}
+	}
+	for i := 1; i < len(c.addSlots) && len(cands) > 0; i++ {
 		kept := cands[:0]
 		for _, r := range cands {
-			for _, l := range slots[i] {
-				if containsLink(r.slotOrNil(i), l) {
+			for _, l := range c.addLinks[c.addSlots[i-1]:c.addSlots[i]] {
+				if c.slotHas(r, i, l) {
 					kept = append(kept, r)
 					break
 				}
@@ -241,38 +267,39 @@ func (c *CacheChains) match(dgst digest.Digest, dkey uint64, slots [][]link) *re
 		}
 		cands = kept
 	}
+	c.cands = cands[:0]
 	if len(cands) == 0 {
-		return nil
+		return 0, false
 	}
 	main := cands[0]
 	for _, r := range cands[1:] {
-		if r.seq < main.seq {
+		if r < main {
 			main = r
 		}
 	}
-	for _, r := range cands {
-		if r = r.live(); r != main.live() && !r.dropped {
-			c.merge(main.live(), r)
+	if len(cands) > 1 {
+		for _, r := range cands {
+			if r = c.live(r); r != c.live(main) && !c.recs.at(r).dropped {
+				c.merge(c.live(main), r)
+			}
 		}
 	}
-	return main.live()
+	return c.live(main), true
 }
 
-func (r *record) slotOrNil(i int) []link {
-	if i < len(r.slots) {
-		return r.slots[i]
-	}
-	return nil
+// addLink adds l to slot i of r unless it is there. The link must not
+// close a cycle (see reaches).
+func (c *CacheChains) addLink(r int32, i int, l link) {
+	c.addLinkKey(r, i, l, c.dkey(r))
 }
 
-// addLink adds l to slot i of r unless it is there.
-func (c *CacheChains) addLink(r *record, i int, l link) {
-	for len(r.slots) <= i {
-		r.slots = append(r.slots, nil)
-	}
-	if containsLink(r.slots[i], l) {
+// addLinkKey is addLink for r whose digest hashes to dkey.
+func (c *CacheChains) addLinkKey(r int32, i int, l link, dkey uint64) {
+	c.growSlots(r, i+1)
+	if c.slotHas(r, i, l) {
 		return
 	}
-	r.slots[i] = append(r.slots[i], l)
-	c.indexLink(l.src, i, l.sel, r)
+	c.order(l.src, r)
+	c.appendLink(r, i, l)
+	c.indexNew(l.src, i, l.sh, r, dkey)
 }

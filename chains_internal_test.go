@@ -30,7 +30,7 @@ func TestAddDoesNotDuplicateResults(t *testing.T) {
 	if _, _, err := c.Add(digest.FromString("r"), nil, []Result{again}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(r.(*record).results); n != 1 {
+	if n := r.(*record).cc.countResults(r.(*record).id); n != 1 {
 		t.Fatalf("%d results after adding one result three times, want 1", n)
 	}
 	// Same time, same number of blobs, other blobs: a different result
@@ -38,7 +38,56 @@ func TestAddDoesNotDuplicateResults(t *testing.T) {
 	if _, _, err := c.Add(digest.FromString("r"), nil, []Result{res("a", "c")}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(r.(*record).results); n != 2 {
+	if n := r.(*record).cc.countResults(r.(*record).id); n != 2 {
 		t.Fatalf("%d results, want 2", n)
+	}
+}
+
+func (c *CacheChains) countResults(r int32) int {
+	n := 0
+	for e := c.recs.at(r).res; e != 0; e = c.results.at(e - 1).next {
+		n++
+	}
+	return n
+}
+
+// Strings whose hashes collide are told apart: blobs are interned by hash,
+// and by the string itself when the hash is taken; links compare their
+// selectors' hashes, then the selectors.
+func TestHashIndexCollisions(t *testing.T) {
+	c := NewCacheChains()
+	a, b := digest.FromString("a"), digest.FromString("b")
+	ia := c.internBlob(a)
+	// Make b's hash find a's entry, as a collision would.
+	c.blobIDs.byHash[uint32(c.hash(string(b)))&hashMask] = ia
+	ib := c.internBlob(b)
+	if ib == ia || c.internBlob(b) != ib || c.internBlob(a) != ia || c.blobs.at(ib).dgst != b {
+		t.Fatalf("ids %d, %d: a colliding digest is not told apart", ia, ib)
+	}
+	// Links through selectors whose hashes collide are told apart.
+	x, y := c.newLink(0, "x"), c.newLink(0, "y")
+	y.sh = x.sh
+	if c.sameLink(x, y) || !c.sameLink(x, c.newLink(0, "x")) || c.selector(y) != "y" {
+		t.Fatal("a colliding selector is not told apart")
+	}
+}
+
+func TestHexKey(t *testing.T) {
+	for _, tc := range []struct {
+		d  digest.Digest
+		k  uint64
+		ok bool
+	}{
+		{"sha256:0123456789abcdef0000", 0x0123456789abcdef, true},
+		{"sha256:ffffffffffffffff", 0xffffffffffffffff, true},
+		{"sha256:0123456789abcdeF", 0, false},
+		{"sha256:0123456789abcde", 0, false},
+		{"sha512:0123456789abcdef", 0, false},
+		{"sha256:g123456789abcdef", 0, false},
+	} {
+		k, ok := hexKey(tc.d)
+		if ok != tc.ok || (ok && k != tc.k) {
+			t.Errorf("hexKey(%s) = %x, %v; want %x, %v", tc.d, k, ok, tc.k, tc.ok)
+		}
 	}
 }

@@ -5,11 +5,33 @@ import (
 	"slices"
 )
 
-type childKey struct {
-	src  int32 // seq of the source record
-	slot int32
-	sel  uint64 // hash of the selector
-	dgst uint64 // hash of the child's digest
+// The children index is keyed by a 32-bit hash of the source, the slot,
+// the selector and the hash of the target's digest, not by the four (a
+// map of 32-bit keys takes half the memory): the records found under a key
+// are checked in full, and a record is listed once per link, so that two
+// links whose keys collide (a few in a graph of 100,000 links) come and go
+// each with its own entry and cost only a check more.
+
+// key returns the children index key of a link from src, in slot through
+// a selector that hashes to sel, into a record whose digest hashes to
+// dgst.
+func key(src int32, slot int, sel uint32, dgst uint64) uint32 {
+	return uint32(dgst^mix(uint64(uint32(src))|uint64(sel)<<32)^mix(uint64(slot)^0x9e3779b97f4a7c15)) & hashMask
+}
+
+// hashMask keeps every bit of the 32-bit hashes; tests clear most to make
+// hashes collide.
+var hashMask uint32 = 1<<32 - 1
+
+// mix is splitmix64's finalizer: a bijection of 64-bit integers that
+// spreads every bit over all of them.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 func (c *CacheChains) hash(s string) uint64 {
@@ -19,49 +41,27 @@ func (c *CacheChains) hash(s string) uint64 {
 	return maphash.String(c.seed, s)
 }
 
-// key returns the children index key of a link from src.
-func key(src *record, slot int, sel, dgst uint64) childKey {
-	return childKey{src: int32(src.seq), slot: int32(slot), sel: sel, dgst: dgst}
-}
-
-// childEach calls fn for each record indexed under k.
-func (c *CacheChains) childEach(k childKey, fn func(*record)) {
-	if f := c.children[k]; f != 0 {
-		fn(c.records[f-1])
-	}
-	for _, seq := range c.childMore[k] {
-		fn(c.records[seq])
-	}
-}
-
-func (c *CacheChains) childHas(k childKey, r *record) bool {
-	if c.children[k] == int32(r.seq)+1 {
-		return true
-	}
-	return slices.Contains(c.childMore[k], int32(r.seq))
-}
-
-func (c *CacheChains) childAdd(k childKey, r *record) {
-	if c.childHas(k, r) {
-		return
-	}
+// childAdd lists r under k.
+func (c *CacheChains) childAdd(k uint32, r int32) {
 	if c.children[k] == 0 {
-		c.children[k] = int32(r.seq) + 1
+		c.children[k] = r + 1
 		return
 	}
-	c.childMore[k] = append(c.childMore[k], int32(r.seq))
+	c.childMore[k] = append(c.childMore[k], r)
 }
 
-func (c *CacheChains) childRemove(k childKey, r *record) {
-	seq := int32(r.seq)
-	more := slices.DeleteFunc(c.childMore[k], func(x int32) bool { return x == seq })
-	if c.children[k] == seq+1 {
-		if len(more) > 0 {
-			c.children[k] = more[0] + 1
-			more = more[1:]
-		} else {
+// childRemove takes one entry of r off k's list.
+func (c *CacheChains) childRemove(k uint32, r int32) {
+	more := c.childMore[k]
+	if c.children[k] == r+1 {
+		if len(more) == 0 {
 			delete(c.children, k)
+			return
 		}
+		c.children[k] = more[0] + 1
+		more = more[1:]
+	} else if i := slices.Index(more, r); i >= 0 {
+		more = slices.Delete(more, i, i+1)
 	}
 	if len(more) == 0 {
 		delete(c.childMore, k)
@@ -70,22 +70,15 @@ func (c *CacheChains) childRemove(k childKey, r *record) {
 	}
 }
 
-// indexLink records that r has a link from src in slot i with selector.
-func (c *CacheChains) indexLink(src *record, i int, sel uint64, r *record) {
-	k := key(src, i, sel, r.dkey)
-	if c.childHas(k, r) {
-		return
-	}
-	// src.children may list a child more than once (linked from src in
-	// several slots or with several selectors); every user of it copes.
-	// Scanning it for r would make popular bases quadratic.
-	if n := len(src.children); n == 0 || src.children[n-1] != r {
-		src.children = append(src.children, r)
-	}
-	c.childAdd(k, r)
+// indexNew records that r, whose digest hashes to dkey, has a new link
+// from src in slot i through a selector that hashes to sel.
+func (c *CacheChains) indexNew(src int32, i int, sel uint32, r int32, dkey uint64) {
+	c.addKid(src, r)
+	c.childAdd(key(src, i, sel, dkey), r)
 }
 
-// unindexLink removes what indexLink recorded.
-func (c *CacheChains) unindexLink(src *record, i int, sel uint64, r *record) {
-	c.childRemove(key(src, i, sel, r.dkey), r)
+// unindexLink removes what indexNew recorded in the index (not the
+// children list).
+func (c *CacheChains) unindexLink(src int32, i int, sel uint32, r int32) {
+	c.childRemove(key(src, i, sel, c.dkey(r)), r)
 }

@@ -2,179 +2,256 @@ package remotecache
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
-	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 )
 
-// blobState is what Marshal knows of one distinct blob.
-type blobState struct {
-	dgst  digest.Digest
-	avail int8 // 0 unknown, 1 available, 2 not
-	// rank is the output index of the record whose descriptor of the blob
-	// is kept: the first record in output order that uses it.
-	rank     int
-	desc     *ocispec.Descriptor
-	provider content.Provider
+// outLayer is a layer of the config: a blob on top of a parent layer (its
+// output index, or -1).
+type outLayer struct {
+	blob, parent int32
 }
 
-// collectLayers picks each record's result and builds the layer chains,
-// one per distinct (blob, parent chain).
-func (m *marshaler) collectLayers() error {
-	n := len(m.recs)
-	m.blobIDs = make(map[digest.Digest]int, n)
-	m.blobs = make([]blobState, 0, n)
-	m.layerIdx = make(map[uint64]int, n)
-	m.layers = make([]layerKey, 0, n)
-	m.recLayer = make([]int, n)
-	m.recResult = make([]*Result, n)
-	var ids []int
-	// Creation order walks memory in order; nothing in the output
-	// depends on it.
+// Availability of a blob, and of a chain (a node: every blob of it).
+const (
+	unknown uint8 = iota
+	available
+	unavailable
+)
+
+// checkResults picks each record's result, if every blob of it is
+// available, and builds the layers, one per distinct (blob, parent
+// chain): the chain nodes (blobs.go) that written results reach. It needs
+// nothing of the records' order, so it runs beside sortRecords.
+func (m *marshaler) checkResults() error {
+	c := m.c
+	nodeState := make([]uint8, c.nodes.len())
+	blobState := make([]uint8, c.blobs.len())
+	m.used = make([]bool, c.nodes.len())
+	m.top = make([]int32, c.recs.len())
+	// Creation order, as the Info calls are made in it: with providers
+	// that disagree, the first to be asked about a blob decides.
 	for _, r := range m.recs {
-		i := m.rank[r.tmp]
-		m.recLayer[i] = -1
-		res := r.best()
-		if res == nil || res.Remote == nil || len(res.Remote.Descriptors) == 0 {
+		m.top[r] = -1
+		e := c.best(r)
+		if e == nil || e.node < 0 {
 			continue
 		}
-		ids = ids[:0]
-		for _, d := range res.Remote.Descriptors {
-			id, ok := m.blobIDs[d.Digest]
-			if !ok {
-				id = len(m.blobs)
-				m.blobIDs[d.Digest] = id
-				m.blobs = append(m.blobs, blobState{dgst: d.Digest, rank: -1})
-			}
-			ids = append(ids, id)
-		}
-		ok, err := m.available(res.Remote, ids)
+		ok, err := m.available(e.res.Remote, e.node, nodeState, blobState)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			continue
 		}
-		parent := -1
-		for j, id := range ids {
-			k := uint64(id)<<32 | uint64(uint32(parent+1))
-			idx, ok := m.layerIdx[k]
-			if !ok {
-				idx = len(m.layers)
-				m.layerIdx[k] = idx
-				m.layers = append(m.layers, layerKey{blob: id, parent: parent})
-			}
-			if b := &m.blobs[id]; b.rank < 0 || i < b.rank {
-				b.rank, b.desc, b.provider = i, &res.Remote.Descriptors[j], res.Remote.Provider
-			}
-			parent = idx
+		m.top[r] = e.node
+		for x := e.node; x >= 0 && !m.used[x]; x = c.nodes.at(x).parent {
+			m.used[x] = true
+			m.nlayers++
 		}
-		m.recLayer[i] = parent
-		m.recResult[i] = res
-	}
-	kept := 0
-	for _, b := range m.blobs {
-		if b.desc != nil {
-			kept++
-		}
-	}
-	m.descs = make(DescriptorProvider, kept)
-	for _, b := range m.blobs {
-		if b.desc == nil {
-			continue
-		}
-		d := *b.desc
-		if d.MediaType != "" {
-			d.MediaType = convertLayerMediaType(d.MediaType, true)
-		}
-		m.descs[d.Digest] = DescriptorProviderPair{Descriptor: d, Provider: b.provider}
 	}
 	m.sortLayers()
 	return nil
 }
 
-// available tells whether every blob of r (ids: their blob ids) can be
-// read, asking the provider once per blob. A provider that cannot answer
-// Info (or answers "not implemented") is trusted. Only "not found" makes a
-// blob unavailable: any other error (a registry's 503, a timeout, a
-// refused credential) fails Marshal, naming the blob, so that a flaky
-// source never turns into a smaller cache.
-func (m *marshaler) available(r *Remote, ids []int) (bool, error) {
+// pickDescriptors gives each blob the descriptor (and provider) of the
+// first record in output order whose chain has it, at its first place in
+// that chain: the least output index below each node, then the
+// shallowest node of each blob with the least. It runs beside build.
+func (m *marshaler) pickDescriptors() {
+	c := m.c
+	used := m.used
+	minRank := make([]int32, c.nodes.len())
+	for x := range minRank {
+		minRank[x] = math.MaxInt32
+	}
+	for _, r := range m.recs {
+		if t := m.top[r]; t >= 0 {
+			minRank[t] = min(minRank[t], m.rank[r])
+		}
+	}
+	for x := c.nodes.len() - 1; x >= 0; x-- { // a parent is older than its children
+		if p := c.nodes.at(x).parent; used[x] && p >= 0 {
+			minRank[p] = min(minRank[p], minRank[x])
+		}
+	}
+	pick := make([]int32, c.blobs.len()) // node + 1
+	nblobs := 0
+	for x := range c.nodes.len() {
+		if !used[x] {
+			continue
+		}
+		b := c.nodes.at(x).blob
+		p := pick[b] - 1
+		if p < 0 {
+			nblobs++
+		}
+		if p < 0 || minRank[x] < minRank[p] || (minRank[x] == minRank[p] && c.nodes.at(x).depth < c.nodes.at(p).depth) {
+			pick[b] = int32(x) + 1
+		}
+	}
+	// Read the descriptors record by record, in creation order, which
+	// walks the results (and, mostly, the callers' descriptors) in order:
+	// the picked nodes grouped by the record that owns them.
+	start := make([]int32, c.recs.len()+1)
+	for _, p := range pick {
+		if p != 0 {
+			start[m.order[minRank[p-1]]+1]++
+		}
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	byOwner := make([]int32, nblobs)
+	for _, p := range pick {
+		if p != 0 {
+			o := m.order[minRank[p-1]]
+			byOwner[start[o]] = p - 1
+			start[o]++
+		}
+	}
+	m.descs = make(DescriptorProvider, nblobs)
+	o := int32(0)
+	for i, x := range byOwner {
+		for int(start[o]) <= i {
+			o++ // start[o] is now where o's nodes end
+		}
+		res := &c.best(o).res
+		d := res.Remote.Descriptors[c.nodes.at(x).depth]
+		if d.MediaType != "" {
+			d.MediaType = convertLayerMediaType(d.MediaType, true)
+		}
+		m.descs[d.Digest] = DescriptorProviderPair{Descriptor: d, Provider: res.Remote.Provider}
+	}
+}
+
+// available tells whether every blob of the chain node can be read, asking
+// r's provider once per blob, base first, up to the first it does not
+// have; what is known of blobs and chains is kept in the two states. A
+// provider that cannot answer Info (or answers "not implemented") is
+// trusted. Only "not found" makes a blob unavailable: any other error (a
+// registry's 503, a timeout, a refused credential) fails Marshal, naming
+// the blob, so that a flaky source never turns into a smaller cache.
+func (m *marshaler) available(r *Remote, n int32, nodeState, blobState []uint8) (bool, error) {
 	ip, ok := r.Provider.(content.InfoProvider)
 	if !ok {
 		return true, nil
 	}
-	for _, id := range ids {
-		b := &m.blobs[id]
-		if b.avail == 0 {
+	c := m.c
+	// The chains from n down to the first whose state is known.
+	var path []int32
+	x := n
+	for x >= 0 && nodeState[x] == unknown {
+		path = append(path, x)
+		x = c.nodes.at(x).parent
+	}
+	if x >= 0 && nodeState[x] == unavailable {
+		for _, p := range path {
+			nodeState[p] = unavailable
+		}
+		return false, nil
+	}
+	for k := len(path) - 1; k >= 0; k-- {
+		b := c.nodes.at(path[k]).blob
+		if blobState[b] == unknown {
 			if err := m.ctx.Err(); err != nil {
 				return false, err
 			}
-			_, err := ip.Info(m.ctx, b.dgst)
+			_, err := ip.Info(m.ctx, c.blobs.at(b).dgst)
 			switch {
 			case err == nil || errdefs.IsNotImplemented(err):
-				b.avail = 1
+				blobState[b] = available
 			case errdefs.IsNotFound(err):
-				b.avail = 2
+				blobState[b] = unavailable
 			default:
-				return false, errors.Wrapf(err, "checking blob %s", b.dgst)
+				return false, errors.Wrapf(err, "checking blob %s", c.blobs.at(b).dgst)
 			}
 		}
-		if b.avail == 2 {
+		if blobState[b] == unavailable {
+			for _, p := range path[:k+1] {
+				nodeState[p] = unavailable
+			}
 			return false, nil
 		}
+		nodeState[path[k]] = available
 	}
 	return true, nil
 }
 
-// sortLayers orders layers by blob, then by parent chain: no parent first,
-// then parent chains compared base first, blob by blob.
+// sortLayers orders the used nodes as layers: by blob, then by parent
+// chain (no parent first, then parent chains compared base first, blob by
+// blob), and sets m.layers and m.layerOf.
 func (m *marshaler) sortLayers() {
-	n := len(m.layers)
-	blobRank := m.rankBlobs()
-	// Layers by blob rank, as keys rank<<32 | layer.
-	byBlob := make([]uint64, n)
-	for i, l := range m.layers {
-		byBlob[i] = uint64(blobRank[l.blob])<<32 | uint64(i)
+	c := m.c
+	used, n := m.used, m.nlayers
+	// Layers by node id: idx maps a node to its layer.
+	ls := make([]int32, 0, n)
+	idx := make([]int32, c.nodes.len())
+	for x := range c.nodes.len() {
+		if used[x] {
+			idx[x] = int32(len(ls))
+			ls = append(ls, int32(x))
+		}
 	}
-	slices.Sort(byBlob)
+	parentOf := func(l int32) int32 {
+		if p := c.nodes.at(ls[l]).parent; p >= 0 {
+			return idx[p]
+		}
+		return -1
+	}
+	blobRank, nblobs := m.rankBlobs(ls)
+	// Layers by blob rank (ranks are dense: a counting sort), each rank's
+	// in layer order; rankOf[l] is the blob rank of layer l.
+	rankOf := make([]int32, n)
+	at := make([]int32, nblobs+1)
+	for l, x := range ls {
+		rankOf[l] = blobRank[c.nodes.at(x).blob]
+		at[rankOf[l]+1]++
+	}
+	for i := 1; i <= nblobs; i++ {
+		at[i] += at[i-1]
+	}
+	byBlob := make([]int32, n)
+	for l := range ls {
+		byBlob[at[rankOf[l]]] = int32(l)
+		at[rankOf[l]]++
+	}
 	// Children of each layer (and of the virtual root, index n), as CSR,
 	// each list in blob order.
-	start := make([]int, n+2)
-	for _, l := range m.layers {
-		p := l.parent
+	start := make([]int32, n+2)
+	for l := range ls {
+		p := parentOf(int32(l))
 		if p < 0 {
-			p = n
+			p = int32(n)
 		}
 		start[p+1]++
 	}
 	for i := 1; i < len(start); i++ {
 		start[i] += start[i-1]
 	}
-	kids := make([]int, n)
+	kids := make([]int32, n)
 	fill := slices.Clone(start[:n+1])
-	for _, k := range byBlob {
-		i := int(uint32(k))
-		p := m.layers[i].parent
+	for _, l := range byBlob {
+		p := parentOf(l)
 		if p < 0 {
-			p = n
+			p = int32(n)
 		}
-		kids[fill[p]] = i
+		kids[fill[p]] = l
 		fill[p]++
 	}
 	// Preorder of the trie of chains: the rank of each chain read base first.
-	pre := make([]int, n)
-	stack := []int{n}
-	next := 0
+	pre := make([]int32, n)
+	stack := []int32{int32(n)}
+	next := int32(0)
 	for len(stack) > 0 {
 		x := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if x < n {
+		if int(x) < n {
 			pre[x] = next
 			next++
 		}
@@ -184,51 +261,72 @@ func (m *marshaler) sortLayers() {
 		}
 	}
 	// By blob, then by parent chain (no parent first).
-	parentPre := func(i int) int {
-		if p := m.layers[i].parent; p >= 0 {
+	parentPre := func(l int32) int32 {
+		if p := parentOf(l); p >= 0 {
 			return pre[p]
 		}
 		return -1
 	}
-	m.layerOrder = make([]int, n)
-	for i, k := range byBlob {
-		m.layerOrder[i] = int(uint32(k))
-	}
+	order := byBlob
 	for i := 0; i < n; {
 		j := i + 1
-		for j < n && byBlob[j]>>32 == byBlob[i]>>32 {
+		for j < n && rankOf[order[j]] == rankOf[order[i]] {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortFunc(m.layerOrder[i:j], func(x, y int) int { return cmp.Compare(parentPre(x), parentPre(y)) })
+			slices.SortFunc(order[i:j], func(x, y int32) int { return cmp.Compare(parentPre(x), parentPre(y)) })
 		}
 		i = j
 	}
-	m.layerRank = make([]int, n)
-	for i, l := range m.layerOrder {
-		m.layerRank[l] = i
+	rank := make([]int32, n)
+	for i, l := range order {
+		rank[l] = int32(i)
 	}
+	m.layers = make([]outLayer, n)
+	for i, l := range order {
+		p := parentOf(l)
+		if p >= 0 {
+			p = rank[p]
+		}
+		m.layers[i] = outLayer{blob: c.nodes.at(ls[l]).blob, parent: p}
+	}
+	for x := range c.nodes.len() {
+		if used[x] {
+			idx[x] = rank[idx[x]]
+		}
+	}
+	m.layerOf = idx
 }
 
-// rankBlobs returns the rank of each blob id in digest order.
-func (m *marshaler) rankBlobs() []int {
-	ks := make([]prefixKey, len(m.blobs))
-	sameAlg := true
-	for i, b := range m.blobs {
-		ks[i] = newPrefixKey(b.dgst, i)
-		sameAlg = sameAlg && strings.HasPrefix(string(b.dgst), "sha256:")
-	}
-	slices.SortFunc(ks, func(x, y prefixKey) int {
-		if sameAlg {
-			if c := x.compare(y); c != 0 {
-				return c
-			}
+// rankBlobs returns the rank in digest order of the blob of each node in
+// ls, by blob id (other blobs get no rank), and how many there are.
+func (m *marshaler) rankBlobs(ls []int32) ([]int32, int) {
+	c := m.c
+	seen := make([]bool, c.blobs.len())
+	ks := make([]sortKey, 0, len(ls))
+	hex := true
+	for _, x := range ls {
+		b := c.nodes.at(x).blob
+		if seen[b] {
+			continue
 		}
-		return strings.Compare(string(m.blobs[x.i].dgst), string(m.blobs[y.i].dgst))
-	})
-	rank := make([]int, len(m.blobs))
-	for r, k := range ks {
-		rank[k.i] = r
+		seen[b] = true
+		bl := c.blobs.at(b)
+		ks = append(ks, sortKey{bl.k0, b})
+		hex = hex && bl.hexKey
 	}
-	return rank
+	byDigest := func(x, y sortKey) int {
+		return strings.Compare(string(c.blobs.at(x.i).dgst), string(c.blobs.at(y.i).dgst))
+	}
+	if hex {
+		sortKeys(ks)
+		forEqualKeys(ks, func(run []sortKey) { slices.SortFunc(run, byDigest) })
+	} else {
+		slices.SortFunc(ks, byDigest)
+	}
+	rank := make([]int32, c.blobs.len())
+	for r, k := range ks {
+		rank[k.i] = int32(r)
+	}
+	return rank, len(ks)
 }

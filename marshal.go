@@ -5,9 +5,9 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
-	digest "github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
 )
 
@@ -22,123 +22,161 @@ import (
 // per distinct blob. A blob is unavailable only when its provider says
 // errdefs.ErrNotFound; any other Info error (but "not implemented") fails
 // Marshal and names the blob. Layer media types are given in their OCI
-// form.
+// form. Marshal works in two goroutines: Info may be called on another
+// goroutine than its caller's, one call at a time, in the order of the
+// records' creation.
 func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProvider, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	m := &marshaler{ctx: ctx}
-	m.recs = make([]*record, 0, len(c.records))
-	for _, r := range c.records {
-		if r.mergedInto == nil && !r.dropped {
-			r.tmp = len(m.recs)
-			m.recs = append(m.recs, r)
+	m := &marshaler{ctx: ctx, c: c}
+	m.recs = make([]int32, 0, c.recs.len())
+	for id := range c.recs.len() {
+		if r := c.recs.at(id); r.merged == 0 && !r.dropped {
+			m.recs = append(m.recs, int32(id))
 		}
 	}
 	// Every link must come from a record in the graph; Add keeps it so,
 	// and this check keeps a broken graph from becoming a wrong config.
 	for _, r := range m.recs {
-		for i, slot := range r.slots {
-			for _, l := range slot {
-				if l.src.mergedInto != nil || l.src.dropped {
-					return nil, nil, errors.Wrapf(errdefs.ErrInternal, "record %s: input %d: link from %s, which is no longer in the graph", r.dgst, i, l.src.dgst)
+		for i := range int(c.recs.at(r).nslot) {
+			for _, l := range c.slotLinks(r, i) {
+				if src := c.recs.at(l.src); src.merged != 0 || src.dropped {
+					return nil, nil, errors.Wrapf(errdefs.ErrInternal, "record %s: input %d: link from %s, which is no longer in the graph", c.dgst(r), i, c.dgst(l.src))
 				}
 			}
 		}
 	}
-	if err := m.sortRecords(); err != nil {
-		return nil, nil, err
+	// Two by two: the records' order beside the results' checks and the
+	// layers, then the descriptors beside the config.
+	var wg sync.WaitGroup
+	var layersErr error
+	wg.Go(func() { layersErr = m.checkResults() })
+	sortErr := m.sortRecords()
+	wg.Wait()
+	if sortErr != nil {
+		return nil, nil, sortErr
 	}
-	if err := m.collectLayers(); err != nil {
-		return nil, nil, err
+	if layersErr != nil {
+		return nil, nil, layersErr
 	}
-	return m.build(), m.descs, nil
-}
-
-// layerKey is a layer: a blob (its id) on top of a parent layer (its
-// creation index, or -1).
-type layerKey struct {
-	blob   int
-	parent int
+	wg.Go(m.pickDescriptors)
+	cfg := m.build()
+	wg.Wait()
+	return cfg, m.descs, nil
 }
 
 // marshaler holds the state of one Marshal call.
 type marshaler struct {
 	ctx  context.Context
-	recs []*record // live records; rec.tmp is the index here
+	c    *CacheChains
+	recs []int32 // live records, in creation order
 
-	order []*record // records in output order
-	rank  []int     // output index by tmp index
+	order []int32 // records in output order
+	rank  []int32 // output index by record
+	drank []int32 // by record: the rank of its digest among the distinct ones
 
-	cmpLinks [][][]link // per tmp index: links in comparison order, lazily
-	ids      [][]byte   // per tmp index: structural id, lazily
+	cmpLinks map[int32][]link // by slot: links in comparison order, lazily
+	ids      *structuralIDs
 
-	blobIDs    map[digest.Digest]int
-	blobs      []blobState // by blob id
-	layerIdx   map[uint64]int
-	layers     []layerKey // in creation order; parent is a creation index
-	recLayer   []int      // per output index: top layer (creation index), or -1
-	recResult  []*Result  // per output index: the result written
-	descs      DescriptorProvider
-	layerOrder []int // creation index by output index
-	layerRank  []int // output index by creation index
+	// What checkResults finds: by record, the node of the result written
+	// (or -1); the nodes that are layers, how many, and by node the
+	// output index of its layer; the layers in output order.
+	top     []int32
+	used    []bool
+	nlayers int
+	layerOf []int32
+	layers  []outLayer
+	descs   DescriptorProvider
 }
 
-// build writes the config, allocating in bulk.
+// build writes the config, allocating in bulk. Records are read in
+// creation order, which walks the graph's memory in order, and written to
+// their places in output order, where their inputs and results are laid
+// out in that order too, for the encoder.
 func (m *marshaler) build() *CacheConfig {
 	cfg := &CacheConfig{}
-	if len(m.layerOrder) > 0 {
-		cfg.Layers = make([]CacheLayer, len(m.layerOrder))
-		for i, l := range m.layerOrder {
-			k := m.layers[l]
-			parent := -1
-			if k.parent >= 0 {
-				parent = m.layerRank[k.parent]
-			}
-			cfg.Layers[i] = CacheLayer{Blob: m.blobs[k.blob].dgst, ParentIndex: parent}
+	if len(m.layers) > 0 {
+		cfg.Layers = make([]CacheLayer, len(m.layers))
+		for i, l := range m.layers {
+			cfg.Layers[i] = CacheLayer{Blob: m.c.blobs.at(l.blob).dgst, ParentIndex: int(l.parent)}
 		}
 	}
 	if len(m.order) == 0 {
 		return cfg
 	}
-	nslots, nlinks, nres := 0, 0, 0
-	for i, r := range m.order {
-		nslots += len(r.slots)
-		for _, s := range r.slots {
-			nlinks += len(s)
+	c := m.c
+	n := len(m.order)
+	// Where each record's slots, links and result go: counts by output
+	// index, then their running sums.
+	slotAt := make([]int32, n+1)
+	linkAt := make([]int32, n+1)
+	resAt := make([]int32, n+1)
+	for _, r := range m.recs {
+		i := m.rank[r]
+		x := c.recs.at(r)
+		slotAt[i+1] = x.nslot
+		for s := range int(x.nslot) {
+			linkAt[i+1] += c.slots.at(x.slot0 + int32(s)).n
 		}
-		if m.recLayer[i] >= 0 {
-			nres++
+		if m.top[r] >= 0 {
+			resAt[i+1] = 1
 		}
 	}
-	slots := make([][]CacheInput, nslots)
-	links := make([]CacheInput, nlinks)
-	results := make([]CacheResult, nres)
-	cfg.Records = make([]CacheRecord, len(m.order))
-	for i, r := range m.order {
+	for i := range n {
+		slotAt[i+1] += slotAt[i]
+		linkAt[i+1] += linkAt[i]
+		resAt[i+1] += resAt[i]
+	}
+	slots := make([][]CacheInput, slotAt[n])
+	links := make([]CacheInput, linkAt[n])
+	results := make([]CacheResult, resAt[n])
+	cfg.Records = make([]CacheRecord, n)
+	for _, r := range m.recs {
+		i := m.rank[r]
 		rec := &cfg.Records[i]
-		rec.Digest = r.dgst
-		if l := m.recLayer[i]; l >= 0 {
-			results[0] = CacheResult{LayerIndex: m.layerRank[l], CreatedAt: m.recResult[i].CreatedAt}
-			rec.Results = results[:1:1]
-			results = results[1:]
+		rec.Digest = c.dgst(r)
+		if t := m.top[r]; t >= 0 {
+			k := resAt[i]
+			results[k] = CacheResult{LayerIndex: int(m.layerOf[t]), CreatedAt: c.best(r).res.CreatedAt}
+			rec.Results = results[k : k+1 : k+1]
 		}
-		if len(r.slots) == 0 {
+		ns := int(c.recs.at(r).nslot)
+		if ns == 0 {
 			continue
 		}
-		rec.Inputs = slots[:len(r.slots):len(r.slots)]
-		slots = slots[len(r.slots):]
-		for s, slot := range r.slots {
-			in := links[:len(slot):len(slot)]
-			links = links[len(slot):]
+		at := slotAt[i]
+		rec.Inputs = slots[at : int(at)+ns : int(at)+ns]
+		off := linkAt[i]
+		for s := range ns {
+			slot := c.slotLinks(r, s)
+			end := off + int32(len(slot))
+			in := links[off:end:end]
+			off = end
 			for j, l := range slot {
-				in[j] = CacheInput{Selector: l.selector, LinkIndex: m.rank[l.src.tmp]}
+				in[j] = CacheInput{Selector: c.selector(l), LinkIndex: int(m.rank[l.src])}
 			}
-			slices.SortFunc(in, func(x, y CacheInput) int {
-				return cmp.Or(cmp.Compare(x.LinkIndex, y.LinkIndex), strings.Compare(x.Selector, y.Selector))
-			})
+			sortInputs(in)
 			rec.Inputs[s] = in
 		}
 	}
 	return cfg
+}
+
+// sortInputs sorts a slot's links by source index, then selector: by
+// insertion for the few links a slot has, which beats a sort call.
+func sortInputs(in []CacheInput) {
+	if len(in) > 12 {
+		slices.SortFunc(in, compareInputs)
+		return
+	}
+	for i := 1; i < len(in); i++ {
+		for j := i; j > 0 && compareInputs(in[j], in[j-1]) < 0; j-- {
+			in[j], in[j-1] = in[j-1], in[j]
+		}
+	}
+}
+
+func compareInputs(x, y CacheInput) int {
+	return cmp.Or(cmp.Compare(x.LinkIndex, y.LinkIndex), strings.Compare(x.Selector, y.Selector))
 }

@@ -1,69 +1,67 @@
 package remotecache
 
-import (
-	"slices"
-)
-
 // merge folds record o into main: its links, its children and its
 // results. Links that would close a cycle are dropped, as in Add. Children
 // of o and of main that thereby become linked alike are merged too.
-func (c *CacheChains) merge(main, o *record) {
+func (c *CacheChains) merge(main, o int32) {
 	type childLink struct {
-		ch       *record
-		slot     int
-		selector string
-		sel      uint64
+		ch   int32
+		slot int
+		l    link // from o
 	}
 	// Detach o from its children and from its sources.
 	var kids []childLink
-	for _, ch := range o.children {
-		for i, slot := range ch.slots {
-			kept := slot[:0]
-			for _, l := range slot {
+	for _, ch := range c.kidsOf(o, nil) {
+		for i := range int(c.recs.at(ch).nslot) {
+			c.filterSlot(ch, i, func(l link) bool {
 				if l.src == o {
-					c.unindexLink(o, i, l.sel, ch)
-					kids = append(kids, childLink{ch, i, l.selector, l.sel})
-					continue
+					c.unindexLink(o, i, l.sh, ch)
+					kids = append(kids, childLink{ch, i, l})
+					return false
 				}
-				kept = append(kept, l)
-			}
-			ch.slots[i] = kept
+				return true
+			})
 		}
 	}
-	parents := o.slots
-	for i, slot := range parents {
+	x := c.recs.at(o)
+	var parents [][]link
+	for i := range int(x.nslot) {
+		slot := c.slotLinks(o, i)
+		parents = append(parents, append([]link(nil), slot...))
 		for _, l := range slot {
-			c.unindexLink(l.src, i, l.sel, o)
-			l.src.children = removeRecord(l.src.children, o)
+			c.unindexLink(l.src, i, l.sh, o)
+			c.removeKid(l.src, o)
 		}
 	}
-	o.slots, o.children = nil, nil
-	o.mergedInto = main
-	main.addResults(o.results)
-	o.results = nil
+	x = c.recs.at(o)
+	x.nslot, x.kidHead, x.kidTail = 0, 0, 0
+	x.merged = main + 1
+	c.moveResults(main, o)
 
-	// o's children become main's, unless they lead to main.
-	var anc map[*record]struct{}
-	for _, k := range kids {
+	// o's children become main's, unless they lead to main. Which do is
+	// decided before any link moves: a drop below could cut a way to main.
+	toMain := make([]bool, len(kids))
+	for i, k := range kids {
+		toMain[i] = k.ch != main && c.reaches(k.ch, main)
+	}
+	for i, k := range kids {
 		if k.ch == main {
 			continue
 		}
-		if anc == nil {
-			anc = main.ancestors()
-		}
-		if _, ok := anc[k.ch]; ok {
-			if len(k.ch.slots[k.slot]) == 0 {
-				c.drop(k.ch) // its only way in would close a cycle
+		if toMain[i] {
+			// Its only way in would close a cycle. (A record a drop
+			// of this loop took already has no slots.)
+			if ls := c.slotLinks(k.ch, k.slot); len(ls) == 0 && !c.recs.at(k.ch).dropped {
+				c.drop(k.ch)
 			}
 			continue
 		}
-		c.addLink(k.ch, k.slot, link{src: main, selector: k.selector, sel: k.sel})
+		c.addLink(k.ch, k.slot, link{src: main, sel: k.l.sel, sh: k.l.sh})
 	}
 	// Links into o become links into main, unless they come from below it.
-	desc := main.descendants()
 	for i, slot := range parents {
 		for _, l := range slot {
-			if _, ok := desc[l.src]; ok {
+			if c.reaches(main, l.src) {
 				continue
 			}
 			c.addLink(main, i, l)
@@ -71,82 +69,94 @@ func (c *CacheChains) merge(main, o *record) {
 	}
 	// Records now linked alike from main are one record.
 	for _, k := range kids {
-		if !k.ch.dropped {
-			c.mergeTwins(main.live(), k.slot, k.sel, k.ch.live())
+		if !c.recs.at(k.ch).dropped {
+			c.mergeTwins(c.live(main), k.slot, k.l, c.live(k.ch))
 		}
 	}
 }
 
 // drop takes r out of the graph, with every record left with an empty
 // input slot by that: such records cannot be written or reached.
-func (c *CacheChains) drop(r *record) {
-	work := []*record{r}
+func (c *CacheChains) drop(r int32) {
+	work := []int32{r}
+	var kids []int32
 	for len(work) > 0 {
 		x := work[len(work)-1]
 		work = work[:len(work)-1]
-		if x.dropped {
+		if c.recs.at(x).dropped {
 			continue
 		}
-		x.dropped = true
-		for i, slot := range x.slots {
-			for _, l := range slot {
-				c.unindexLink(l.src, i, l.sel, x)
-				l.src.children = removeRecord(l.src.children, x)
+		c.recs.at(x).dropped = true
+		for i := range int(c.recs.at(x).nslot) {
+			for _, l := range c.slotLinks(x, i) {
+				c.unindexLink(l.src, i, l.sh, x)
+				c.removeKid(l.src, x)
 			}
 		}
-		for _, ch := range x.children {
-			for i, slot := range ch.slots {
-				kept := slot[:0]
-				for _, l := range slot {
+		kids = c.kidsOf(x, kids[:0])
+		for _, ch := range kids {
+			for i := range int(c.recs.at(ch).nslot) {
+				n := c.filterSlot(ch, i, func(l link) bool {
 					if l.src == x {
-						c.unindexLink(x, i, l.sel, ch)
-						continue
+						c.unindexLink(x, i, l.sh, ch)
+						return false
 					}
-					kept = append(kept, l)
-				}
-				ch.slots[i] = kept
-				if len(kept) == 0 {
+					return true
+				})
+				if n == 0 {
 					work = append(work, ch)
 				}
 			}
 		}
-		x.slots, x.children, x.results = nil, nil, nil
+		d := c.recs.at(x)
+		d.nslot, d.kidHead, d.kidTail = 0, 0, 0
+		d.res, d.best = 0, 0
 	}
 }
 
 // mergeTwins merges ch with every other record of its digest that is
-// linked from src in the same slot with the same selector and that shares
-// a link with it in every slot: Add would have made them one.
-func (c *CacheChains) mergeTwins(src *record, slot int, sel uint64, ch *record) {
+// linked from src in the same slot with the same selector (l's) and that
+// shares a link with it in every slot: Add would have made them one.
+func (c *CacheChains) mergeTwins(src int32, slot int, l link, ch int32) {
 	for {
-		var twin *record
-		c.childEach(key(src, slot, sel, ch.dkey), func(r *record) {
-			if twin == nil && r != ch && r.dgst == ch.dgst && linkedAlike(r, ch) {
+		twin := int32(-1)
+		k := key(src, slot, l.sh, c.dkey(ch))
+		from := link{src: src, sel: l.sel, sh: l.sh}
+		check := func(r int32) {
+			if twin < 0 && r != ch && c.dgst(r) == c.dgst(ch) && c.slotHas(r, slot, from) && c.linkedAlike(r, ch) {
 				twin = r
 			}
-		})
-		if twin == nil {
+		}
+		if f := c.children[k]; f != 0 {
+			check(f - 1)
+			for _, r := range c.childMore[k] {
+				check(r)
+			}
+		}
+		if twin < 0 {
 			return
 		}
-		if twin.seq < ch.seq {
+		if twin < ch {
 			ch, twin = twin, ch
 		}
 		c.merge(ch, twin)
-		ch = ch.live()
-		src = src.live()
+		ch = c.live(ch)
+		src = c.live(src)
 	}
 }
 
 // linkedAlike tells whether a and b have as many slots and share a link in
 // each.
-func linkedAlike(a, b *record) bool {
-	if len(a.slots) != len(b.slots) {
+func (c *CacheChains) linkedAlike(a, b int32) bool {
+	n := int(c.recs.at(a).nslot)
+	if n != int(c.recs.at(b).nslot) {
 		return false
 	}
-	for i := range a.slots {
+	for i := range n {
 		shared := false
-		for _, l := range a.slots[i] {
-			if containsLink(b.slots[i], l) {
+		bl := c.slotLinks(b, i)
+		for _, l := range c.slotLinks(a, i) {
+			if c.containsLink(bl, l) {
 				shared = true
 				break
 			}
@@ -156,45 +166,4 @@ func linkedAlike(a, b *record) bool {
 		}
 	}
 	return true
-}
-
-// removeRecord removes every r from rs.
-func removeRecord(rs []*record, r *record) []*record {
-	return slices.DeleteFunc(rs, func(x *record) bool { return x == r })
-}
-
-// descendants returns r and every record reachable from it through links.
-func (r *record) descendants() map[*record]struct{} {
-	seen := map[*record]struct{}{r: {}}
-	stack := []*record{r}
-	for len(stack) > 0 {
-		x := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for _, ch := range x.children {
-			if _, ok := seen[ch]; !ok {
-				seen[ch] = struct{}{}
-				stack = append(stack, ch)
-			}
-		}
-	}
-	return seen
-}
-
-// ancestors returns r and every record r is reached from through links.
-func (r *record) ancestors() map[*record]struct{} {
-	seen := map[*record]struct{}{r: {}}
-	stack := []*record{r}
-	for len(stack) > 0 {
-		x := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for _, slot := range x.slots {
-			for _, l := range slot {
-				if _, ok := seen[l.src]; !ok {
-					seen[l.src] = struct{}{}
-					stack = append(stack, l.src)
-				}
-			}
-		}
-	}
-	return seen
 }

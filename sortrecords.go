@@ -2,159 +2,256 @@ package remotecache
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/binary"
+	"math/bits"
 	"slices"
 	"strings"
-
-	digest "github.com/opencontainers/go-digest"
 )
 
 // sortRecords orders the records by digest, then by the shape of their
 // inputs (slot count, links per slot, selectors and source digests), with
 // remaining ties broken by structure, never by insertion order.
+//
+// In two passes: by digest alone, which gives each record the rank of its
+// digest among the distinct digests (m.drank); then each run of records of
+// one digest by the rest, where a source's digest is compared by its rank.
 func (m *marshaler) sortRecords() error {
-	// Most comparisons are settled by the first bytes of the digests;
-	// compare those as integers kept next to the record. Digests of other
-	// algorithms than the usual one are ordered by the full string.
-	ks := make([]prefixKey, len(m.recs))
+	c := m.c
+	ks := make([]sortKey, len(m.recs))
+	hex := true
 	for i, r := range m.recs {
-		ks[i] = newPrefixKey(r.dgst, i)
+		x := c.recs.at(r)
+		ks[i] = sortKey{x.k0, r}
+		hex = hex && x.hexKey
 	}
-	sameAlg := true
-	for _, r := range m.recs {
-		sameAlg = sameAlg && strings.HasPrefix(string(r.dgst), "sha256:")
+	byDigest := func(x, y sortKey) int { return strings.Compare(string(c.dgst(x.i)), string(c.dgst(y.i))) }
+	if hex {
+		// The keys order the digests up to their 16th hex digit; only
+		// records whose keys are equal need comparing in full.
+		sortKeys(ks)
+		forEqualKeys(ks, func(run []sortKey) { slices.SortFunc(run, byDigest) })
+	} else {
+		slices.SortFunc(ks, byDigest)
 	}
-	slices.SortFunc(ks, func(x, y prefixKey) int {
-		if sameAlg {
-			if c := x.compare(y); c != 0 {
-				return c
-			}
+	m.drank = make([]int32, c.recs.len())
+	rank := int32(0)
+	for i := 1; i < len(ks); i++ {
+		a, b := c.recs.at(ks[i-1].i), c.recs.at(ks[i].i)
+		if (a.hexKey && b.hexKey && a.k0 != b.k0) || c.dgst(ks[i-1].i) != c.dgst(ks[i].i) {
+			rank++
 		}
-		return m.compareRecords(m.recs[x.i], m.recs[y.i])
-	})
-	m.order = make([]*record, len(ks))
-	m.rank = make([]int, len(m.recs))
+		m.drank[ks[i].i] = rank
+	}
+	for i := 0; i < len(ks); {
+		j := i + 1
+		for j < len(ks) && m.drank[ks[j].i] == m.drank[ks[i].i] {
+			j++
+		}
+		if j-i > 1 {
+			m.sortGroup(ks[i:j])
+		}
+		i = j
+	}
+	m.order = make([]int32, len(ks))
+	m.rank = make([]int32, c.recs.len())
 	for i, k := range ks {
-		m.order[i] = m.recs[k.i]
-		m.rank[k.i] = i
+		m.order[i] = k.i
+		m.rank[k.i] = int32(i)
 	}
 	return m.ctx.Err()
 }
 
-func (m *marshaler) compareRecords(a, b *record) int {
-	if c := strings.Compare(string(a.dgst), string(b.dgst)); c != 0 || a == b {
-		return c
-	}
-	if c := cmp.Compare(len(a.slots), len(b.slots)); c != 0 {
-		return c
-	}
-	for i := range a.slots {
-		if c := cmp.Compare(len(a.slots[i]), len(b.slots[i])); c != 0 {
-			return c
-		}
-	}
-	la, lb := m.linksForCompare(a), m.linksForCompare(b)
-	for i := range la {
-		for j := range la[i] {
-			x, y := la[i][j], lb[i][j]
-			if c := strings.Compare(x.selector, y.selector); c != 0 {
-				return c
-			}
-			if c := strings.Compare(string(x.src.dgst), string(y.src.dgst)); c != 0 {
-				return c
+// groupEntry is a record of a group of one digest, as sortGroup compares
+// it: a record of one slot of one link (most of them) by that link.
+type groupEntry struct {
+	id     int32
+	simple bool
+	sel    link // for the selector
+	src    int32
+}
+
+// sortGroup sorts records of one digest as compareRecords would, comparing
+// records of one link by that link without walking to it each time.
+func (m *marshaler) sortGroup(ks []sortKey) {
+	c := m.c
+	es := make([]groupEntry, len(ks))
+	for i, k := range ks {
+		es[i].id = k.i
+		if x := c.recs.at(k.i); x.nslot == 1 {
+			if ls := c.slotLinks(k.i, 0); len(ls) == 1 {
+				es[i].simple, es[i].sel, es[i].src = true, ls[0], ls[0].src
 			}
 		}
 	}
-	if c := slices.Compare(m.structuralID(a), m.structuralID(b)); c != 0 {
-		return c
+	slices.SortFunc(es, func(x, y groupEntry) int {
+		if !x.simple || !y.simple {
+			return m.compareRecords(x.id, y.id)
+		}
+		if x.sel.sel != y.sel.sel {
+			if d := strings.Compare(c.selector(x.sel), c.selector(y.sel)); d != 0 {
+				return d
+			}
+		}
+		if d := m.compareDigests(x.src, y.src); d != 0 {
+			return d
+		}
+		return m.compareStructure(x.id, y.id)
+	})
+	for i, e := range es {
+		ks[i].i = e.id
+	}
+}
+
+func (m *marshaler) compareRecords(a, b int32) int {
+	c := m.c
+	if x := m.compareDigests(a, b); x != 0 || a == b {
+		return x
+	}
+	na, nb := int(c.recs.at(a).nslot), int(c.recs.at(b).nslot)
+	if x := cmp.Compare(na, nb); x != 0 {
+		return x
+	}
+	for i := range na {
+		if x := cmp.Compare(len(c.slotLinks(a, i)), len(c.slotLinks(b, i))); x != 0 {
+			return x
+		}
+	}
+	for i := range na {
+		la, lb := m.linksForCompare(a, i), m.linksForCompare(b, i)
+		for j := range la {
+			x, y := la[j], lb[j]
+			if d := strings.Compare(c.selector(x), c.selector(y)); d != 0 {
+				return d
+			}
+			if d := m.compareDigests(x.src, y.src); d != 0 {
+				return d
+			}
+		}
+	}
+	return m.compareStructure(a, b)
+}
+
+// compareStructure compares records alike up to their sources' digests:
+// by structural id, then by result, then by id.
+func (m *marshaler) compareStructure(a, b int32) int {
+	if a == b {
+		return 0
+	}
+	if x := slices.Compare(m.structuralID(a), m.structuralID(b)); x != 0 {
+		return x
 	}
 	// Structurally equal records are not made by Add; order them by their
 	// results so that the output still does not depend on insertion order.
-	if c := compareResults(a.best(), b.best()); c != 0 {
-		return c
+	if x := compareResults(m.bestResult(a), m.bestResult(b)); x != 0 {
+		return x
 	}
-	return cmp.Compare(a.seq, b.seq)
+	return cmp.Compare(a, b)
 }
 
-// linksForCompare returns r's links, each slot sorted by selector, source
-// digest and source structure.
-func (m *marshaler) linksForCompare(r *record) [][]link {
-	if m.cmpLinks == nil {
-		m.cmpLinks = make([][][]link, len(m.recs))
+// compareDigests compares the digests of records a and b, by their ranks.
+func (m *marshaler) compareDigests(a, b int32) int {
+	return cmp.Compare(m.drank[a], m.drank[b])
+}
+
+func (m *marshaler) bestResult(r int32) *Result {
+	if e := m.c.best(r); e != nil {
+		return &e.res
 	}
-	if ls := m.cmpLinks[r.tmp]; ls != nil {
+	return nil
+}
+
+// linksForCompare returns the links of slot i of r sorted by selector,
+// source digest and source structure. Sorted copies of slots of several
+// links are kept, by slot.
+func (m *marshaler) linksForCompare(r int32, i int) []link {
+	c := m.c
+	ls := c.slotLinks(r, i)
+	if len(ls) < 2 {
 		return ls
 	}
-	ls := make([][]link, len(r.slots))
-	for i, slot := range r.slots {
-		ls[i] = slices.Clone(slot)
-		slices.SortFunc(ls[i], func(x, y link) int {
-			if c := strings.Compare(x.selector, y.selector); c != 0 {
-				return c
-			}
-			if c := strings.Compare(string(x.src.dgst), string(y.src.dgst)); c != 0 {
-				return c
-			}
-			return slices.Compare(m.structuralID(x.src), m.structuralID(y.src))
-		})
+	k := c.recs.at(r).slot0 + int32(i)
+	if s, ok := m.cmpLinks[k]; ok {
+		return s
 	}
-	m.cmpLinks[r.tmp] = ls
-	return ls
+	s := slices.Clone(ls)
+	slices.SortFunc(s, func(x, y link) int {
+		if d := strings.Compare(c.selector(x), c.selector(y)); d != 0 {
+			return d
+		}
+		if d := m.compareDigests(x.src, y.src); d != 0 {
+			return d
+		}
+		return slices.Compare(m.structuralID(x.src), m.structuralID(y.src))
+	})
+	if m.cmpLinks == nil {
+		m.cmpLinks = map[int32][]link{}
+	}
+	m.cmpLinks[k] = s
+	return s
 }
 
 // structuralID is a digest of r's digest and, recursively, of its inputs:
 // equal for records that look the same from the roots up.
-func (m *marshaler) structuralID(r *record) []byte {
+func (m *marshaler) structuralID(r int32) []byte {
 	if m.ids == nil {
-		m.ids = make([][]byte, len(m.recs))
+		m.ids = newStructuralIDs(int(m.c.recs.len()))
 	}
-	if id := m.ids[r.tmp]; id != nil {
-		return id
+	return m.ids.of(m.c, r)
+}
+
+// sortKey is a digest's hexKey and an index.
+type sortKey struct {
+	k0 uint64
+	i  int32
+}
+
+func (x sortKey) compare(y sortKey) int {
+	return cmp.Compare(x.k0, y.k0)
+}
+
+// sortKeys sorts ks by key (not by index). Digests are uniformly spread,
+// so a pass that puts each key in a bucket by its top bits leaves buckets
+// of a few keys to sort; keys that are not spread cost a comparison
+// sort within their bucket, never more.
+func sortKeys(ks []sortKey) {
+	if len(ks) < 64 {
+		slices.SortFunc(ks, sortKey.compare)
+		return
 	}
-	h := sha256.New()
-	h.Write([]byte(r.dgst))
-	var buf [8]byte
-	for _, slot := range r.slots {
-		binary.LittleEndian.PutUint64(buf[:], uint64(len(slot)))
-		h.Write(buf[:])
-		keys := make([][]byte, len(slot))
-		for j, l := range slot {
-			k := append([]byte(l.selector), 0)
-			keys[j] = append(k, m.structuralID(l.src)...)
+	shift := 64 - (bits.Len(uint(len(ks))) - 2)
+	nb := 1 << (64 - shift) // between a quarter and half of len(ks)
+	start := make([]int32, nb+1)
+	for _, k := range ks {
+		start[(k.k0>>shift)+1]++
+	}
+	for i := 1; i <= nb; i++ {
+		start[i] += start[i-1]
+	}
+	out := make([]sortKey, len(ks))
+	fill := slices.Clone(start[:nb])
+	for _, k := range ks {
+		b := k.k0 >> shift
+		out[fill[b]] = k
+		fill[b]++
+	}
+	for b := range nb {
+		if run := out[start[b]:start[b+1]]; len(run) > 1 {
+			slices.SortFunc(run, sortKey.compare)
 		}
-		slices.SortFunc(keys, func(x, y []byte) int { return slices.Compare(x, y) })
-		for _, k := range keys {
-			binary.LittleEndian.PutUint64(buf[:], uint64(len(k)))
-			h.Write(buf[:])
-			h.Write(k)
+	}
+	copy(ks, out)
+}
+
+// forEqualKeys calls f for every run of two or more keys of sorted ks that
+// are equal.
+func forEqualKeys(ks []sortKey, f func([]sortKey)) {
+	for i := 0; i < len(ks); {
+		j := i + 1
+		for j < len(ks) && ks[j].k0 == ks[i].k0 {
+			j++
 		}
+		if j-i > 1 {
+			f(ks[i:j])
+		}
+		i = j
 	}
-	id := h.Sum(nil)
-	m.ids[r.tmp] = id
-	return id
-}
-
-// prefixKey holds the first 16 bytes of a digest's encoded part as
-// integers, which order like the digest strings up to there, and an index.
-type prefixKey struct {
-	k0, k1 uint64
-	i      int
-}
-
-func newPrefixKey(d digest.Digest, i int) prefixKey {
-	var b [16]byte
-	s := string(d)
-	if c := strings.IndexByte(s, ':'); c >= 0 {
-		s = s[c+1:]
-	}
-	copy(b[:], s)
-	return prefixKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), i}
-}
-
-func (x prefixKey) compare(y prefixKey) int {
-	if x.k0 != y.k0 {
-		return cmp.Compare(x.k0, y.k0)
-	}
-	return cmp.Compare(x.k1, y.k1)
 }

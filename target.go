@@ -16,6 +16,8 @@ type Target interface {
 	// slice per input slot, each with at least one link), with results.
 	// It returns the record's handle, to be used as a Link's Src, and
 	// false when the record cannot be exported (a "random:" digest).
+	// A Target may keep the results and their Remotes: the caller must
+	// not change them afterwards.
 	Add(dgst digest.Digest, deps [][]Link, results []Result) (Record, bool, error)
 }
 

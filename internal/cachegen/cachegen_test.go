@@ -285,3 +285,95 @@ func TestProviderMissing(t *testing.T) {
 		t.Fatalf("InfoCalls %d", p.InfoCalls())
 	}
 }
+
+func TestLatticeShape(t *testing.T) {
+	const n = 2000
+	for _, opts := range []LatticeOptions{{}, {Twice: true}, {Twice: true, NewLink: true}, {Chain: 128}} {
+		g := Lattice(5, n, opts)
+		if !reflect.DeepEqual(g, Lattice(5, n, opts)) {
+			t.Fatalf("%+v: two graphs of one seed differ", opts)
+		}
+		wantOps := n
+		if opts.Twice {
+			wantOps = 2 * n
+		}
+		if len(g.Ops) != wantOps {
+			t.Fatalf("%+v: %d ops, want %d", opts, len(g.Ops), wantOps)
+		}
+		if err := g.CheckOrder(g.InOrder()); err != nil {
+			t.Fatal(err)
+		}
+		chain := opts.Chain
+		if chain == 0 {
+			chain = 8
+		}
+		links, selectors := 0, 0
+		depth := make([]int, len(g.Ops))
+		for i, op := range g.Ops[:n] {
+			if i < 2 {
+				if len(op.Deps) != 0 {
+					t.Fatalf("%+v: op %d has inputs", opts, i)
+				}
+			} else if len(op.Deps) != 2 || len(op.Deps[0]) != 2 || len(op.Deps[1]) != 2 || op.Deps[0][0].Src != i-1 {
+				t.Fatalf("%+v: op %d: deps %v", opts, i, op.Deps)
+			}
+			for _, slot := range op.Deps {
+				for _, d := range slot {
+					if d.Src < i-latticeWindow || d.Src >= i {
+						t.Fatalf("%+v: op %d links from %d", opts, i, d.Src)
+					}
+					links++
+					if d.Selector != "" {
+						selectors++
+					}
+					depth[i] = max(depth[i], depth[d.Src]+1)
+				}
+			}
+			if len(op.Results) != 1 {
+				t.Fatalf("%+v: op %d has %d results", opts, i, len(op.Results))
+			}
+			ls := op.Results[0].Layers
+			if want := min(max(i, 1), chain); len(ls) != want {
+				t.Fatalf("%+v: op %d: chain of %d layers, want %d", opts, i, len(ls), want)
+			}
+			if i >= 2 {
+				p := g.Ops[i-1].Results[0].Layers
+				if !reflect.DeepEqual(ls[:len(ls)-1], p[:len(ls)-1]) {
+					t.Fatalf("%+v: op %d: chain is not on its parent's", opts, i)
+				}
+			}
+		}
+		if depth[n-1] != n-2 {
+			t.Errorf("%+v: depth %d, want %d", opts, depth[n-1], n-2)
+		}
+		if f := float64(selectors) / float64(links); f < 0.45 || f > 0.55 {
+			t.Errorf("%+v: %.2f of links have selectors, want about half", opts, f)
+		}
+		for i, op := range g.Ops[n:] {
+			first := g.Ops[i]
+			if op.Digest != first.Digest || op.Again != i || !reflect.DeepEqual(op.Results, first.Results) || len(op.Deps) != len(first.Deps) {
+				t.Fatalf("%+v: op %d does not repeat op %d", opts, n+i, i)
+			}
+			for s, slot := range first.Deps {
+				extra := 0
+				if s == 0 && opts.NewLink {
+					extra = 1
+				}
+				if len(op.Deps[s]) != len(slot)+extra {
+					t.Fatalf("%+v: op %d slot %d: %d links, want %d", opts, n+i, s, len(op.Deps[s]), len(slot)+extra)
+				}
+				for k, d := range slot {
+					if op.Deps[s][k] != (Dep{Src: d.Src + n, Selector: d.Selector}) {
+						t.Fatalf("%+v: op %d slot %d link %d: %v, want %v shifted", opts, n+i, s, k, op.Deps[s][k], d)
+					}
+				}
+				if extra == 1 {
+					nl := op.Deps[0][len(slot)]
+					if nl.Src < n+i-latticeWindow || nl.Src >= n+i || hasDep(slot, nl.Src-n, nl.Selector) {
+						t.Fatalf("%+v: op %d: new link %v", opts, n+i, nl)
+					}
+				}
+			}
+		}
+	}
+}

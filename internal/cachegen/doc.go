@@ -31,6 +31,10 @@
 //     same, a newer or no result), operations that merge two records,
 //     extra links, "random:" digests, blobs the Provider does not have.
 //
+// Lattice (lattice.go) makes another kind of graph, for benchmarks: the deep
+// lattice, fed once or twice; Shapes (shapes.go) names the graph shapes the
+// benchmarks measure at each of ShapeSizes.
+//
 // A record's results never share a CreatedAt unless they have the same
 // blobs, so its best result does not depend on the insertion order.
 package cachegen

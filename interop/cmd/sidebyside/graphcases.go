@@ -6,6 +6,7 @@ import (
 	"time"
 
 	cacheimport "github.com/moby/buildkit/cache/remotecache/v1"
+	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
@@ -58,7 +59,7 @@ func (r *runner) marshalCase(c caseSpec) error {
 }
 
 // runPairs runs the warm-ups, then the measured runs of both sides in
-// turn, and adds the row.
+// turn, and adds the row. A nil runBK runs our side only.
 func (r *runner) runPairs(c caseSpec, rw *row, runOurs, runBK func() error) error {
 	if c.warmup {
 		if r.sideOurs {
@@ -66,7 +67,7 @@ func (r *runner) runPairs(c caseSpec, rw *row, runOurs, runBK func() error) erro
 				return err
 			}
 		}
-		if r.sideBK {
+		if r.sideBK && runBK != nil {
 			if err := runBK(); err != nil {
 				return err
 			}
@@ -75,13 +76,16 @@ func (r *runner) runPairs(c caseSpec, rw *row, runOurs, runBK func() error) erro
 	n := r.runs(c)
 	for i := range n {
 		for _, side := range r.sides() {
+			if side == "buildkit" && runBK == nil {
+				continue
+			}
 			f, dst := runOurs, &rw.ours
 			if side == "buildkit" {
 				f, dst = runBK, &rw.bk
 			}
 			s, err := r.measure(c.name, side, f)
 			if err != nil {
-				return fmt.Errorf("%s: %w", side, err)
+				return errors.Wrapf(err, "%s", side)
 			}
 			*dst = append(*dst, s)
 		}

@@ -15,6 +15,15 @@
 //     (to the config struct; no JSON). Wall and CPU time and heap
 //     allocations (runtime.MemStats.Mallocs) per record; a GC runs before
 //     each measurement. Both sides replay from results built once.
+//   - shape-ordinary, shape-lattice, shape-twice, shape-newlink,
+//     shape-chain128: the graph shapes of cachegen.Shapes (multi-stage
+//     builds; the deep lattice fed once, fed twice, fed twice with a new
+//     link per record, with 128-layer chains) at each of -sizes (default
+//     1k, 4k, 16k, 64k records), Add+Marshal as in marshal-*, per
+//     distinct record. BuildKit's side runs only up to each case's limit
+//     (or -buildkit-max): it is quadratic on graphs fed twice. A summary
+//     table gives both sides at every size and how our time per record
+//     grows from the smallest size to the largest.
 //   - finalize-1m: blobs of 1 MiB (MaxBlobs 200) under 800 records;
 //     finalize-32m: blobs of 32 MiB (MaxBlobs 20) under 80 records. The
 //     blobs are written once into a source containerd local store, and both
@@ -54,11 +63,14 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/pkg/errors"
 
+	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cputime"
 )
 
@@ -67,7 +79,9 @@ func main() {
 		quick      = flag.Bool("quick", false, "fewer runs; skip marshal-100k and finalize-32m")
 		out        = flag.String("out", "", "also write the results as a markdown table to `file`")
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile to `file`; samples of measured runs carry the pprof labels case, side and run")
-		cases      = flag.String("cases", "", "comma-separated cases to run (default: all for the mode): marshal-1k,marshal-10k,marshal-100k,import-10k,import-100k,finalize-1m,finalize-32m,layout-1m")
+		cases      = flag.String("cases", "", "comma-separated cases to run (default: all for the mode): marshal-1k,marshal-10k,marshal-100k,import-10k,import-100k,finalize-1m,finalize-32m,shape-ordinary,shape-lattice,shape-twice,shape-newlink,shape-chain128,layout-1m")
+		sizes      = flag.String("sizes", "", "comma-separated sizes of the shape cases, in records (default: cachegen.ShapeSizes, 1000,4000,16000,64000)")
+		bkMax      = flag.Int("buildkit-max", 0, "run BuildKit's side of a shape case up to this many records (0: each case's own limit)")
 		side       = flag.String("side", "both", "which side to run: both, ours or buildkit (one side gives no ratio; for profiling)")
 		runsFlag   = flag.Int("runs", 0, "runs per side for every case (0: the mode's default)")
 		bkFirst    = flag.Bool("buildkit-first", false, "in each pair of runs, run BuildKit's side first (default: ours first)")
@@ -77,7 +91,19 @@ func main() {
 	flag.Parse()
 	// The local store logs a warning per store where fsverity is missing.
 	_ = log.SetLevel("error")
-	if err := run(*quick, *out, *cpuprofile, *cases, *side, *runsFlag, *conc, *bkFirst, *dir); err != nil {
+	shapeSizes := cachegen.ShapeSizes
+	if *sizes != "" {
+		shapeSizes = nil
+		for _, s := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "sidebyside: -sizes: %q is not a number of records\n", s)
+				os.Exit(2)
+			}
+			shapeSizes = append(shapeSizes, n)
+		}
+	}
+	if err := run(*quick, *out, *cpuprofile, *cases, *side, *runsFlag, *conc, *bkFirst, *dir, shapeSizes, *bkMax); err != nil {
 		fmt.Fprintln(os.Stderr, "sidebyside:", err)
 		os.Exit(1)
 	}
@@ -94,7 +120,11 @@ type caseSpec struct {
 	maxBlobs  int
 	seed      int64
 	parse     bool // an import case: Parse of one config into a new graph
-	layout    bool // a layout case (layout.go): floor, ours, BuildKit into OCI layouts
+	// A shape case (shapecases.go): the cachegen shape of that name at
+	// each of the sizes, BuildKit's side only up to bkMax records.
+	shape  string
+	bkMax  int
+	layout bool // a layout case (layout.go): floor, ours, BuildKit into OCI layouts
 }
 
 var allCases = []caseSpec{
@@ -105,6 +135,13 @@ var allCases = []caseSpec{
 	{name: "import-100k", quickRuns: 3, fullRuns: 9, records: 100000, seed: 1, parse: true},
 	{name: "finalize-1m", quickRuns: 3, fullRuns: 11, inQuick: true, warmup: true, records: 800, blobSize: 1 << 20, maxBlobs: 200, seed: 2},
 	{name: "finalize-32m", quickRuns: 3, fullRuns: 9, records: 80, blobSize: 32 << 20, maxBlobs: 20, seed: 2},
+	// BuildKit's side of the shapes stops where a run would take more
+	// than a few seconds: it is quadratic on graphs fed twice.
+	{name: "shape-ordinary", quickRuns: 3, fullRuns: 9, warmup: true, seed: 1, shape: "ordinary", bkMax: 64000},
+	{name: "shape-lattice", quickRuns: 3, fullRuns: 9, warmup: true, seed: 1, shape: "lattice", bkMax: 64000},
+	{name: "shape-twice", quickRuns: 3, fullRuns: 9, warmup: true, seed: 1, shape: "twice", bkMax: 4000},
+	{name: "shape-newlink", quickRuns: 3, fullRuns: 9, warmup: true, seed: 1, shape: "newlink", bkMax: 4000},
+	{name: "shape-chain128", quickRuns: 3, fullRuns: 9, warmup: true, seed: 1, shape: "chain128", bkMax: 16000},
 	{name: "layout-1m", quickRuns: 3, fullRuns: 11, inQuick: true, records: 800, blobSize: 1 << 20, maxBlobs: 200, seed: 2, layout: true},
 }
 
@@ -117,14 +154,17 @@ type runner struct {
 	sideOurs   bool
 	sideBK     bool
 	base       string
+	sizes      []int // of the shape cases
+	bkMax      int   // -buildkit-max
 	rows       []row
+	shapes     []shapeRow
 	layouts    []layoutRow
 	notes      []string
 	totalStart time.Time
 }
 
-func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int, bkFirst bool, dir string) error {
-	r := &runner{ctx: context.Background(), quick: quick, runsFlag: runsFlag, conc: conc, bkFirst: bkFirst, totalStart: time.Now()}
+func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int, bkFirst bool, dir string, sizes []int, bkMax int) error {
+	r := &runner{ctx: context.Background(), quick: quick, runsFlag: runsFlag, conc: conc, bkFirst: bkFirst, sizes: sizes, bkMax: bkMax, totalStart: time.Now()}
 	switch side {
 	case "both":
 		r.sideOurs, r.sideBK = true, true
@@ -176,7 +216,9 @@ func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int,
 	}
 
 	for _, c := range selected {
-		if c.layout {
+		if c.shape != "" {
+			err = r.shapeCase(c)
+		} else if c.layout {
 			err = r.layoutCase(c)
 		} else if c.parse {
 			err = r.importCase(c)
@@ -186,11 +228,11 @@ func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int,
 			err = r.finalizeCase(c)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+			return errors.Wrapf(err, "%s", c.name)
 		}
 	}
 
-	table := r.table() + r.layoutTable()
+	table := r.table() + r.shapesTable() + r.layoutTable()
 	fmt.Println()
 	fmt.Print(table)
 	for _, n := range r.notes {
