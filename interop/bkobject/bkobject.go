@@ -28,6 +28,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 )
 
 // DeterministicGraph makes a graph whose config BuildKit writes in one
@@ -202,8 +203,8 @@ func CheckParse(t testing.TB, ours []byte, g *cachegen.Graph) {
 	if a = SortSameSourceLinks(t, a); !bytes.Equal(a, b) {
 		t.Errorf("BuildKit's parse of our config marshals to another config:\n%s\nours, annotations aside:\n%s", a, b)
 	}
-	if len(descs) != len(configBlobs(t, ours)) {
-		t.Errorf("BuildKit has %d descriptors, the config %d blobs", len(descs), len(configBlobs(t, ours)))
+	if len(descs) != len(objstoretest.ConfigBlobs(t, ours)) {
+		t.Errorf("BuildKit has %d descriptors, the config %d blobs", len(descs), len(objstoretest.ConfigBlobs(t, ours)))
 	}
 	for d, pair := range descs {
 		orig := g.Blobs[d].Descriptor
@@ -255,20 +256,4 @@ func (w *blobReadingWorker) FromRemote(ctx context.Context, remote *solver.Remot
 		w.mu.Unlock()
 	}
 	return nil, nil
-}
-
-// configBlobs returns the distinct blobs a config's layers name.
-func configBlobs(t testing.TB, config []byte) []digest.Digest {
-	t.Helper()
-	var cfg remotecache.CacheConfig
-	if err := json.Unmarshal(config, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	var ds []digest.Digest
-	for _, l := range cfg.Layers {
-		if !slices.Contains(ds, l.Blob) {
-			ds = append(ds, l.Blob)
-		}
-	}
-	return ds
 }
