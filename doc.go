@@ -75,6 +75,11 @@
 // leaves nothing half-written behind. Finalize returns the manifest's
 // descriptor as JSON under [ExporterResponseManifestDesc] ("cache.manifest").
 //
+// With [WithCompression], layers are converted to gzip, zstd or
+// uncompressed before the first write (each distinct blob once, in
+// parallel, its diffID checked), and the config and manifest name the
+// converted blobs, as they would had the engine made them.
+//
 // # On disk
 //
 // Exported to a directory in OCI image layout (the ocilayout package; what

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 
@@ -30,7 +31,9 @@ type Exporter interface {
 	// Finalize writes every layer blob, then the cache config, then the
 	// manifest, and returns the manifest's descriptor as JSON under
 	// ExporterResponseManifestDesc. With no layers to export it writes
-	// nothing and returns a map without that key.
+	// nothing and returns a map without that key. With WithCompression,
+	// the layers are converted first, and what is written names the
+	// converted blobs.
 	Finalize(ctx context.Context) (map[string]string, error)
 	// Chains returns the graph the exporter collects, for callers that
 	// want to Marshal or inspect it.
@@ -92,7 +95,7 @@ func NewExporter(ingester content.Ingester, opts ...ExportOption) (Exporter, err
 	if ingester == nil {
 		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "new exporter: nil ingester")
 	}
-	o := exportOptions{format: FormatImageManifest, ref: "remotecache-"}
+	o := exportOptions{format: FormatImageManifest, ref: "remotecache-", spoolDir: os.TempDir()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, errors.Wrap(err, "new exporter")
@@ -146,6 +149,14 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		if len(config.Layers) == 0 {
 			pr.start("skipping cache export for empty result", 0).skip()
 			return map[string]string{}, nil
+		}
+		if e.opts.compression != nil {
+			var cleanup func()
+			config, descs, cleanup, err = e.convertLayers(ctx, pr, config, descs)
+			if err != nil {
+				return nil, err
+			}
+			defer cleanup()
 		}
 		layers, err = distinctLayers(config, descs)
 		if err != nil {

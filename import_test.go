@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pkg/errors"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -223,7 +224,7 @@ type itMem map[digest.Digest][]byte
 func (m itMem) ReaderAt(_ context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
 	b, ok := m[desc.Digest]
 	if !ok {
-		return nil, fmt.Errorf("itMem: blob %s: %w", desc.Digest, errdefs.ErrNotFound)
+		return nil, errors.Wrapf(errdefs.ErrNotFound, "itMem: blob %s", desc.Digest)
 	}
 	return itReaderAt{bytes.NewReader(b)}, nil
 }
@@ -231,7 +232,7 @@ func (m itMem) ReaderAt(_ context.Context, desc ocispec.Descriptor) (content.Rea
 func (m itMem) Info(_ context.Context, dgst digest.Digest) (content.Info, error) {
 	b, ok := m[dgst]
 	if !ok {
-		return content.Info{}, fmt.Errorf("itMem: blob %s: %w", dgst, errdefs.ErrNotFound)
+		return content.Info{}, errors.Wrapf(errdefs.ErrNotFound, "itMem: blob %s", dgst)
 	}
 	return content.Info{Digest: dgst, Size: int64(len(b))}, nil
 }

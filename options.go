@@ -10,6 +10,8 @@ type exportOptions struct {
 	concurrency int
 	progress    ProgressSink
 	ref         string
+	compression *CompressionConfig
+	spoolDir    string
 }
 
 // ExportOption configures NewExporter.
@@ -59,6 +61,59 @@ func WithProgress(sink ProgressSink) ExportOption {
 func WithRef(prefix string) ExportOption {
 	return func(o *exportOptions) error {
 		o.ref = prefix
+		return nil
+	}
+}
+
+// WithCompression converts layer blobs to c's compression as they are
+// exported, as BuildKit's compression, compression-level and
+// force-compression attributes do. Default: none, blobs are copied as they
+// are. c is checked here (CompressionConfig says what it takes).
+//
+// A layer of another compression is converted; with c.Force, one of the
+// same compression is recompressed at c's level. Non-distributable
+// (foreign) layers, eStargz layers and blobs of types that are not layers
+// are copied as they are. Each distinct blob is converted once,
+// decompressed and compressed again as a stream, at most WithConcurrency
+// blobs at once, into a spool file (WithSpoolDir), and every conversion is
+// done before the first write: a blob whose bytes do not match its digest,
+// whose stream is corrupt or whose uncompressed bytes do not have the
+// diffID of its containerd.io/uncompressed annotation fails Finalize,
+// naming the blob (class errdefs.ErrFailedPrecondition), and nothing is
+// written. A blob without that annotation gets the diffID computed.
+//
+// The converted blob gets its digest, size, the OCI media type of c's
+// compression (the manifest list form writes the Docker twin) and the
+// diffID annotation; the source's other annotations are kept but the
+// containerd.io/distribution.source ones, which name repositories that
+// have the old blob. The results of the graph then name the new blobs,
+// and the config and manifest are what the graph would give had its
+// results had them. The same blob, compression and level always give the
+// same bytes, so exporting a converted cache again writes nothing new.
+func WithCompression(c CompressionConfig) ExportOption {
+	return func(o *exportOptions) error {
+		if err := c.validate(); err != nil {
+			return err
+		}
+		if c.Level != nil {
+			l := *c.Level
+			c.Level = &l
+		}
+		o.compression = &c
+		return nil
+	}
+}
+
+// WithSpoolDir sets the directory where WithCompression keeps converted
+// blobs, one file per blob, from their conversion until Finalize has
+// written them; Finalize removes them before it returns. It needs room for
+// every converted blob at once. Default: os.TempDir().
+func WithSpoolDir(dir string) ExportOption {
+	return func(o *exportOptions) error {
+		if dir == "" {
+			return errors.Wrap(errdefs.ErrInvalidArgument, "spool directory: empty path")
+		}
+		o.spoolDir = dir
 		return nil
 	}
 }

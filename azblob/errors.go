@@ -79,10 +79,6 @@ func classOf(re *azcore.ResponseError) error {
 	return errdefs.ErrUnknown
 }
 
-// local classes an error of this machine (a spool file) that has no
-// class as errdefs.ErrUnknown.
-func local(err error) error { return errclass.Ensure(err, errdefs.ErrUnknown) }
-
 // responseError is an *azcore.ResponseError told in one line: request,
 // status, error code ("HEAD http://…/c/blobs/sha256:…: 404 The specified
 // blob does not exist. (BlobNotFound)"). The URL has no query, where a

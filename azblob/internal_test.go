@@ -17,6 +17,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 // response makes the SDK's error for a response of status code with
@@ -122,24 +124,6 @@ func TestUpdatedAt(t *testing.T) {
 	}
 }
 
-func TestCheckConfigOnly(t *testing.T) {
-	for cfg, ok := range map[string]bool{
-		`{"layers":[{"blob":"sha256:aa","annotations":{"diffID":"sha256:bb"}}]}`: true,
-		`{}`: true,
-		`{"layers":[{"blob":"sha256:aa","parent":-1}]}`:              false,
-		`{"layers":[{"blob":"sha256:aa","annotations":{"size":3}}]}`: false,
-		`not json`: false,
-	} {
-		err := checkConfigOnly([]byte(cfg))
-		if (err == nil) != ok || (err != nil && !errdefs.IsInvalidArgument(err)) {
-			t.Errorf("checkConfigOnly(%s) = %v", cfg, err)
-		}
-		if err != nil && strings.HasPrefix(cfg, "{") && !strings.Contains(err.Error(), "config-only") {
-			t.Errorf("checkConfigOnly(%s) = %v, not naming the config-only form", cfg, err)
-		}
-	}
-}
-
 // The client New makes: its account URL and its kind of credential.
 func TestClients(t *testing.T) {
 	t.Setenv(EnvConnectionString, "")
@@ -195,4 +179,11 @@ type failingCredential struct{}
 
 func (failingCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	return azcore.AccessToken{}, errors.New("no credential here")
+}
+
+// The defaults the package documents are the shared store's.
+func TestDefaultsShared(t *testing.T) {
+	if DefaultName != objstore.DefaultName || DefaultTouchRefresh != objstore.DefaultTouchRefresh || DefaultGracePeriod != objstore.DefaultGracePeriod {
+		t.Error("the package's defaults are not internal/objstore's")
+	}
 }

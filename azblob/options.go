@@ -2,7 +2,6 @@ package azblob
 
 import (
 	"net/url"
-	"os"
 	"path"
 	"strings"
 	"time"
@@ -10,6 +9,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 // Defaults of the options, BuildKit's where BuildKit has the setting.
@@ -49,11 +50,10 @@ const (
 // connection string from when no option names an account.
 const EnvConnectionString = "AZURE_STORAGE_CONNECTION_STRING"
 
+// options are the settings of every object store (prefixes, names,
+// touch refresh, read-only, spool directory) and Azure's own.
 type options struct {
-	prefix          string
-	manifestsPrefix string
-	blobsPrefix     string
-	names           []string
+	objstore.Options
 
 	accountURL        string
 	connectionString  string
@@ -63,20 +63,14 @@ type options struct {
 	clientOptions     *azblob.ClientOptions
 	client            *azblob.Client
 
-	touchRefresh     time.Duration
-	readOnly         bool
 	createContainer  *bool
 	blockSize        int64
 	blockConcurrency int
-	spoolDir         string
 }
 
 func defaultOptions() options {
 	return options{
-		manifestsPrefix:  DefaultManifestsPrefix,
-		blobsPrefix:      DefaultBlobsPrefix,
-		names:            []string{DefaultName},
-		touchRefresh:     DefaultTouchRefresh,
+		Options:          objstore.DefaultOptions(DefaultManifestsPrefix, DefaultBlobsPrefix),
 		blockSize:        DefaultBlockSize,
 		blockConcurrency: DefaultBlockConcurrency,
 	}
@@ -95,7 +89,7 @@ func WithPrefix(prefix string) Option {
 		if err != nil {
 			return err
 		}
-		o.prefix = p
+		o.Prefix = p
 		return nil
 	}
 }
@@ -108,7 +102,7 @@ func WithManifestsPrefix(prefix string) Option {
 		if err != nil {
 			return err
 		}
-		o.manifestsPrefix = p
+		o.ManifestsPrefix = p
 		return nil
 	}
 }
@@ -122,7 +116,7 @@ func WithBlobsPrefix(prefix string) Option {
 		if err != nil {
 			return err
 		}
-		o.blobsPrefix = p
+		o.BlobsPrefix = p
 		return nil
 	}
 }
@@ -151,20 +145,7 @@ func cleanDir(what, dir string) (string, error) {
 // element, nor be empty. Default: "buildkit".
 func WithNames(names ...string) Option {
 	return func(o *options) error {
-		if len(names) == 0 {
-			return errors.Wrap(errdefs.ErrInvalidArgument, "no cache name")
-		}
-		for _, n := range names {
-			c, err := cleanDir("cache name", n)
-			if err != nil {
-				return err
-			}
-			if c == "" {
-				return errors.Wrapf(errdefs.ErrInvalidArgument, "empty cache name in %q", strings.Join(names, ";"))
-			}
-		}
-		o.names = append([]string(nil), names...)
-		return nil
+		return o.SetNames(names, func(n string) (string, error) { return cleanDir("cache name", n) })
 	}
 }
 
@@ -262,13 +243,7 @@ func WithClient(client *azblob.Client) Option {
 // refreshes every blob found. BuildKit's azblob exporter has no such
 // setting (its s3 exporter's touch_refresh). Default: 24h.
 func WithTouchRefresh(d time.Duration) Option {
-	return func(o *options) error {
-		if d < 0 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "touch refresh %v: negative", d)
-		}
-		o.touchRefresh = d
-		return nil
-	}
+	return func(o *options) error { return o.SetTouchRefresh(d) }
 }
 
 // WithReadOnly makes a store that sends no request that writes: no
@@ -277,7 +252,7 @@ func WithTouchRefresh(d time.Duration) Option {
 // read and write.
 func WithReadOnly() Option {
 	return func(o *options) error {
-		o.readOnly = true
+		o.ReadOnly = true
 		return nil
 	}
 }
@@ -324,17 +299,7 @@ func WithBlockConcurrency(n int) Option {
 // WithSpoolDir sets the directory where writes larger than 4 MiB are kept
 // until they are verified and uploaded. Default: os.TempDir().
 func WithSpoolDir(dir string) Option {
-	return func(o *options) error {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "spool directory: %v", err)
-		}
-		if !fi.IsDir() {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "spool directory %s: not a directory", dir)
-		}
-		o.spoolDir = dir
-		return nil
-	}
+	return func(o *options) error { return o.SetSpoolDir(dir) }
 }
 
 // validate checks what single options cannot.
@@ -342,8 +307,8 @@ func (o *options) validate(container string) error {
 	if err := validContainer(container); err != nil {
 		return err
 	}
-	if o.manifestsPrefix == o.blobsPrefix {
-		return errors.Wrapf(errdefs.ErrInvalidArgument, "manifests prefix and blobs prefix are both %q", o.blobsPrefix)
+	if err := o.Check(); err != nil {
+		return err
 	}
 	if o.client != nil && (o.accountURL != "" || o.connectionString != "" || o.accountKey != "" || o.defaultCredential || o.clientOptions != nil) {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "WithClient cannot be combined with options that make a client")
@@ -357,7 +322,7 @@ func (o *options) validate(container string) error {
 	if o.defaultCredential && o.accountURL == "" {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "WithDefaultCredential needs WithAccountURL")
 	}
-	if o.readOnly && o.createContainer != nil && *o.createContainer {
+	if o.ReadOnly && o.createContainer != nil && *o.createContainer {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "a read-only store never creates its container: WithCreateContainer(true) with WithReadOnly")
 	}
 	return nil

@@ -2,42 +2,25 @@ package azblob
 
 import (
 	"context"
-	"io"
-	"os"
 	"path"
-	"strings"
-	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/objstore"
 )
-
-// maxConfigSize bounds what Resolve and Prune read of a cache config: the
-// core's default limit on an imported blob.
-const maxConfigSize = 64 << 20
 
 // Store is a cache location in a container, in BuildKit's azblob layout
 // (see the package documentation). It is safe for concurrent use.
 type Store struct {
+	core      *objstore.Store
 	client    *azblob.Client
-	cc        *container.Client
 	container string
 	opts      options
-
-	// resolved holds the bytes of configs Resolve read, by digest, so
-	// that ReaderAt serves exactly what Resolve described even if an
-	// export replaces the blob in between.
-	mu       sync.Mutex
-	resolved map[digest.Digest][]byte
 }
 
 var (
@@ -66,11 +49,8 @@ func New(ctx context.Context, containerName string, opts ...Option) (*Store, err
 		return nil, errors.Wrapf(err, "azblob container %s", containerName)
 	}
 	if o.createContainer == nil {
-		create := !o.readOnly
+		create := !o.ReadOnly
 		o.createContainer = &create
-	}
-	if o.spoolDir == "" {
-		o.spoolDir = os.TempDir()
 	}
 	client := o.client
 	if client == nil {
@@ -79,58 +59,51 @@ func New(ctx context.Context, containerName string, opts ...Option) (*Store, err
 			return nil, errors.Wrapf(err, "azblob container %s", containerName)
 		}
 	}
-	return &Store{
-		client:    client,
-		cc:        client.ServiceClient().NewContainerClient(containerName),
-		container: containerName,
-		opts:      o,
-		resolved:  map[digest.Digest][]byte{},
-	}, nil
+	s := &Store{client: client, container: containerName, opts: o}
+	b := &backend{cc: client.ServiceClient().NewContainerClient(containerName), container: containerName, opts: &s.opts}
+	// Names are joined as paths, as BuildKit's filepath.Join.
+	s.core = objstore.New(b, objstore.Config{
+		Options:       o.Options,
+		Kind:          "azblob",
+		Root:          containerName,
+		BlobsDir:      s.dir(o.BlobsPrefix),
+		ManifestsDir:  s.dir(o.ManifestsPrefix),
+		ConfigKey:     func(name string) string { return path.Join(o.Prefix, o.ManifestsPrefix, name) },
+		DeleteIfMatch: true,
+	})
+	return s, nil
+}
+
+// dir returns the directory of the blobs under PREFIX/sub, with its
+// trailing slash ("" for the root).
+func (s *Store) dir(sub string) string {
+	if d := path.Join(s.opts.Prefix, sub); d != "" && d != "." {
+		return d + "/"
+	}
+	return ""
 }
 
 // String returns the location as "azblob:CONTAINER/PREFIX:NAME"
 // ("azblob:CONTAINER:NAME" with no prefix), the names joined with ";".
-func (s *Store) String() string {
-	loc := "azblob:" + s.container
-	if s.opts.prefix != "" {
-		loc += "/" + s.opts.prefix
-	}
-	return loc + ":" + strings.Join(s.opts.names, ";")
-}
+func (s *Store) String() string { return s.core.String() }
 
 // TagsManifests implements remotecache.ManifestTagger: writing the cache
 // config is what moves the names, so an export always writes it.
-func (s *Store) TagsManifests() bool { return true }
+func (s *Store) TagsManifests() bool { return s.core.TagsManifests() }
 
 // Names returns the cache names, the first of which Resolve reads.
-func (s *Store) Names() []string { return append([]string(nil), s.opts.names...) }
+func (s *Store) Names() []string { return s.core.Names() }
 
 // Container returns the name of the store's container.
 func (s *Store) Container() string { return s.container }
 
 // BlobKey returns the name of a blob's blob in the container:
 // PREFIX/BLOBS_PREFIX/DIGEST, joined as paths.
-func (s *Store) BlobKey(dgst digest.Digest) string {
-	return path.Join(s.opts.prefix, s.opts.blobsPrefix, dgst.String())
-}
+func (s *Store) BlobKey(dgst digest.Digest) string { return s.core.BlobKey(dgst) }
 
 // ConfigKey returns the name of the blob of the cache config of a name:
 // PREFIX/MANIFESTS_PREFIX/NAME, joined as paths.
-func (s *Store) ConfigKey(name string) string {
-	return path.Join(s.opts.prefix, s.opts.manifestsPrefix, name)
-}
-
-// dir returns the directory of the blobs under PREFIX/sub, with its
-// trailing slash ("" for the root).
-func (s *Store) dir(sub string) string {
-	if d := path.Join(s.opts.prefix, sub); d != "" && d != "." {
-		return d + "/"
-	}
-	return ""
-}
-
-// where names a blob of the container in messages: CONTAINER/NAME.
-func (s *Store) where(name string) string { return s.container + "/" + name }
+func (s *Store) ConfigKey(name string) string { return s.core.ConfigKey(name) }
 
 // Resolve returns the descriptor of the cache config under the first name:
 // media type remotecache.CacheConfigMediaTypeV0, the digest and size of
@@ -139,68 +112,40 @@ func (s *Store) where(name string) string { return s.container + "/" + name }
 // (BuildKit's azblob importer reads every name and merges them; an export
 // writes the same config under each.)
 func (s *Store) Resolve(ctx context.Context) (ocispec.Descriptor, error) {
-	name := s.ConfigKey(s.opts.names[0])
-	dt, err := s.download(ctx, name, maxConfigSize)
-	if err != nil {
-		return ocispec.Descriptor{}, errors.Wrapf(err, "resolving cache config %s", s.where(name))
-	}
-	desc := ocispec.Descriptor{
-		MediaType: remotecache.CacheConfigMediaTypeV0,
-		Digest:    digest.FromBytes(dt),
-		Size:      int64(len(dt)),
-	}
-	s.mu.Lock()
-	s.resolved[desc.Digest] = dt
-	s.mu.Unlock()
-	return desc, nil
+	return s.core.Resolve(ctx)
 }
 
-// download reads a whole blob of at most limit bytes.
-func (s *Store) download(ctx context.Context, name string, limit int64) ([]byte, error) {
-	resp, err := s.cc.NewBlobClient(name).DownloadStream(ctx, nil)
-	if err != nil {
-		return nil, classify(err)
-	}
-	body := resp.NewRetryReader(ctx, nil)
-	defer body.Close()
-	if resp.ContentLength != nil && *resp.ContentLength > limit {
-		return nil, errors.Wrapf(errdefs.ErrOutOfRange, "%d bytes, more than the limit of %d", *resp.ContentLength, limit)
-	}
-	dt, err := io.ReadAll(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, classify(err)
-	}
-	if int64(len(dt)) > limit {
-		return nil, errors.Wrapf(errdefs.ErrOutOfRange, "more than the limit of %d bytes", limit)
-	}
-	return dt, nil
+// Writer implements content.Ingester. The bytes are kept (in memory, then
+// in a file) until Commit has checked their size and digest; only then
+// are they uploaded as a block blob, with one Put Blob up to the block
+// size, else staged in blocks and committed with Put Block List, so a
+// failed or cancelled write leaves no blob. A descriptor of media type
+// remotecache.CacheConfigMediaTypeV0 is the cache config, written under
+// every name; any other is a blob, written under its digest. An OCI or
+// Docker manifest or index is refused with errdefs.ErrInvalidArgument:
+// this store keeps the config-only form (remotecache.FormatConfigOnly).
+func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	return s.core.Writer(ctx, opts...)
 }
 
-// withContainer runs op and, if it failed because the container does not
-// exist and the store may create it, creates the container (another
-// writer may have just done so) and runs op again.
-func (s *Store) withContainer(ctx context.Context, op func() error) error {
-	err := op()
-	if err == nil || !*s.opts.createContainer || !bloberror.HasCode(err, bloberror.ContainerNotFound) {
-		return err
-	}
-	if _, cerr := s.cc.Create(ctx, nil); cerr != nil && !bloberror.HasCode(cerr, bloberror.ContainerAlreadyExists) {
-		return errors.Wrapf(classify(cerr), "creating container %s", s.container)
-	}
-	return op()
+// ReaderAt implements content.Provider. A descriptor of a cache config
+// (media type remotecache.CacheConfigMediaTypeV0, or the digest of one
+// Resolve read) is served from what Resolve read; any other from the
+// blob, by ranged downloads, opened again at the offset reached when a
+// body breaks off. The size is desc.Size, or the blob's when desc.Size is
+// 0. A missing blob is errdefs.ErrNotFound.
+func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	return s.core.ReaderAt(ctx, desc)
 }
 
-// props is what the store reads of a blob's properties.
-func props(p blob.GetPropertiesResponse) content.Info {
-	var info content.Info
-	if p.ContentLength != nil {
-		info.Size = *p.ContentLength
-	}
-	if p.CreationTime != nil {
-		info.CreatedAt = *p.CreationTime
-	} else if p.LastModified != nil {
-		info.CreatedAt = *p.LastModified
-	}
-	info.UpdatedAt = updatedAt(p.LastModified, p.Metadata)
-	return info
+// Info implements content.InfoProvider with the blob's properties (a
+// HEAD): its size, its creation time as CreatedAt, and as UpdatedAt the
+// later of its Last-Modified time and the time of the last refresh
+// (updated_at metadata). A missing blob (or container) is
+// errdefs.ErrNotFound; any other failure keeps its own class. On a store
+// not opened WithReadOnly, a blob older than the touch refresh age is
+// first refreshed (see WithTouchRefresh), and UpdatedAt is the refresh's
+// time.
+func (s *Store) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	return s.core.Info(ctx, dgst)
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 // touchMetadata is the metadata a refresh sets: the time of the refresh.
@@ -34,21 +34,21 @@ func updatedAt(lastModified *time.Time, meta map[string]*string) time.Time {
 	return t
 }
 
-// touch refreshes a blob: it sets the blob's metadata again (what it had,
+// Touch refreshes a blob: it sets the blob's metadata again (what it had,
 // and updated_at), which gives the blob a new Last-Modified time, the age
 // lifecycle rules go by (daysAfterModificationGreaterThan), without
 // sending its bytes. It returns the blob's new modification time.
-func (s *Store) touch(ctx context.Context, name string, p blob.GetPropertiesResponse) (time.Time, error) {
+func (b *backend) Touch(ctx context.Context, obj objstore.Object) (time.Time, error) {
 	now := time.Now().UTC()
 	meta := map[string]*string{}
-	for k, v := range p.Metadata {
+	for k, v := range obj.Metadata {
 		if !strings.EqualFold(k, touchMetadata) {
-			meta[k] = v
+			meta[k] = &v
 		}
 	}
 	stamp := now.Format(time.RFC3339Nano)
 	meta[touchMetadata] = &stamp
-	resp, err := s.cc.NewBlobClient(name).SetMetadata(ctx, meta, nil)
+	resp, err := b.cc.NewBlobClient(obj.Key).SetMetadata(ctx, meta, nil)
 	if err != nil {
 		return time.Time{}, classify(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +13,8 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 func TestIsLocalEndpoint(t *testing.T) {
@@ -152,20 +153,9 @@ func TestCopySource(t *testing.T) {
 	}
 }
 
-func TestCheckConfigOnly(t *testing.T) {
-	for cfg, ok := range map[string]bool{
-		`{"layers":[{"blob":"sha256:aa","annotations":{"diffID":"sha256:bb"}}]}`: true,
-		`{}`: true,
-		`{"layers":[{"blob":"sha256:aa","parent":-1}]}`:              false,
-		`{"layers":[{"blob":"sha256:aa","annotations":{"size":3}}]}`: false,
-		`not json`: false,
-	} {
-		err := checkConfigOnly([]byte(cfg))
-		if (err == nil) != ok || (err != nil && !errdefs.IsInvalidArgument(err)) {
-			t.Errorf("checkConfigOnly(%s) = %v", cfg, err)
-		}
-		if err != nil && strings.HasPrefix(cfg, "{") && !strings.Contains(err.Error(), "config-only") {
-			t.Errorf("checkConfigOnly(%s) = %v, not naming the config-only form", cfg, err)
-		}
+// The defaults the package documents are the shared store's.
+func TestDefaultsShared(t *testing.T) {
+	if DefaultName != objstore.DefaultName || DefaultTouchRefresh != objstore.DefaultTouchRefresh || DefaultGracePeriod != objstore.DefaultGracePeriod {
+		t.Error("the package's defaults are not internal/objstore's")
 	}
 }

@@ -2,13 +2,14 @@ package s3
 
 import (
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 // Defaults of the options, BuildKit's where BuildKit has the setting.
@@ -40,11 +41,10 @@ const (
 	maxParts = 10000
 )
 
+// options are the settings of every object store (prefixes, names,
+// touch refresh, read-only, spool directory) and S3's own.
 type options struct {
-	prefix          string
-	manifestsPrefix string
-	blobsPrefix     string
-	names           []string
+	objstore.Options
 
 	endpoint  string
 	region    string
@@ -55,21 +55,15 @@ type options struct {
 	attempts  int
 	client    *s3.Client
 
-	touchRefresh    time.Duration
-	readOnly        bool
 	threshold       int64
 	partSize        int64
 	partConcurrency int
 	maxCopySize     int64
-	spoolDir        string
 }
 
 func defaultOptions() options {
 	return options{
-		manifestsPrefix: DefaultManifestsPrefix,
-		blobsPrefix:     DefaultBlobsPrefix,
-		names:           []string{DefaultName},
-		touchRefresh:    DefaultTouchRefresh,
+		Options:         objstore.DefaultOptions(DefaultManifestsPrefix, DefaultBlobsPrefix),
 		threshold:       DefaultMultipartThreshold,
 		partSize:        DefaultPartSize,
 		partConcurrency: DefaultPartConcurrency,
@@ -85,7 +79,7 @@ type Option func(*options) error
 // give "ci/" for a directory. Default: "".
 func WithPrefix(prefix string) Option {
 	return func(o *options) error {
-		o.prefix = prefix
+		o.Prefix = prefix
 		return nil
 	}
 }
@@ -94,7 +88,7 @@ func WithPrefix(prefix string) Option {
 // (BuildKit's manifests_prefix). Default: "manifests/".
 func WithManifestsPrefix(prefix string) Option {
 	return func(o *options) error {
-		o.manifestsPrefix = prefix
+		o.ManifestsPrefix = prefix
 		return nil
 	}
 }
@@ -104,7 +98,7 @@ func WithManifestsPrefix(prefix string) Option {
 // Default: "blobs/".
 func WithBlobsPrefix(prefix string) Option {
 	return func(o *options) error {
-		o.blobsPrefix = prefix
+		o.BlobsPrefix = prefix
 		return nil
 	}
 }
@@ -113,18 +107,7 @@ func WithBlobsPrefix(prefix string) Option {
 // export writes the config under every name, Resolve reads the first.
 // Names must not be empty. Default: "buildkit".
 func WithNames(names ...string) Option {
-	return func(o *options) error {
-		if len(names) == 0 {
-			return errors.Wrap(errdefs.ErrInvalidArgument, "no cache name")
-		}
-		for _, n := range names {
-			if n == "" {
-				return errors.Wrapf(errdefs.ErrInvalidArgument, "empty cache name in %q", strings.Join(names, ";"))
-			}
-		}
-		o.names = append([]string(nil), names...)
-		return nil
-	}
+	return func(o *options) error { return o.SetNames(names, nil) }
 }
 
 // WithEndpoint sets the URL of an S3-compatible server
@@ -208,13 +191,7 @@ func WithClient(client *s3.Client) Option {
 // metadata, so that lifecycle rules which expire old objects keep the blobs
 // a live cache uses. 0 refreshes every blob found. Default: 24h.
 func WithTouchRefresh(d time.Duration) Option {
-	return func(o *options) error {
-		if d < 0 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "touch refresh %v: negative", d)
-		}
-		o.touchRefresh = d
-		return nil
-	}
+	return func(o *options) error { return o.SetTouchRefresh(d) }
 }
 
 // WithReadOnly makes a store that sends no request that writes: no
@@ -222,7 +199,7 @@ func WithTouchRefresh(d time.Duration) Option {
 // fail with errdefs.ErrFailedPrecondition. Default: read and write.
 func WithReadOnly() Option {
 	return func(o *options) error {
-		o.readOnly = true
+		o.ReadOnly = true
 		return nil
 	}
 }
@@ -281,17 +258,7 @@ func WithMaxCopySize(n int64) Option {
 // WithSpoolDir sets the directory where writes larger than 4 MiB are kept
 // until they are verified and uploaded. Default: os.TempDir().
 func WithSpoolDir(dir string) Option {
-	return func(o *options) error {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "spool directory: %v", err)
-		}
-		if !fi.IsDir() {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "spool directory %s: not a directory", dir)
-		}
-		o.spoolDir = dir
-		return nil
-	}
+	return func(o *options) error { return o.SetSpoolDir(dir) }
 }
 
 // validate checks what single options cannot.
@@ -302,8 +269,8 @@ func (o *options) validate(bucket string) error {
 	if strings.Contains(bucket, "/") {
 		return errors.Wrapf(errdefs.ErrInvalidArgument, "bucket %q: has a slash (give the rest as WithPrefix)", bucket)
 	}
-	if o.manifestsPrefix == o.blobsPrefix {
-		return errors.Wrapf(errdefs.ErrInvalidArgument, "manifests prefix and blobs prefix are both %q", o.blobsPrefix)
+	if err := o.Check(); err != nil {
+		return err
 	}
 	if o.client != nil && (o.endpoint != "" || o.region != "" || o.accessKey != "" || o.pathStyle != nil || o.attempts != 0) {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "WithClient cannot be combined with options that configure a client")

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/pkg/errors"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 // touchMetadata is the user metadata a refresh sets, as BuildKit's does.
@@ -50,28 +52,33 @@ func updatedAt(lastModified *time.Time, meta map[string]string) time.Time {
 	return t
 }
 
-// touch copies the object onto itself with new metadata (the user
+// Touch copies the object onto itself with new metadata (the user
 // metadata and content type it had, and updated-at), which gives it a new
 // last modification time: lifecycle rules that expire objects by age keep
 // it. Objects over the max copy size are copied in parts, as CopyObject
 // cannot copy them. It returns the object's new modification time.
-func (s *Store) touch(ctx context.Context, key string, head *s3.HeadObjectOutput) (time.Time, error) {
+func (b *backend) Touch(ctx context.Context, obj objstore.Object) (time.Time, error) {
+	key := obj.Key
+	var contentType *string
+	if obj.ContentType != "" {
+		contentType = &obj.ContentType
+	}
 	now := time.Now().UTC()
-	meta := maps.Clone(head.Metadata)
+	meta := maps.Clone(obj.Metadata)
 	if meta == nil {
 		meta = map[string]string{}
 	}
 	meta[touchMetadata] = now.Format(time.RFC3339Nano)
-	source := copySource(s.bucket, key)
-	size := aws.ToInt64(head.ContentLength)
-	if size <= s.opts.maxCopySize {
-		out, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{
-			Bucket:            &s.bucket,
+	source := copySource(b.bucket, key)
+	size := obj.Size
+	if size <= b.opts.maxCopySize {
+		out, err := b.client.CopyObject(ctx, &s3.CopyObjectInput{
+			Bucket:            &b.bucket,
 			Key:               &key,
 			CopySource:        &source,
 			Metadata:          meta,
 			MetadataDirective: types.MetadataDirectiveReplace,
-			ContentType:       head.ContentType,
+			ContentType:       contentType,
 		})
 		if err != nil {
 			return time.Time{}, classify(err)
@@ -82,26 +89,26 @@ func (s *Store) touch(ctx context.Context, key string, head *s3.HeadObjectOutput
 		return now, nil
 	}
 
-	mpu, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-		Bucket:      &s.bucket,
+	mpu, err := b.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:      &b.bucket,
 		Key:         &key,
 		Metadata:    meta,
-		ContentType: head.ContentType,
+		ContentType: contentType,
 	})
 	if err != nil {
 		return time.Time{}, classify(err)
 	}
-	n := (size + s.opts.maxCopySize - 1) / s.opts.maxCopySize
+	n := (size + b.opts.maxCopySize - 1) / b.opts.maxCopySize
 	parts := make([]types.CompletedPart, n)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.opts.partConcurrency)
+	g.SetLimit(b.opts.partConcurrency)
 	for i := range n {
 		g.Go(func() error {
-			start := i * s.opts.maxCopySize
-			end := min(start+s.opts.maxCopySize, size) - 1
+			start := i * b.opts.maxCopySize
+			end := min(start+b.opts.maxCopySize, size) - 1
 			num := int32(i + 1)
-			out, err := s.client.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
-				Bucket:          &s.bucket,
+			out, err := b.client.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
+				Bucket:          &b.bucket,
 				Key:             &key,
 				CopySource:      &source,
 				CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", start, end)),
@@ -120,8 +127,8 @@ func (s *Store) touch(ctx context.Context, key string, head *s3.HeadObjectOutput
 	}
 	err = g.Wait()
 	if err == nil {
-		_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-			Bucket:          &s.bucket,
+		_, err = b.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+			Bucket:          &b.bucket,
 			Key:             &key,
 			UploadId:        mpu.UploadId,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
@@ -129,19 +136,10 @@ func (s *Store) touch(ctx context.Context, key string, head *s3.HeadObjectOutput
 		err = classify(err)
 	}
 	if err != nil {
-		s.abort(ctx, key, mpu.UploadId)
+		b.abort(ctx, key, mpu.UploadId)
 		return time.Time{}, err
 	}
 	return now, nil
-}
-
-// abort gives up a multipart upload, even when ctx is done, so that no
-// parts are left behind (they would be billed, and never expire without a
-// lifecycle rule for them).
-func (s *Store) abort(ctx context.Context, key string, uploadID *string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: uploadID})
 }
 
 // copySource is the x-amz-copy-source of an object: bucket and key,

@@ -20,6 +20,7 @@ import (
 	azbstore "github.com/buildcache/remotecache/azblob"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cputime"
+	"github.com/buildcache/remotecache/interop/bkobject"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 )
 
@@ -184,12 +185,12 @@ func benchAzblob(b *testing.B, g *cachegen.Graph) {
 		name := "bench-" + sd.name + "-counted"
 		newContainer(name)
 		for j := range 2 {
-			proxy.reset()
+			proxy.Reset()
 			if _, err := timed(sd.export, proxy.URL, name); err != nil {
 				b.Fatalf("%s: counted export: %v", sd.name, err)
 			}
-			sd.counts[j] = proxy.summary()
-			sd.uploaded[j] = proxy.uploaded.Load()
+			sd.counts[j] = proxy.Summary()
+			sd.uploaded[j] = proxy.Uploaded.Load()
 		}
 		e := &env{az: az, container: name, admin: admin.NewContainerClient(name)}
 		sd.config = string(e.blob(b, "manifests/buildkit"))
@@ -202,7 +203,7 @@ func benchAzblob(b *testing.B, g *cachegen.Graph) {
 	same := "the same bytes"
 	switch {
 	case sides[0].config == sides[1].config:
-	case sides[0].config == string(sortSameSourceLinks(b, []byte(sides[1].config))):
+	case sides[0].config == string(bkobject.SortSameSourceLinks(b, []byte(sides[1].config))):
 		same = "the same bytes once links of a slot from one source are ordered (BuildKit leaves them in map order)"
 	default:
 		same = "other bytes (BuildKit leaves some orders to its maps: layers of a blob on several parents, records of one digest, links from one source)"

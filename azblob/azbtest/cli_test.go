@@ -14,6 +14,7 @@ import (
 
 	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/clitest"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 )
 
 // The command line tool end to end against Azurite: azblob: locations in
@@ -90,7 +91,7 @@ func TestCLI(t *testing.T) {
 	if got := strings.Fields(r.Stdout)[1]; got != digest.FromBytes(config).String() {
 		t.Errorf("copy printed %s, the config at ci/manifests/main is %s", got, digest.FromBytes(config))
 	}
-	for _, b := range configBlobs(t, config) {
+	for _, b := range objstoretest.ConfigBlobs(t, config) {
 		e.blob(t, "ci/blobs/"+b.String())
 	}
 
@@ -184,9 +185,9 @@ func TestCLIPrune(t *testing.T) {
 	if r := c.ok(t, "prune", loc, "--dry-run", "--grace-period", "3h"); !strings.Contains(r.Stdout, "would free 0 blobs") {
 		t.Errorf("prune --dry-run --grace-period 3h printed:\n%s", r.Stdout)
 	}
-	before := e.proxy.count("DELETE")
+	before := e.proxy.Count("DELETE")
 	c.ok(t, "prune", loc, "--dry-run", "--grace-period=0s")
-	if n := e.proxy.count("DELETE") - before; n != 0 {
+	if n := e.proxy.Count("DELETE") - before; n != 0 {
 		t.Errorf("a dry run sent %d deletes", n)
 	}
 

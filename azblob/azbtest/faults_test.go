@@ -21,6 +21,7 @@ import (
 	"github.com/buildcache/remotecache"
 	azbstore "github.com/buildcache/remotecache/azblob"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 )
 
 // faultPlan answers some requests with a fault, each fault once.
@@ -79,8 +80,8 @@ func TestFaultsStillExportWhole(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	store := e.store(t, azbstore.WithBlockSize(1<<20))
-	big := graph(11, 4, 5<<19+1)
-	small := graph(12, 30, 2000)
+	big := objstoretest.Graph(11, 4, 5<<19+1)
+	small := objstoretest.Graph(12, 30, 2000)
 
 	// downloadReset lets Azurite answer a blob download, and resets the
 	// connection after 300 bytes of the body.
@@ -89,14 +90,14 @@ func TestFaultsStillExportWhole(t *testing.T) {
 		rp.ServeHTTP(&resetWriter{ResponseWriter: w, n: 300}, r)
 		return true
 	}
-	rp = e.proxy.handler()
+	rp = e.proxy.Handler()
 	plan := &faultPlan{faults: []fault{
 		{name: "503 on a blob's properties", match: is("HEAD"), do: busy},
 		{name: "503 on a Put Blob", match: is("PUT"), do: busy},
 		{name: "reset in a Put Blob", match: func(r *http.Request) bool { return is("PUT")(r) && r.ContentLength > 1000 },
-			do: func(w http.ResponseWriter, r *http.Request) bool { resetAfter(w, r, 1000); return true }},
+			do: func(w http.ResponseWriter, r *http.Request) bool { objstoretest.ResetAfter(w, r, 1000); return true }},
 		{name: "503 on a block", match: is("BLOCK"), do: busy},
-		{name: "reset in a block", match: is("BLOCK"), do: func(w http.ResponseWriter, r *http.Request) bool { resetAfter(w, r, 512<<10); return true }},
+		{name: "reset in a block", match: is("BLOCK"), do: func(w http.ResponseWriter, r *http.Request) bool { objstoretest.ResetAfter(w, r, 512<<10); return true }},
 		{name: "503 on a block list", match: is("BLOCKLIST"), do: busy},
 		{name: "503 on the config", match: func(r *http.Request) bool {
 			return opOf(r) == "PUT" && strings.HasPrefix(blobName(r), "manifests/")
@@ -105,19 +106,19 @@ func TestFaultsStillExportWhole(t *testing.T) {
 		{name: "reset in a download", match: func(r *http.Request) bool { return is("GET")(r) && r.Header.Get("x-ms-range") == "" },
 			do: downloadReset},
 	}}
-	e.proxy.setFault(plan.handle)
+	e.proxy.SetFault(plan.handle)
 	for _, g := range []*cachegen.Graph{big, small} {
-		export(t, store, g)
-		if again := reimport(t, store); !bytes.Equal(again, marshalConfigOnly(t, g)) {
+		objstoretest.Export(t, store, g)
+		if again := objstoretest.Reimport(t, store); !bytes.Equal(again, objstoretest.MarshalConfigOnly(t, g)) {
 			t.Errorf("seed %d: the cache read back is not the one exported", g.Seed)
 		}
-		verify(t, store)
+		objstoretest.Verify(t, store)
 	}
 	if len(plan.fired) != len(plan.faults) {
 		t.Errorf("faults fired: %q, want all %d", plan.fired, len(plan.faults))
 	}
-	e.proxy.setFault(nil)
-	verify(t, store)
+	e.proxy.SetFault(nil)
+	objstoretest.Verify(t, store)
 	noUncommitted(t, e, false)
 }
 
@@ -155,30 +156,30 @@ func TestUnavailablePastRetries(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	g := graph(13, 20, 0)
+	g := objstoretest.Graph(13, 20, 0)
 	store := e.store(t, azbstore.WithClientOptions(clientOptions(t, 1)))
-	export(t, store, g)
-	bad := configBlobs(t, e.blob(t, "manifests/buildkit"))[0]
+	objstoretest.Export(t, store, g)
+	bad := objstoretest.ConfigBlobs(t, e.blob(t, "manifests/buildkit"))[0]
 	name := "blobs/" + bad.String()
 	if _, err := e.admin.NewBlobClient(name).Delete(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
 		if blobName(r) == name {
 			serverBusy(w, r)
 			return true
 		}
 		return false
 	})
-	e.proxy.reset()
+	e.proxy.Reset()
 
-	_, err := tryExport(ctx, store, g)
+	_, err := objstoretest.TryExport(ctx, store, g)
 	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
 		t.Errorf("export = %v; want unavailable, not not found, naming %s", err, bad)
 	}
 	// The exporter's Info failed (and did not say not found), so it
 	// wrote the blob, which failed too.
-	if h, p := e.proxy.countName("HEAD", name), e.proxy.countName("PUT", name); h != 2 || p != 2 {
+	if h, p := e.proxy.CountKey("HEAD", name), e.proxy.CountKey("PUT", name); h != 2 || p != 2 {
 		t.Errorf("%d HEADs and %d Put Blobs of the blob, want 2 each (one retry)", h, p)
 	}
 	_, err = store.Info(ctx, bad)
@@ -222,7 +223,7 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 	// Block 3 is refused: a 400 the SDK does not retry.
 	var mu sync.Mutex
 	blocks := 0
-	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
 		if opOf(r) != "BLOCK" {
 			return false
 		}
@@ -243,14 +244,14 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "block 3 of 7") || !strings.Contains(err.Error(), desc.Digest.String()) {
 		t.Errorf("WriteBlob with a refused block = %v", err)
 	}
-	if n := e.proxy.count("BLOCKLIST"); n != 0 {
+	if n := e.proxy.Count("BLOCKLIST"); n != 0 {
 		t.Errorf("%d block lists committed", n)
 	}
 
 	// Cancelled while the second block is in flight.
 	cctx, cancel := context.WithCancel(ctx)
 	blocks = 0
-	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
 		if opOf(r) == "BLOCK" {
 			mu.Lock()
 			blocks++
@@ -267,8 +268,8 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled WriteBlob = %v", err)
 	}
-	e.proxy.setFault(nil)
-	if n := e.proxy.count("BLOCKLIST"); n != 0 {
+	e.proxy.SetFault(nil)
+	if n := e.proxy.Count("BLOCKLIST"); n != 0 {
 		t.Errorf("%d block lists committed", n)
 	}
 	if names := e.names(t); len(names) != 0 {

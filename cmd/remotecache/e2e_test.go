@@ -400,6 +400,15 @@ func TestUsageErrors(t *testing.T) {
 		{"diff", "oci:a", "oci:b", "--json", "--dot"},
 		{"diff", "oci:a", "oci:b", "--dry-run"},
 		{"verify", "oci:a", "--dry-run"},
+		{"copy", "oci:a", "oci:b", "--compression", "lz4"},
+		{"copy", "oci:a", "oci:b", "--compression"},
+		{"copy", "oci:a", "oci:b", "--compression-level", "3"},
+		{"copy", "oci:a", "oci:b", "--force-compression"},
+		{"copy", "oci:a", "oci:b", "--compression", "uncompressed", "--compression-level", "1"},
+		{"copy", "oci:a", "oci:b", "--compression", "zstd", "--compression-level", "23"},
+		{"copy", "oci:a", "oci:b", "--compression", "gzip", "--compression-level", "10"},
+		{"copy", "oci:a", "oci:b", "--compression", "gzip", "--compression-level", "x"},
+		{"merge", "oci:a", "oci:b", "oci:c", "--compression", "zstd", "--compression-level", "0"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := runTool(t, args...)

@@ -23,6 +23,11 @@ type exportFlags struct {
 	// --concurrency the library picks (more for a registry, see
 	// remotecache.ConcurrencyAdvisor).
 	given func(name string) bool
+
+	compression string // --compression: "" to copy layers as they are
+	level       int    // --compression-level, if levelSet says it was given
+	levelSet    func() bool
+	force       bool // --force-compression
 }
 
 func addExportFlags(cmd *cobra.Command) *exportFlags {
@@ -31,6 +36,12 @@ func addExportFlags(cmd *cobra.Command) *exportFlags {
 	fs.StringVar(&f.format, "format", "", "write the manifest as `FORM`: image-manifest (the default), oci-index or manifest-list; config-only into s3: and azblob: (their only form)")
 	fs.IntVar(&f.concurrency, "concurrency", remotecache.DefaultConcurrency, "copy up to `N` layer blobs at once (default: 4, or more where SRC or DST advises it)")
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
+	fs.StringVar(&f.compression, "compression", "", "convert layers to `TYPE` as they are copied: gzip, zstd or uncompressed (default: copy them as they are)")
+	fs.IntVar(&f.level, "compression-level", 0, "compress at level `N`: gzip -2 to 9 (default 5), zstd 1 to 22 (default 3); needs --compression gzip or zstd")
+	fs.BoolVar(&f.force, "force-compression", false, "recompress at the level asked the layers that already have the --compression asked too")
+	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions(
+		[]string{"gzip", "zstd", "uncompressed"}, cobra.ShellCompDirectiveNoFileComp))
+	f.levelSet = func() bool { return f.given("compression-level") }
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(
 		[]string{"image-manifest", "oci-index", "manifest-list", "config-only"}, cobra.ShellCompDirectiveNoFileComp))
 	return f
@@ -41,16 +52,60 @@ func (f *exportFlags) check() error {
 	if f.concurrency < 1 {
 		return usagef("--concurrency %d: must be at least 1", f.concurrency)
 	}
-	return nil
+	_, err := f.compressionConfig()
+	return err
 }
 
-// concurrencyOption is the number of layer blobs to copy at once that
-// --concurrency gives, or 0 when it was not given and the library picks.
-func (f *exportFlags) concurrencyOption() int {
-	if f.given("concurrency") {
-		return f.concurrency
+// compressionConfig is the conversion that --compression,
+// --compression-level and --force-compression ask for, or nil without
+// --compression.
+func (f *exportFlags) compressionConfig() (*remotecache.CompressionConfig, error) {
+	if f.compression == "" {
+		switch {
+		case f.levelSet():
+			return nil, usagef("--compression-level %d: needs --compression gzip or zstd", f.level)
+		case f.force:
+			return nil, usagef("--force-compression: needs --compression")
+		}
+		return nil, nil
 	}
-	return 0
+	t, err := remotecache.ParseCompression(f.compression)
+	if err != nil {
+		return nil, usagef("--compression %s: want gzip, zstd or uncompressed", f.compression)
+	}
+	cc := &remotecache.CompressionConfig{Type: t, Force: f.force}
+	if f.levelSet() {
+		lo, hi := remotecache.MinGzipLevel, remotecache.MaxGzipLevel
+		switch t {
+		case remotecache.CompressionZstd:
+			lo, hi = remotecache.MinZstdLevel, remotecache.MaxZstdLevel
+		case remotecache.CompressionUncompressed:
+			return nil, usagef("--compression-level %d: an uncompressed layer has no level", f.level)
+		}
+		if f.level < lo || f.level > hi {
+			return nil, usagef("--compression-level %d: %s takes %d to %d", f.level, t, lo, hi)
+		}
+		cc.Level = &f.level
+	}
+	return cc, nil
+}
+
+// options are the exporter's options that the flags give, after format
+// and progress. Without --concurrency the library picks how many layers
+// are copied at once.
+func (f *exportFlags) options() ([]remotecache.ExportOption, error) {
+	var opts []remotecache.ExportOption
+	if f.given("concurrency") {
+		opts = append(opts, remotecache.WithConcurrency(f.concurrency))
+	}
+	cc, err := f.compressionConfig()
+	if err != nil {
+		return nil, err
+	}
+	if cc != nil {
+		opts = append(opts, remotecache.WithCompression(*cc))
+	}
+	return opts, nil
 }
 
 // manifestFormat is the form to write into dst: --format if given, else
@@ -121,14 +176,17 @@ func (c *cli) export(ctx context.Context, srcLocs []location, dstLoc location, f
 		return nil, err
 	}
 	defer closeAll()
-	return c.write(ctx, caches, dstLoc, format, f.concurrencyOption())
+	return c.write(ctx, caches, dstLoc, format, f)
 }
 
 // write adds the configs of caches, each with the blobs of its store, to
 // one exporter, writes the cache into dstLoc in the given form and moves
-// dstLoc's tag to it. concurrency 0 leaves the number of blobs copied at
-// once to the library.
-func (c *cli) write(ctx context.Context, caches []*storedCache, dstLoc location, format remotecache.ManifestFormat, concurrency int) (*exportResult, error) {
+// dstLoc's tag to it, with the options f gives (concurrency, compression).
+func (c *cli) write(ctx context.Context, caches []*storedCache, dstLoc location, format remotecache.ManifestFormat, f *exportFlags) (*exportResult, error) {
+	fopts, err := f.options()
+	if err != nil {
+		return nil, err
+	}
 	var pl planner
 	for _, sc := range caches {
 		pl.add(sc)
@@ -143,10 +201,7 @@ func (c *cli) write(ctx context.Context, caches []*storedCache, dstLoc location,
 	sink, stop := c.progress(pl.plan(format))
 	defer stop(false)
 	t.next = sink
-	opts := []remotecache.ExportOption{remotecache.WithManifestFormat(format), remotecache.WithProgress(t)}
-	if concurrency > 0 {
-		opts = append(opts, remotecache.WithConcurrency(concurrency))
-	}
+	opts := append([]remotecache.ExportOption{remotecache.WithManifestFormat(format), remotecache.WithProgress(t)}, fopts...)
 	exp, err := remotecache.NewExporter(dst, opts...)
 	if err != nil {
 		return nil, err

@@ -9,7 +9,7 @@ import (
 func (c *cli) mergeCommand() *cobra.Command {
 	var f *exportFlags
 	cmd := &cobra.Command{
-		Use:   "merge SRC... DST [--format image-manifest|oci-index|manifest-list] [--concurrency N] [--json]",
+		Use:   "merge SRC... DST [--format image-manifest|oci-index|manifest-list] [--concurrency N] [--compression gzip|zstd|uncompressed [--compression-level N] [--force-compression]] [--json]",
 		Short: "Merge caches into one",
 		Long: `Merge the caches that the SRCs' tags name into one cache at DST: the
 union of their records, a record found in several caches once, with the

@@ -103,7 +103,7 @@ SRC's unless --format says otherwise (or DST does not take it).`,
 			}
 			trim := *sc
 			trim.cfg = trimmed
-			if res.exportResult, err = c.write(ctx, []*storedCache{&trim}, dst, format, f.concurrencyOption()); err != nil {
+			if res.exportResult, err = c.write(ctx, []*storedCache{&trim}, dst, format, f); err != nil {
 				return err
 			}
 		}

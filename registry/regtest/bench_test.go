@@ -21,6 +21,7 @@ import (
 	"github.com/moby/buildkit/util/contentutil"
 	"github.com/moby/buildkit/util/push"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
@@ -144,7 +145,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		}
 		var desc ocispec.Descriptor
 		if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-			return s, fmt.Errorf("manifest descriptor %q: %w", res[remotecache.ExporterResponseManifestDesc], err)
+			return s, errors.Wrapf(err, "manifest descriptor %q", res[remotecache.ExporterResponseManifestDesc])
 		}
 		s.manifest = desc.Digest.String()
 		return s, nil

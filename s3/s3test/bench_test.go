@@ -18,6 +18,7 @@ import (
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cputime"
+	"github.com/buildcache/remotecache/interop/bkobject"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	s3store "github.com/buildcache/remotecache/s3"
 	bks3 "github.com/moby/buildkit/cache/remotecache/s3"
@@ -170,12 +171,12 @@ func benchS3(b *testing.B, g *cachegen.Graph) {
 	for _, sd := range sides {
 		prefix := sd.name + "-counted/"
 		for j := range 2 {
-			e.proxy.reset()
+			e.proxy.Reset()
 			if _, err := timed(sd.export, e.proxy.URL, prefix); err != nil {
 				b.Fatalf("%s: counted export: %v", sd.name, err)
 			}
-			sd.counts[j] = e.proxy.summary()
-			sd.uploaded[j] = e.proxy.uploaded.Load()
+			sd.counts[j] = e.proxy.Summary()
+			sd.uploaded[j] = e.proxy.Uploaded.Load()
 		}
 		sd.config = string(e.object(b, prefix+"manifests/buildkit"))
 	}
@@ -186,7 +187,7 @@ func benchS3(b *testing.B, g *cachegen.Graph) {
 	same := "the same bytes"
 	switch {
 	case sides[0].config == sides[1].config:
-	case sides[0].config == string(sortSameSourceLinks(b, []byte(sides[1].config))):
+	case sides[0].config == string(bkobject.SortSameSourceLinks(b, []byte(sides[1].config))):
 		same = "the same bytes once links of a slot from one source are ordered (BuildKit leaves them in map order)"
 	default:
 		same = "other bytes (BuildKit leaves some orders to its maps: layers of a blob on several parents, records of one digest, links from one source)"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/clitest"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 )
 
 // The command line tool end to end against a Versity gateway: s3:
@@ -117,7 +118,7 @@ func TestCLI(t *testing.T) {
 	if got := strings.Fields(r.Stdout)[1]; got != digest.FromBytes(config).String() {
 		t.Errorf("copy printed %s, the config under ci/manifests/main is %s", got, digest.FromBytes(config))
 	}
-	for _, b := range configBlobs(t, config) {
+	for _, b := range objstoretest.ConfigBlobs(t, config) {
 		e.object(t, "ci/blobs/"+b.String())
 	}
 
@@ -147,12 +148,12 @@ func TestCLI(t *testing.T) {
 
 	// Again: every blob is there and is not sent; the config is written
 	// again, since writing it is what moves the name.
-	before := e.proxy.blobUploaded.Load()
+	before := e.proxy.BlobUploaded.Load()
 	again := c.copyJSON(t, "copy", "oci:"+fixture, loc)
 	if again.Format != "config-only" || again.Blobs != cachetest.FixtureBlobs+1 || again.Skipped != cachetest.FixtureBlobs || again.Written != 1 {
 		t.Errorf("second copy: %+v", again)
 	}
-	if n := e.proxy.blobUploaded.Load() - before; n != 0 {
+	if n := e.proxy.BlobUploaded.Load() - before; n != 0 {
 		t.Errorf("second copy uploaded %d blob bytes", n)
 	}
 
@@ -232,9 +233,9 @@ func TestCLIPrune(t *testing.T) {
 	if r := c.ok(t, "prune", loc, "--dry-run", "--grace-period", "3h"); !strings.Contains(r.Stdout, "would free 0 blobs") {
 		t.Errorf("prune --dry-run --grace-period 3h printed:\n%s", r.Stdout)
 	}
-	before := e.proxy.count("DELETE")
+	before := e.proxy.Count("DELETE")
 	c.ok(t, "prune", loc, "--dry-run", "--grace-period=0s")
-	if n := e.proxy.count("DELETE") - before; n != 0 {
+	if n := e.proxy.Count("DELETE") - before; n != 0 {
 		t.Errorf("a dry run sent %d DELETEs", n)
 	}
 	e.object(t, old)

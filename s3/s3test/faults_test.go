@@ -20,6 +20,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 	s3store "github.com/buildcache/remotecache/s3"
 )
 
@@ -71,35 +72,35 @@ func TestFaultsStillExportWhole(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	store := e.store(t, s3store.WithMultipartThreshold(6<<20), s3store.WithPartSize(5<<20))
-	big := graph(11, 4, 6<<20+1)
-	small := graph(12, 30, 2000)
+	big := objstoretest.Graph(11, 4, 6<<20+1)
+	small := objstoretest.Graph(12, 30, 2000)
 
 	plan := &faultPlan{faults: []fault{
 		{name: "503 on a blob HEAD", match: func(r *http.Request) bool { return r.Method == http.MethodHead && isBlob(r) }, do: slowDown},
 		{name: "503 on a blob PUT", match: func(r *http.Request) bool { return r.Method == http.MethodPut && isBlob(r) && !isPart(r) }, do: slowDown},
 		{name: "reset in a blob PUT", match: func(r *http.Request) bool {
 			return r.Method == http.MethodPut && isBlob(r) && !isPart(r) && r.ContentLength > 1000
-		}, do: func(w http.ResponseWriter, r *http.Request) { resetAfter(w, r, 1000) }},
+		}, do: func(w http.ResponseWriter, r *http.Request) { objstoretest.ResetAfter(w, r, 1000) }},
 		{name: "503 on a part", match: isPart, do: slowDown},
-		{name: "reset in a part", match: isPart, do: func(w http.ResponseWriter, r *http.Request) { resetAfter(w, r, 1<<20) }},
+		{name: "reset in a part", match: isPart, do: func(w http.ResponseWriter, r *http.Request) { objstoretest.ResetAfter(w, r, 1<<20) }},
 		{name: "503 on create multipart", match: func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Query().Has("uploads") }, do: slowDown},
 		{name: "503 on complete multipart", match: func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Query().Has("uploadId") }, do: slowDown},
 		{name: "503 on the config", match: func(r *http.Request) bool {
 			return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/")
 		}, do: slowDown},
 	}}
-	e.proxy.setFault(plan.handle)
+	e.proxy.SetFault(plan.handle)
 	for _, g := range []*cachegen.Graph{big, small} {
-		export(t, store, g)
-		if again := reimport(t, store); !bytes.Equal(again, marshalConfigOnly(t, g)) {
+		objstoretest.Export(t, store, g)
+		if again := objstoretest.Reimport(t, store); !bytes.Equal(again, objstoretest.MarshalConfigOnly(t, g)) {
 			t.Errorf("seed %d: the cache read back is not the one exported", g.Seed)
 		}
 	}
 	if len(plan.fired) != len(plan.faults) {
 		t.Errorf("faults fired: %q, want all %d", plan.fired, len(plan.faults))
 	}
-	e.proxy.setFault(nil)
-	verify(t, store)
+	e.proxy.SetFault(nil)
+	objstoretest.Verify(t, store)
 	noUploadsLeft(t, e)
 }
 
@@ -123,32 +124,32 @@ func TestUnavailablePastRetries(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	g := graph(13, 20, 0)
+	g := objstoretest.Graph(13, 20, 0)
 	store := e.store(t, s3store.WithRetryMaxAttempts(2))
 	var cfg []byte
 	{
-		export(t, store, g)
+		objstoretest.Export(t, store, g)
 		cfg = e.object(t, "manifests/buildkit")
 	}
-	bad := configBlobs(t, cfg)[0]
+	bad := objstoretest.ConfigBlobs(t, cfg)[0]
 	key := "blobs/" + bad.String()
 	if _, err := e.admin.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: &key}); err != nil {
 		t.Fatal(err)
 	}
-	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
 		if strings.HasSuffix(r.URL.Path, "/"+key) {
 			slowDown(w, r)
 			return true
 		}
 		return false
 	})
-	e.proxy.reset()
+	e.proxy.Reset()
 
-	_, err := tryExport(ctx, store, g)
+	_, err := objstoretest.TryExport(ctx, store, g)
 	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
 		t.Errorf("export = %v; want unavailable, not not found, naming %s", err, bad)
 	}
-	if n := e.proxy.countKey("PUT", key); n != 2 {
+	if n := e.proxy.CountKey("PUT", key); n != 2 {
 		t.Errorf("%d PUTs of the blob, want 2 (WithRetryMaxAttempts(2))", n)
 	}
 	_, err = store.Info(ctx, bad)
@@ -191,7 +192,7 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 	key := "blobs/" + desc.Digest.String()
 
 	// Part 3 is refused: a 400 the SDK does not retry.
-	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
 		if isPart(r) && r.URL.Query().Get("partNumber") == "3" {
 			io.Copy(io.Discard, r.Body)
 			w.WriteHeader(http.StatusBadRequest)
@@ -204,14 +205,14 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "part 3") {
 		t.Errorf("WriteBlob with a refused part = %v", err)
 	}
-	if n := e.proxy.count("DELETE"); n != 1 {
+	if n := e.proxy.Count("DELETE"); n != 1 {
 		t.Errorf("%d DELETEs, want 1 (the abort)", n)
 	}
 
 	// Cancelled while parts are in flight.
 	cctx, cancel := context.WithCancel(ctx)
 	var once sync.Once
-	e.proxy.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
 		if isPart(r) && r.URL.Query().Get("partNumber") == "2" {
 			once.Do(cancel)
 			time.Sleep(100 * time.Millisecond)
@@ -222,7 +223,7 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled WriteBlob = %v", err)
 	}
-	e.proxy.setFault(nil)
+	e.proxy.SetFault(nil)
 	for _, k := range e.keys(t) {
 		t.Errorf("object %s left (want none; blob key %s)", k, key)
 	}

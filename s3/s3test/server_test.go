@@ -3,22 +3,18 @@ package s3test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
-	"maps"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	clog "github.com/containerd/log"
 
+	"github.com/buildcache/remotecache/internal/objstoretest"
 	s3store "github.com/buildcache/remotecache/s3"
 )
 
@@ -205,7 +202,7 @@ func client(t testing.TB, endpoint string) *s3.Client {
 // env is one gateway with one bucket, behind a counting proxy.
 type env struct {
 	gw     *gateway
-	proxy  *proxy
+	proxy  *objstoretest.Proxy
 	bucket string
 	admin  *s3.Client // straight to the gateway, not counted
 }
@@ -275,86 +272,30 @@ func (e *env) object(t testing.TB, key string) []byte {
 }
 
 // age sets the modification time of an object's file back by d, which is
-// what the posix backend reports as its LastModified.
+// what the posix backend reports as its LastModified. An object gone (a
+// prune may have removed it since the listing) is left alone.
 func (e *env) age(t testing.TB, key string, d time.Duration) {
 	t.Helper()
 	old := time.Now().Add(-d)
-	if err := os.Chtimes(e.path(key), old, old); err != nil {
+	if err := os.Chtimes(e.path(key), old, old); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 }
 
-// proxy is a reverse proxy in front of a gateway that counts requests by
-// operation and the bytes uploaded, and lets a fault function answer a
-// request itself.
-type proxy struct {
-	URL string
-
-	mu       sync.Mutex
-	ops      map[string]int // by op(): "GET", "HEAD", "PUT", "COPY", "POST", "DELETE", "LIST"
-	keys     map[string]int // by "OP key"
-	fault    func(w http.ResponseWriter, r *http.Request, n int) bool
-	attempts map[string]int // by "METHOD path?query": tries of one request
-
-	uploaded     atomic.Int64 // body bytes of PUT requests that are not copies
-	blobUploaded atomic.Int64 // the same, for blob keys only
-}
-
-func startProxy(t testing.TB, target string) *proxy {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(tr.CloseIdleConnections)
-	rp := &httputil.ReverseProxy{
-		Transport: tr,
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(u)
-			// The client signed the Host it sent: keep it.
-			r.Out.Host = r.In.Host
+// startProxy starts a counting proxy in front of the gateway at target
+// (objstoretest.Proxy), which names S3's requests: "GET", "HEAD", "PUT",
+// "COPY" (a PUT with a copy source), "POST", "DELETE", "LIST"; keys are
+// the paths after the bucket.
+func startProxy(t testing.TB, target string) *objstoretest.Proxy {
+	return objstoretest.StartProxy(t, target, objstoretest.ProxyConfig{
+		Op:      opOf,
+		Key:     keyOf,
+		Uploads: []string{"PUT"},
+		Writes:  []string{"PUT", "COPY", "POST", "DELETE"},
+		IsBlob: func(key string) bool {
+			return strings.Contains(key, "sha256:") && !strings.Contains(key, "manifests/")
 		},
-		ErrorLog: log.New(io.Discard, "", 0),
-	}
-	p := &proxy{ops: map[string]int{}, keys: map[string]int{}, attempts: map[string]int{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			op := opOf(r)
-			key := strings.TrimPrefix(r.URL.Path, "/")
-			if i := strings.IndexByte(key, '/'); i >= 0 {
-				key = key[i+1:]
-			} else {
-				key = ""
-			}
-			p.mu.Lock()
-			p.ops[op]++
-			p.keys[op+" "+key]++
-			id := r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery
-			p.attempts[id]++
-			n := p.attempts[id]
-			fault := p.fault
-			p.mu.Unlock()
-			if op == "PUT" {
-				ctr := []*atomic.Int64{&p.uploaded}
-				if strings.Contains(key, "sha256:") && !strings.Contains(key, "manifests/") {
-					ctr = append(ctr, &p.blobUploaded)
-				}
-				r.Body = &countingBody{ReadCloser: r.Body, n: ctr}
-			}
-			if fault != nil && fault(w, r, n) {
-				return
-			}
-			rp.ServeHTTP(w, r)
-		})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	p.URL = "http://" + ln.Addr().String()
-	return p
+	})
 }
 
 // opOf names what a request does.
@@ -368,68 +309,13 @@ func opOf(r *http.Request) string {
 	return r.Method
 }
 
-// setFault makes fault see every request first, with n the number of
-// times this request (method, path and query) has come; nil: none.
-func (p *proxy) setFault(fault func(w http.ResponseWriter, r *http.Request, n int) bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.fault = fault
-	p.attempts = map[string]int{}
-}
-
-// count returns the requests of op so far.
-func (p *proxy) count(op string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.ops[op]
-}
-
-// countKey returns the requests of op on key so far.
-func (p *proxy) countKey(op, key string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.keys[op+" "+key]
-}
-
-// writes returns the requests so far that can change the bucket.
-func (p *proxy) writes() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.ops["PUT"] + p.ops["COPY"] + p.ops["POST"] + p.ops["DELETE"]
-}
-
-// summary lists the requests so far by operation: "GET 3, HEAD 2".
-func (p *proxy) summary() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	ops := slices.Sorted(maps.Keys(p.ops))
-	parts := make([]string, len(ops))
-	for i, op := range ops {
-		parts[i] = fmt.Sprintf("%s %d", op, p.ops[op])
+// keyOf is the key of the object a request is about: its path after
+// /BUCKET/.
+func keyOf(r *http.Request) string {
+	if _, key, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/"); ok {
+		return key
 	}
-	return strings.Join(parts, ", ")
-}
-
-// reset forgets the counts.
-func (p *proxy) reset() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ops, p.keys = map[string]int{}, map[string]int{}
-	p.uploaded.Store(0)
-	p.blobUploaded.Store(0)
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n []*atomic.Int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	for _, c := range b.n {
-		c.Add(int64(n))
-	}
-	return n, err
+	return ""
 }
 
 // slowDown answers as S3 does when it throttles.
@@ -439,18 +325,4 @@ func slowDown(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>fault</RequestId></Error>`)
 	}
-}
-
-// resetAfter reads up to n bytes of the request's body, then resets the
-// connection: the client sees its upload break off.
-func resetAfter(w http.ResponseWriter, r *http.Request, n int64) {
-	io.CopyN(io.Discard, r.Body, n)
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		panic(err)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0) // RST, not FIN
-	}
-	conn.Close()
 }

@@ -14,6 +14,7 @@ import (
 	bkremotecache "github.com/moby/buildkit/cache/remotecache"
 	"github.com/moby/buildkit/util/compression"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
@@ -113,10 +114,10 @@ func (r *runner) finalizeCase(c caseSpec) error {
 			return s, nil
 		}
 		if first, err = timed("first"); err != nil {
-			return first, again, fmt.Errorf("first export: %w", err)
+			return first, again, errors.Wrap(err, "first export")
 		}
 		if again, err = timed("again"); err != nil {
-			return first, again, fmt.Errorf("re-export: %w", err)
+			return first, again, errors.Wrap(err, "re-export")
 		}
 		return first, again, nil
 	}
@@ -124,12 +125,12 @@ func (r *runner) finalizeCase(c caseSpec) error {
 	if c.warmup {
 		if r.sideOurs {
 			if _, _, err := one("ours", oursExport, true, &oursLayers); err != nil {
-				return fmt.Errorf("ours (warm-up): %w", err)
+				return errors.Wrap(err, "ours (warm-up)")
 			}
 		}
 		if r.sideBK {
 			if _, _, err := one("buildkit", bkExport, true, &bkLayers); err != nil {
-				return fmt.Errorf("buildkit (warm-up): %w", err)
+				return errors.Wrap(err, "buildkit (warm-up)")
 			}
 		}
 	}
@@ -145,7 +146,7 @@ func (r *runner) finalizeCase(c caseSpec) error {
 			}
 			f, a, err := one(side, export, i == 0 && !c.warmup, layers)
 			if err != nil {
-				return fmt.Errorf("%s: %w", side, err)
+				return errors.Wrapf(err, "%s", side)
 			}
 			*firsts = append(*firsts, f)
 			*agains = append(*agains, a)
@@ -168,7 +169,7 @@ func checkStore(ctx context.Context, store content.Store, descJSON string) (laye
 	}
 	ra, err := store.ReaderAt(ctx, desc)
 	if err != nil {
-		return 0, 0, fmt.Errorf("check: manifest: %w", err)
+		return 0, 0, errors.Wrap(err, "check: manifest")
 	}
 	defer ra.Close()
 	dt, err := io.ReadAll(io.NewSectionReader(ra, 0, ra.Size()))
@@ -177,7 +178,7 @@ func checkStore(ctx context.Context, store content.Store, descJSON string) (laye
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(dt, &m); err != nil {
-		return 0, 0, fmt.Errorf("check: manifest: %w", err)
+		return 0, 0, errors.Wrap(err, "check: manifest")
 	}
 	if m.MediaType != ocispec.MediaTypeImageManifest {
 		return 0, 0, fmt.Errorf("check: manifest media type %q", m.MediaType)
@@ -186,7 +187,7 @@ func checkStore(ctx context.Context, store content.Store, descJSON string) (laye
 	for _, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
 		info, err := store.Info(ctx, d.Digest)
 		if err != nil {
-			return 0, 0, fmt.Errorf("check: blob %s: %w", d.Digest, err)
+			return 0, 0, errors.Wrapf(err, "check: blob %s", d.Digest)
 		}
 		if info.Size != d.Size {
 			return 0, 0, fmt.Errorf("check: blob %s has %d bytes, want %d", d.Digest, info.Size, d.Size)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	cacheimport "github.com/moby/buildkit/cache/remotecache/v1"
+	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
@@ -84,7 +85,7 @@ func (r *runner) runPairs(c caseSpec, rw *row, runOurs, runBK func() error) erro
 			}
 			s, err := r.measure(c.name, side, f)
 			if err != nil {
-				return fmt.Errorf("%s: %w", side, err)
+				return errors.Wrapf(err, "%s", side)
 			}
 			*dst = append(*dst, s)
 		}

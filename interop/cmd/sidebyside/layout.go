@@ -19,6 +19,7 @@ import (
 	"github.com/moby/buildkit/util/compression"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/buildcache/remotecache"
@@ -137,13 +138,13 @@ func (r *runner) layoutCase(c caseSpec) error {
 		}
 		var desc ocispec.Descriptor
 		if ph.first, ph.firstFin, desc, err = export("first"); err != nil {
-			return ph, nil, fmt.Errorf("first export: %w", err)
+			return ph, nil, errors.Wrap(err, "first export")
 		}
 		if blobs, err = exportedBlobs(r.ctx, s, src, desc); err != nil {
 			return ph, nil, err
 		}
 		if ph.again, ph.againFin, _, err = export("again"); err != nil {
-			return ph, nil, fmt.Errorf("re-export: %w", err)
+			return ph, nil, errors.Wrap(err, "re-export")
 		}
 		if got, err := s.Resolve(r.ctx, tag); err != nil || got.Digest != desc.Digest {
 			return ph, nil, fmt.Errorf("tag after the re-export: %v, %v", got.Digest, err)
@@ -175,10 +176,10 @@ func (r *runner) layoutCase(c caseSpec) error {
 			return total, fin, err
 		}
 		if ph.first, ph.firstFin, err = export("first"); err != nil {
-			return ph, fmt.Errorf("first export: %w", err)
+			return ph, errors.Wrap(err, "first export")
 		}
 		if ph.again, ph.againFin, err = export("again"); err != nil {
-			return ph, fmt.Errorf("re-export: %w", err)
+			return ph, errors.Wrap(err, "re-export")
 		}
 		return ph, nil
 	}
@@ -204,18 +205,18 @@ func (r *runner) layoutCase(c caseSpec) error {
 	// The warm-up run of ours also gives the floor its blobs.
 	_, blobs, err := oursRun()
 	if err != nil {
-		return fmt.Errorf("ours (warm-up): %w", err)
+		return errors.Wrap(err, "ours (warm-up)")
 	}
 	var total int64
 	for _, b := range blobs {
 		total += b.desc.Size
 	}
 	if _, err := floorRun(blobs); err != nil {
-		return fmt.Errorf("floor (warm-up): %w", err)
+		return errors.Wrap(err, "floor (warm-up)")
 	}
 	if r.sideBK {
 		if _, err := bkRun(); err != nil {
-			return fmt.Errorf("buildkit (warm-up): %w", err)
+			return errors.Wrap(err, "buildkit (warm-up)")
 		}
 	}
 
@@ -228,7 +229,7 @@ func (r *runner) layoutCase(c caseSpec) error {
 	for i := range n {
 		f, err := floorRun(blobs)
 		if err != nil {
-			return fmt.Errorf("floor: %w", err)
+			return errors.Wrap(err, "floor")
 		}
 		first.floor = append(first.floor, f)
 		for _, side := range r.sides() {
@@ -240,7 +241,7 @@ func (r *runner) layoutCase(c caseSpec) error {
 				ph, err = bkRun()
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", side, err)
+				return errors.Wrapf(err, "%s", side)
 			}
 			for _, x := range []struct {
 				row *layoutRow

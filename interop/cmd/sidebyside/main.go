@@ -68,6 +68,7 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cputime"
@@ -227,7 +228,7 @@ func run(quick bool, out, cpuprofile, caseList, side string, runsFlag, conc int,
 			err = r.finalizeCase(c)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+			return errors.Wrapf(err, "%s", c.name)
 		}
 	}
 

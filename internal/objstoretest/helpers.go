@@ -1,4 +1,4 @@
-package s3test
+package objstoretest
 
 import (
 	"context"
@@ -13,27 +13,34 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
-	s3store "github.com/buildcache/remotecache/s3"
 )
 
-// graph makes a reproducible cache graph of n records whose blobs are
+// Resolver is a store whose cache Reimport and Verify read: the first
+// name's config, and the blobs it names.
+type Resolver interface {
+	content.Provider
+	Resolve(ctx context.Context) (ocispec.Descriptor, error)
+}
+
+// Graph makes a reproducible cache graph of n records whose blobs are
 // size bytes each (0: 16 to 64 bytes).
-func graph(seed int64, n int, size int64) *cachegen.Graph {
+func Graph(seed int64, n int, size int64) *cachegen.Graph {
 	return cachegen.NewWithOptions(seed, n, cachegen.Options{BlobSize: size})
 }
 
-// export writes g into dst in the config-only form and returns the
+// Export writes g into dst in the config-only form and returns the
 // config's descriptor (Finalize's response).
-func export(t testing.TB, dst content.Ingester, g *cachegen.Graph, opts ...remotecache.ExportOption) ocispec.Descriptor {
+func Export(t testing.TB, dst content.Ingester, g *cachegen.Graph, opts ...remotecache.ExportOption) ocispec.Descriptor {
 	t.Helper()
-	desc, err := tryExport(context.Background(), dst, g, opts...)
+	desc, err := TryExport(context.Background(), dst, g, opts...)
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
 	return desc
 }
 
-func tryExport(ctx context.Context, dst content.Ingester, g *cachegen.Graph, opts ...remotecache.ExportOption) (ocispec.Descriptor, error) {
+// TryExport is Export that returns the error.
+func TryExport(ctx context.Context, dst content.Ingester, g *cachegen.Graph, opts ...remotecache.ExportOption) (ocispec.Descriptor, error) {
 	e, err := remotecache.NewExporter(dst, append([]remotecache.ExportOption{remotecache.WithManifestFormat(remotecache.FormatConfigOnly)}, opts...)...)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -41,10 +48,11 @@ func tryExport(ctx context.Context, dst content.Ingester, g *cachegen.Graph, opt
 	if err := cachegen.Replay(e, g, nil, nil); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	return finalize(ctx, e)
+	return Finalize(ctx, e)
 }
 
-func finalize(ctx context.Context, e remotecache.Exporter) (ocispec.Descriptor, error) {
+// Finalize finalizes e and returns the descriptor of its response.
+func Finalize(ctx context.Context, e remotecache.Exporter) (ocispec.Descriptor, error) {
 	res, err := e.Finalize(ctx)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -56,20 +64,20 @@ func finalize(ctx context.Context, e remotecache.Exporter) (ocispec.Descriptor, 
 	return desc, nil
 }
 
-// marshalConfigOnly returns the config our exporter writes for g in the
+// MarshalConfigOnly returns the config our exporter writes for g in the
 // config-only form, into a local store.
-func marshalConfigOnly(t testing.TB, g *cachegen.Graph) []byte {
+func MarshalConfigOnly(t testing.TB, g *cachegen.Graph) []byte {
 	t.Helper()
-	return configOf(t, func(tg remotecache.Target) {
+	return ConfigOf(t, func(tg remotecache.Target) {
 		if err := cachegen.Replay(tg, g, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	})
 }
 
-// configOf exports what add adds into a local content store, in the
+// ConfigOf exports what add adds into a local content store, in the
 // config-only form, and returns the config's bytes.
-func configOf(t testing.TB, add func(remotecache.Target)) []byte {
+func ConfigOf(t testing.TB, add func(remotecache.Target)) []byte {
 	t.Helper()
 	m, err := local.NewStore(t.TempDir())
 	if err != nil {
@@ -80,7 +88,7 @@ func configOf(t testing.TB, add func(remotecache.Target)) []byte {
 		t.Fatal(err)
 	}
 	add(e)
-	desc, err := finalize(context.Background(), e)
+	desc, err := Finalize(context.Background(), e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,24 +99,24 @@ func configOf(t testing.TB, add func(remotecache.Target)) []byte {
 	return dt
 }
 
-// reimport imports the cache at store's first name and returns the config
-// our exporter writes for what it imported.
-func reimport(t testing.TB, store *s3store.Store) []byte {
+// Reimport imports the cache at store's first name and returns the
+// config our exporter writes for what it imported.
+func Reimport(t testing.TB, store Resolver) []byte {
 	t.Helper()
 	ctx := context.Background()
 	desc, err := store.Resolve(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return configOf(t, func(tg remotecache.Target) {
+	return ConfigOf(t, func(tg remotecache.Target) {
 		if err := remotecache.Import(ctx, store, desc, tg); err != nil {
 			t.Fatal(err)
 		}
 	})
 }
 
-// configBlobs returns the distinct blobs a config's layers name, sorted.
-func configBlobs(t testing.TB, config []byte) []digest.Digest {
+// ConfigBlobs returns the distinct blobs a config's layers name, sorted.
+func ConfigBlobs(t testing.TB, config []byte) []digest.Digest {
 	t.Helper()
 	var cfg remotecache.CacheConfig
 	if err := json.Unmarshal(config, &cfg); err != nil {
@@ -124,8 +132,9 @@ func configBlobs(t testing.TB, config []byte) []digest.Digest {
 	return ds
 }
 
-// verify reads every blob of the cache at store's first name and checks it.
-func verify(t testing.TB, store *s3store.Store) {
+// Verify reads every blob of the cache at store's first name and checks
+// it.
+func Verify(t testing.TB, store Resolver) {
 	t.Helper()
 	ctx := context.Background()
 	desc, err := store.Resolve(ctx)
@@ -139,4 +148,16 @@ func verify(t testing.TB, store *s3store.Store) {
 	for _, p := range problems {
 		t.Errorf("verify: %s", p)
 	}
+}
+
+// BlobBytes returns the bytes of blob d of one of the graphs.
+func BlobBytes(t testing.TB, d digest.Digest, gs ...*cachegen.Graph) []byte {
+	t.Helper()
+	for _, g := range gs {
+		if b, ok := g.Blobs[d]; ok {
+			return b.Bytes()
+		}
+	}
+	t.Fatalf("no blob %s", d)
+	return nil
 }

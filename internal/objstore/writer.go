@@ -1,28 +1,20 @@
-package azblob
+package objstore
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/errclass"
@@ -34,12 +26,13 @@ const spoolMemory = 4 << 20
 
 // Writer implements content.Ingester. The bytes are kept (in memory, then
 // in a file) until Commit has checked their size and digest; only then
-// are they uploaded, so a failed or cancelled write leaves no blob. A
-// descriptor of media type remotecache.CacheConfigMediaTypeV0 is the cache
-// config, written under every name; any other is a blob, written under
-// its digest. An OCI or Docker manifest or index is refused with
-// errdefs.ErrInvalidArgument: this store keeps the config-only form
-// (remotecache.FormatConfigOnly).
+// are they uploaded (Backend.Put), so a failed or cancelled write leaves
+// no object. A descriptor of media type remotecache.CacheConfigMediaTypeV0
+// is the cache config, written under every name; any other is a blob,
+// written under its digest. An OCI or Docker manifest or index is refused
+// with errdefs.ErrInvalidArgument: the store keeps the config-only form
+// (remotecache.FormatConfigOnly). A read-only store refuses every write
+// with errdefs.ErrFailedPrecondition.
 func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
 	var wo content.WriterOpts
 	for _, opt := range opts {
@@ -47,13 +40,13 @@ func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.
 			return nil, errclass.Ensure(err, errdefs.ErrInvalidArgument)
 		}
 	}
-	if s.opts.readOnly {
+	if s.cfg.ReadOnly {
 		return nil, errors.Wrapf(errdefs.ErrFailedPrecondition, "%s: opened read-only, no writes", s)
 	}
 	switch wo.Desc.MediaType {
 	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
 		images.MediaTypeDockerSchema2Manifest, images.MediaTypeDockerSchema2ManifestList:
-		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "writing %s of type %s: an azblob cache has the config-only form (remotecache.FormatConfigOnly), no manifest", wo.Desc.Digest, wo.Desc.MediaType)
+		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "writing %s of type %s: an %s cache has the config-only form (remotecache.FormatConfigOnly), no manifest", wo.Desc.Digest, wo.Desc.MediaType, s.cfg.Kind)
 	}
 	if wo.Desc.Digest != "" {
 		if err := wo.Desc.Digest.Validate(); err != nil {
@@ -105,7 +98,7 @@ func (w *writer) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	if w.file == nil && len(w.mem)+len(p) > spoolMemory {
-		f, err := os.CreateTemp(w.s.opts.spoolDir, "remotecache-azblob-")
+		f, err := os.CreateTemp(w.s.cfg.SpoolDir, "remotecache-"+w.s.cfg.Kind+"-")
 		if err != nil {
 			w.err = local(errors.Wrap(err, "spooling write"))
 			return 0, w.err
@@ -136,6 +129,10 @@ func (w *writer) Write(p []byte) (int, error) {
 	w.updated = time.Now()
 	return len(p), nil
 }
+
+// local classes an error of this machine (a spool file) that has no
+// class as errdefs.ErrUnknown.
+func local(err error) error { return errclass.Ensure(err, errdefs.ErrUnknown) }
 
 // Digest returns the digest of the bytes written so far.
 func (w *writer) Digest() digest.Digest {
@@ -221,14 +218,15 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 	if w.desc.MediaType == remotecache.CacheConfigMediaTypeV0 {
 		return w.commitConfig(ctx, got)
 	}
-	name := w.s.BlobKey(got)
-	if err := w.s.upload(ctx, name, w.body(), w.size, w.desc.MediaType); err != nil {
-		return errors.Wrapf(err, "uploading blob %s to %s", got, w.s.where(name))
+	key := w.s.BlobKey(got)
+	if err := w.s.b.Put(ctx, key, w.body(), w.size, w.desc.MediaType); err != nil {
+		return errors.Wrapf(err, "uploading blob %s to %s", got, w.s.b.Where(key))
 	}
 	return nil
 }
 
-// body reads what was written, as often as the SDK needs for retries.
+// body reads what was written, as often as the backend needs for signing
+// and retries.
 func (w *writer) body() io.ReaderAt {
 	if w.file != nil {
 		return w.file
@@ -238,7 +236,8 @@ func (w *writer) body() io.ReaderAt {
 
 // commitConfig writes the cache config under every name, in turn, after
 // checking that it is in the config-only form: a config without layer
-// annotations would be refused by BuildKit's importer.
+// annotations would be refused by BuildKit's importer. The last writer
+// wins, as with BuildKit's: the config moves the name.
 func (w *writer) commitConfig(ctx context.Context, dgst digest.Digest) error {
 	dt := w.mem
 	if w.file != nil {
@@ -247,15 +246,13 @@ func (w *writer) commitConfig(ctx context.Context, dgst digest.Digest) error {
 			return local(errors.Wrapf(err, "reading spooled config %s", dgst))
 		}
 	}
-	if err := checkConfigOnly(dt); err != nil {
+	if err := checkConfigOnly(dt, w.s.cfg.Kind); err != nil {
 		return errors.Wrapf(err, "cache config %s", dgst)
 	}
-	for _, name := range w.s.opts.names {
+	for _, name := range w.s.cfg.Names {
 		key := w.s.ConfigKey(name)
-		// Last writer wins, as with BuildKit's: the config moves the
-		// name.
-		if err := w.s.upload(ctx, key, bytes.NewReader(dt), int64(len(dt)), remotecache.CacheConfigMediaTypeV0); err != nil {
-			return errors.Wrapf(err, "writing cache config %s to %s", dgst, w.s.where(key))
+		if err := w.s.b.Put(ctx, key, bytes.NewReader(dt), int64(len(dt)), remotecache.CacheConfigMediaTypeV0); err != nil {
+			return errors.Wrapf(err, "writing cache config %s to %s", dgst, w.s.b.Where(key))
 		}
 	}
 	return nil
@@ -271,79 +268,18 @@ type configLayers struct {
 	} `json:"layers"`
 }
 
-func checkConfigOnly(dt []byte) error {
+// checkConfigOnly refuses a config that is not one, or whose layers lack
+// the annotations (with a diffID) of the config-only form, naming the
+// kind of store.
+func checkConfigOnly(dt []byte, kind string) error {
 	var cfg configLayers
 	if err := json.Unmarshal(dt, &cfg); err != nil {
 		return errors.Wrapf(errdefs.ErrInvalidArgument, "not a cache config: %v", err)
 	}
 	for i, l := range cfg.Layers {
 		if l.Annotations == nil || l.Annotations.DiffID == "" {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "layer %d (%s) has no annotations with a diffID: an azblob cache has the config-only form (remotecache.FormatConfigOnly)", i, l.Blob)
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "layer %d (%s) has no annotations with a diffID: an %s cache has the config-only form (remotecache.FormatConfigOnly)", i, l.Blob, kind)
 		}
 	}
 	return nil
-}
-
-// upload writes size bytes of body to the block blob name, with its
-// content type: with one Put Blob up to the block size, else staged in
-// blocks (at most the block concurrency at once), each a section of body
-// the SDK can read again to retry, then committed with Put Block List, so
-// that the blob appears whole or not at all (Azure drops uncommitted
-// blocks after a week). A blob that is there is written over, last
-// writer winning: the exporter writes only blobs its Info did not find
-// with their size, and a blob's name is its digest, so the bytes are the
-// same unless the blob was damaged. (BuildKit writes a blob only if it
-// does not exist, If-None-Match: *, which keeps a damaged one; it sends
-// the bytes anyway.) A missing container is created (withContainer).
-func (s *Store) upload(ctx context.Context, name string, body io.ReaderAt, size int64, mediaType string) error {
-	bb := s.cc.NewBlockBlobClient(name)
-	var headers *blob.HTTPHeaders
-	if mediaType != "" {
-		headers = &blob.HTTPHeaders{BlobContentType: &mediaType}
-	}
-	return classify(s.withContainer(ctx, func() error {
-		if size <= s.opts.blockSize {
-			_, err := bb.Upload(ctx, streaming.NopCloser(io.NewSectionReader(body, 0, size)), &blockblob.UploadOptions{HTTPHeaders: headers})
-			return err
-		}
-		ids, err := s.stageBlocks(ctx, bb, body, size)
-		if err != nil {
-			return err
-		}
-		_, err = bb.CommitBlockList(ctx, ids, &blockblob.CommitBlockListOptions{HTTPHeaders: headers})
-		return err
-	}))
-}
-
-// stageBlocks stages body in blocks of the block size (larger for blobs
-// that would need more than 50,000) and returns their IDs, in order.
-func (s *Store) stageBlocks(ctx context.Context, bb *blockblob.Client, body io.ReaderAt, size int64) ([]string, error) {
-	blockSize := max(s.opts.blockSize, (size+maxBlocks-1)/maxBlocks)
-	n := (size + blockSize - 1) / blockSize
-	// IDs unique to this upload (several writers may stage blocks of one
-	// blob at once), all of one length, as Azure requires.
-	var nonce [12]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
-		return nil, errors.Wrap(errdefs.ErrInternal, "making block IDs")
-	}
-	prefix := hex.EncodeToString(nonce[:])
-	ids := make([]string, n)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.opts.blockConcurrency)
-	for i := range n {
-		if gctx.Err() != nil {
-			break
-		}
-		ids[i] = base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "%s-%05d", prefix, i))
-		g.Go(func() error {
-			off := i * blockSize
-			length := min(blockSize, size-off)
-			_, err := bb.StageBlock(gctx, ids[i], streaming.NopCloser(io.NewSectionReader(body, off, length)), nil)
-			return errors.Wrapf(classify(err), "block %d of %d", i+1, n)
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return ids, ctx.Err()
 }

@@ -1,0 +1,129 @@
+package objstore_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/objstore"
+)
+
+// orphans exports a cache under "gone", removes its config and ages all
+// its blobs: every blob is an old orphan.
+func orphans(t *testing.T, m *mem, s *objstore.Store) []string {
+	t.Helper()
+	export(t, s, cachegen.NewWithOptions(3, 10, cachegen.Options{BlobSize: 40}))
+	var blobs []string
+	for _, k := range m.keys() {
+		if strings.HasPrefix(k, "blobs/") {
+			m.age(k, 2*time.Hour)
+			blobs = append(blobs, k)
+		} else {
+			m.mu.Lock()
+			delete(m.objs, k)
+			m.mu.Unlock()
+		}
+	}
+	return blobs
+}
+
+// Either way of making sure a blob did not change since the listing (a
+// conditional delete, or a Head again) keeps one that an export refreshes
+// after it, and removes the others; a dry run removes nothing.
+func TestPruneKeepsChangedBlobs(t *testing.T) {
+	for _, ifMatch := range []bool{false, true} {
+		m := newMem()
+		s := newStore(t, m, func(c *objstore.Config) { c.DeleteIfMatch = ifMatch; c.Names = []string{"gone"} })
+		blobs := orphans(t, m, s)
+		rep, err := objstore.Prune(context.Background(), s, objstore.DryRun)
+		if err != nil || len(rep.Blobs) != len(blobs) || m.count("Delete") != 0 {
+			t.Fatalf("DeleteIfMatch %v: dry run %+v, %v, %d deletes", ifMatch, rep, err, m.count("Delete"))
+		}
+		// An export refreshes a blob once Prune has listed the blobs.
+		refreshed := blobs[0]
+		var once sync.Once
+		m.afterList = func() { once.Do(func() { m.Touch(context.Background(), objstore.Object{Key: refreshed}) }) }
+		rep, err = s.Prune(context.Background(), objstore.PruneOptions{GracePeriod: time.Hour})
+		if err != nil || len(rep.Blobs) != len(blobs)-1 || rep.Kept != 1 {
+			t.Errorf("DeleteIfMatch %v: prune %d removed, %d kept, %v; want %d and 1", ifMatch, len(rep.Blobs), rep.Kept, err, len(blobs)-1)
+		}
+		if keys := m.keys(); !slices.Equal(keys, []string{refreshed}) {
+			t.Errorf("DeleteIfMatch %v: left %q, want %q", ifMatch, keys, refreshed)
+		}
+	}
+}
+
+// A blobs directory outside the manifests directory, even one that holds
+// it (here the prefix itself), does not hide the configs: their blobs are
+// kept.
+func TestPruneBlobsAroundConfigs(t *testing.T) {
+	for _, blobsDir := range []string{"", "ci/", "manifests/blobs/"} {
+		m := newMem()
+		s := newStore(t, m, func(c *objstore.Config) { c.BlobsDir, c.BlobsPrefix = blobsDir, blobsDir })
+		g := cachegen.NewWithOptions(4, 10, cachegen.Options{BlobSize: 40})
+		export(t, s, g)
+		for _, k := range m.keys() {
+			m.age(k, 2*time.Hour)
+		}
+		rep, err := s.Prune(context.Background(), objstore.PruneOptions{GracePeriod: time.Hour})
+		if err != nil || len(rep.Blobs) != 0 {
+			t.Errorf("blobs under %q: removed %d, %v", blobsDir, len(rep.Blobs), err)
+		}
+		verify(t, s)
+	}
+}
+
+// Prune's options and refusals: a negative grace period, a read-only
+// store but in a dry run, a config that is not one.
+func TestPruneRefuses(t *testing.T) {
+	ctx := context.Background()
+	m := newMem()
+	s := newStore(t, m, nil)
+	if _, err := objstore.Prune(ctx, s, objstore.GracePeriod(-1)); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("negative grace period: %v", err)
+	}
+	ro := newStore(t, m, func(c *objstore.Config) { c.ReadOnly = true })
+	if _, err := objstore.Prune[func(*objstore.PruneOptions) error](ctx, ro); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("read-only prune: %v", err)
+	}
+	if _, err := objstore.Prune(ctx, ro, objstore.DryRun); err != nil {
+		t.Errorf("read-only dry run: %v", err)
+	}
+	export(t, s, cachegen.NewWithOptions(5, 5, cachegen.Options{}))
+	m.Put(ctx, "manifests/garbage", strings.NewReader("{not json"), 9, "")
+	if _, err := s.Prune(ctx, objstore.PruneOptions{}); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "mem://manifests/garbage") {
+		t.Errorf("prune with a config that is not one: %v", err)
+	}
+	if n := m.count("Delete"); n != 0 {
+		t.Errorf("%d deletes", n)
+	}
+}
+
+// The shared option setters refuse what no store takes.
+func TestOptions(t *testing.T) {
+	o := objstore.DefaultOptions("m", "b")
+	for _, err := range []error{
+		o.SetNames(nil, nil),
+		o.SetNames([]string{"a", ""}, nil),
+		o.SetNames([]string{"./"}, func(n string) (string, error) { return strings.Trim(n, "./"), nil }),
+		o.SetTouchRefresh(-time.Second),
+		o.SetSpoolDir(t.TempDir() + "/missing"),
+	} {
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("setter = %v, want invalid argument", err)
+		}
+	}
+	o.BlobsPrefix = "m"
+	if err := o.Check(); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("Check of one prefix for both = %v", err)
+	}
+	if err := o.SetNames([]string{"a", "b"}, nil); err != nil || !slices.Equal(o.Names, []string{"a", "b"}) {
+		t.Errorf("SetNames: %v, %q", err, o.Names)
+	}
+}
