@@ -143,7 +143,7 @@ func (e *exporter) convertLayers(ctx context.Context, pr *progress, cfg *CacheCo
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.concurrency)
+	g.SetLimit(e.concurrency(descs))
 	for _, d := range todo {
 		if gctx.Err() != nil {
 			break

@@ -1,12 +1,11 @@
 package remotecache
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -63,13 +62,23 @@ func (k blobKind) refPrefix() string {
 	}
 }
 
-// ManifestTagger is implemented by ingesters for which writing a manifest
-// is what points a tag at it (a registry repository with a tag). Finalize
-// then always writes the manifest, even when Info finds it already there,
-// and leaves it to the ingester to answer errdefs.ErrAlreadyExists when
-// the tag already points at it.
-type ManifestTagger interface {
-	TagsManifests() bool
+// concurrency is how many layers Finalize copies at once (see
+// ConcurrencyAdvisor).
+func (e *exporter) concurrency(descs DescriptorProvider) int {
+	if e.opts.concurrency > 0 {
+		return e.opts.concurrency
+	}
+	n := DefaultConcurrency
+	advise := func(x any) {
+		if a, ok := x.(ConcurrencyAdvisor); ok {
+			n = max(n, a.AdvisedConcurrency())
+		}
+	}
+	advise(e.ingester)
+	for d, pair := range descs {
+		advise(leafProvider(pair, d))
+	}
+	return n
 }
 
 type exporter struct {
@@ -86,7 +95,7 @@ func NewExporter(ingester content.Ingester, opts ...ExportOption) (Exporter, err
 	if ingester == nil {
 		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "new exporter: nil ingester")
 	}
-	o := exportOptions{format: FormatImageManifest, concurrency: 4, ref: "remotecache-", spoolDir: os.TempDir()}
+	o := exportOptions{format: FormatImageManifest, ref: "remotecache-", spoolDir: os.TempDir()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, errors.Wrap(err, "new exporter")
@@ -109,24 +118,92 @@ func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, err error
 }
 
 func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]string, error) {
-	config, descs, err := e.Marshal(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if len(config.Layers) == 0 {
-		pr.start("skipping cache export for empty result", 0).skip()
-		return map[string]string{}, nil
-	}
-	if e.opts.compression != nil {
-		var cleanup func()
-		config, descs, cleanup, err = e.convertLayers(ctx, pr, config, descs)
+	var (
+		config *CacheConfig
+		descs  DescriptorProvider
+		layers []ocispec.Descriptor
+		// written are the layers in the store, copied or found there.
+		written = map[digest.Digest]bool{}
+		// gone are the blobs a provider said it does not have when they
+		// were read, though Marshal found them available.
+		gone []digest.Digest
+	)
+	prepared := e.prepare(ctx)
+	for pass := 1; ; pass++ {
+		var err error
+		config, descs, err = e.Marshal(ctx)
+		if err == nil && prepared != nil {
+			err = <-prepared
+			prepared = nil
+		}
 		if err != nil {
 			return nil, err
 		}
-		defer cleanup()
+		for _, d := range gone {
+			if _, ok := descs[d]; ok {
+				// Its provider says both that it has it and that it has not:
+				// the cache would name a blob the store lacks.
+				return nil, errors.Wrapf(errdefs.ErrFailedPrecondition, "writing layer %s: its provider reports it available, but reading it found nothing", d)
+			}
+		}
+		if len(config.Layers) == 0 {
+			pr.start("skipping cache export for empty result", 0).skip()
+			return map[string]string{}, nil
+		}
+		if e.opts.compression != nil {
+			var cleanup func()
+			config, descs, cleanup, err = e.convertLayers(ctx, pr, config, descs)
+			if err != nil {
+				return nil, err
+			}
+			defer cleanup()
+		}
+		layers, err = distinctLayers(config, descs)
+		if err != nil {
+			return nil, err
+		}
+		if e.opts.format == FormatConfigOnly {
+			// Checked before anything is written: a layer without a diffID
+			// would make a config that BuildKit's importer refuses.
+			if err := annotateLayers(config, descs); err != nil {
+				return nil, err
+			}
+		}
+		missing, err := e.writeLayers(ctx, pr, layers, descs, written, "")
+		if err != nil {
+			return nil, err
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if pass == 2 {
+			// Marshal's second pass names only blobs of its first.
+			return nil, errors.Wrapf(errdefs.ErrInternal, "writing layer %s: not found when read, after the results that need the blobs found missing were dropped", missing[0])
+		}
+		// A blob the provider had said it had (a registry answers from the
+		// manifest it read, without a request) is gone: Marshal again, which
+		// asks the providers again and drops the results that need it, as
+		// if it had been missing from the start.
+		gone = missing
 	}
+	return e.writeConfigAndManifest(ctx, pr, config, descs, layers)
+}
 
-	// Each blob once, in the order of the config's layers.
+// prepare starts the ingester's PrepareExport, if it has one, and returns
+// the channel its result comes on, or nil.
+func (e *exporter) prepare(ctx context.Context) <-chan error {
+	p, ok := e.ingester.(ExportPreparer)
+	if !ok {
+		return nil
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- errors.Wrap(p.PrepareExport(ctx), "preparing the export") }()
+	return ch
+}
+
+// distinctLayers returns the descriptor of each blob of config once, in
+// the order of the config's layers.
+func distinctLayers(config *CacheConfig, descs DescriptorProvider) ([]ocispec.Descriptor, error) {
 	layers := make([]ocispec.Descriptor, 0, len(descs))
 	seen := make(map[digest.Digest]struct{}, len(descs))
 	for _, l := range config.Layers {
@@ -140,24 +217,48 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		}
 		layers = append(layers, pair.Descriptor)
 	}
-	configOnly := e.opts.format == FormatConfigOnly
-	if configOnly {
-		// Checked before anything is written: a layer without a diffID
-		// would make a config that BuildKit's importer refuses.
-		if err := annotateLayers(config, descs); err != nil {
-			return nil, err
+	return layers, nil
+}
+
+// writeLayers copies the layers not yet written, concurrently, and marks
+// them written. It returns the layers whose provider said, when they were
+// read, that it does not have them: their steps complete as skipped, with
+// a warning. Step ids end with suffix.
+func (e *exporter) writeLayers(ctx context.Context, pr *progress, layers []ocispec.Descriptor, descs DescriptorProvider, written map[digest.Digest]bool, suffix string) ([]digest.Digest, error) {
+	var (
+		mu      sync.Mutex
+		missing []digest.Digest
+	)
+	todo := make([]ocispec.Descriptor, 0, len(layers))
+	for _, desc := range layers {
+		if !written[desc.Digest] {
+			todo = append(todo, desc)
 		}
 	}
-
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.concurrency)
-	for _, desc := range layers {
+	g.SetLimit(e.concurrency(descs))
+	for _, desc := range todo {
 		if gctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
-			st := pr.start("writing layer "+desc.Digest.String(), desc.Size)
+			st := pr.start("writing layer "+desc.Digest.String()+suffix, desc.Size)
 			err := e.writeBlob(gctx, st, kindLayer, desc, descs[desc.Digest])
+			var sm *sourceMissingError
+			if errors.As(err, &sm) {
+				st.e.Skipped = true
+				st.warn("not found in its source when read: the results that need it are dropped")
+				st.done(nil)
+				mu.Lock()
+				missing = append(missing, desc.Digest)
+				mu.Unlock()
+				return nil
+			}
+			if err == nil {
+				mu.Lock()
+				written[desc.Digest] = true
+				mu.Unlock()
+			}
 			return st.done(errors.Wrapf(err, "writing layer %s", desc.Digest))
 		})
 	}
@@ -167,7 +268,14 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	slices.Sort(missing)
+	return missing, nil
+}
 
+// writeConfigAndManifest writes the config, then the manifest, once every
+// layer is in the store.
+func (e *exporter) writeConfigAndManifest(ctx context.Context, pr *progress, config *CacheConfig, descs DescriptorProvider, layers []ocispec.Descriptor) (map[string]string, error) {
+	configOnly := e.opts.format == FormatConfigOnly
 	dt, err := json.Marshal(config)
 	if err != nil {
 		return nil, errors.Wrap(err, "encoding cache config")
@@ -187,7 +295,8 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 	if configOnly {
 		kind = kindManifest
 	}
-	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kind, configDesc, bytesProvider(dt)), "writing config %s", configDesc.Digest)); err != nil {
+	cp := configProvider{data: dt, source: leafProvider(descs[layers[0].Digest], layers[0].Digest)}
+	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kind, configDesc, cp), "writing config %s", configDesc.Digest)); err != nil {
 		return nil, err
 	}
 	if configOnly {
@@ -204,7 +313,21 @@ func (e *exporter) finalize(ctx context.Context, pr *progress) (map[string]strin
 		Size:      int64(len(mdt)),
 	}
 	st = pr.start("writing manifest "+mdesc.Digest.String(), mdesc.Size)
-	if err := st.done(errors.Wrapf(e.writeBlob(ctx, st, kindManifest, mdesc, bytesProvider(mdt)), "writing manifest %s", mdesc.Digest)); err != nil {
+	err = e.writeBlob(ctx, st, kindManifest, mdesc, bytesProvider(mdt))
+	if err != nil && ctx.Err() == nil {
+		// The store may have lost a blob it said it had (a registry that
+		// answered from the manifest at its tag, of which a blob was
+		// deleted since, refuses the manifest for it): check every blob
+		// again, write what is missing, and write the manifest once more.
+		again, rerr := e.rewriteMissing(ctx, pr, layers, descs, configDesc, dt)
+		switch {
+		case rerr != nil:
+			err = rerr
+		case again:
+			err = e.writeBlob(ctx, st, kindManifest, mdesc, bytesProvider(mdt))
+		}
+	}
+	if err := st.done(errors.Wrapf(err, "writing manifest %s", mdesc.Digest)); err != nil {
 		return nil, err
 	}
 	return descResponse(mdesc)
@@ -218,144 +341,6 @@ func descResponse(desc ocispec.Descriptor) (map[string]string, error) {
 	}
 	return map[string]string{ExporterResponseManifestDesc: string(descJSON)}, nil
 }
-
-// writeBlob copies desc from provider into the ingester, verifying size and
-// digest on the way. A blob the store has is skipped, but for a manifest
-// written to a ManifestTagger: that write is what moves the tag. On any
-// failure the ingest is aborted so no partial blob is left behind.
-func (e *exporter) writeBlob(ctx context.Context, st *step, kind blobKind, desc ocispec.Descriptor, provider content.Provider) error {
-	if err := desc.Digest.Validate(); err != nil {
-		return errors.Wrapf(errdefs.ErrInvalidArgument, "digest %q: %v", desc.Digest, err)
-	}
-	ip, ok := e.ingester.(content.InfoProvider)
-	if kind == kindManifest && e.movesTags() {
-		ok = false
-	}
-	if ok {
-		if info, err := ip.Info(ctx, desc.Digest); err == nil && info.Size == desc.Size {
-			st.e.Skipped = true
-			return nil
-		}
-	}
-	ref := e.opts.ref + kind.refPrefix() + desc.Digest.String()
-	w, err := content.OpenWriter(ctx, e.ingester, content.WithRef(ref), content.WithDescriptor(desc))
-	if err != nil {
-		if errdefs.IsAlreadyExists(err) {
-			st.e.Skipped = true
-			return nil
-		}
-		return err
-	}
-	// On any failure, copy or commit, the writer is closed and the ingest
-	// aborted, so no partial blob and no open file is left behind.
-	fail := func(err error) error {
-		w.Close()
-		if m, ok := e.ingester.(content.IngestManager); ok {
-			m.Abort(context.WithoutCancel(ctx), ref)
-		}
-		return err
-	}
-	if err := e.copyBlob(ctx, st, w, desc, provider); err != nil {
-		return fail(err)
-	}
-	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
-		if errdefs.IsAlreadyExists(err) {
-			return nil
-		}
-		return fail(err)
-	}
-	return nil
-}
-
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
-
-// copyBlob writes the bytes of desc into w, checking the context between
-// chunks and the digest and size at the end, before anything is committed.
-func (e *exporter) copyBlob(ctx context.Context, st *step, w content.Writer, desc ocispec.Descriptor, provider content.Provider) error {
-	if provider == nil {
-		return errors.Wrap(errdefs.ErrNotFound, "no provider")
-	}
-	if ws, err := w.Status(); err == nil && ws.Offset > 0 {
-		// Start over rather than trust bytes an earlier attempt left.
-		if err := w.Truncate(0); err != nil {
-			return errors.Wrap(err, "truncating earlier ingest")
-		}
-	}
-	ra, err := provider.ReaderAt(ctx, desc)
-	if err != nil {
-		return err
-	}
-	defer ra.Close()
-	if ra.Size() != desc.Size {
-		return errors.Wrapf(errdefs.ErrFailedPrecondition, "provider has %d bytes, descriptor says %d", ra.Size(), desc.Size)
-	}
-	// A writer that keeps a running digest (containerd's local store does:
-	// before the first byte it gives the digest of nothing) is checked
-	// through it; others get a digest of our own. Every byte is hashed
-	// once, not twice.
-	var verifier digest.Verifier
-	if alg := desc.Digest.Algorithm(); !alg.Available() || runningDigest(w) != alg.FromBytes(nil) {
-		verifier = desc.Digest.Verifier()
-	}
-	bufp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bufp)
-	buf := *bufp
-	var off int64
-	for off < desc.Size {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n := min(int64(len(buf)), desc.Size-off)
-		got, err := ra.ReadAt(buf[:n], off)
-		if int64(got) < n {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return errors.Wrapf(err, "reading at offset %d", off+int64(got))
-		}
-		if verifier != nil {
-			verifier.Write(buf[:n])
-		}
-		if _, err := w.Write(buf[:n]); err != nil {
-			return err
-		}
-		off += n
-		st.update(off)
-	}
-	verified := false
-	if verifier != nil {
-		verified = verifier.Verified()
-	} else {
-		verified = runningDigest(w) == desc.Digest
-	}
-	if !verified {
-		return errors.Wrapf(errdefs.ErrFailedPrecondition, "provider returned bytes that do not match digest %s", desc.Digest)
-	}
-	return nil
-}
-
-// runningDigest returns the digest of what w has been given so far, or ""
-// if w does not keep one: content.Writer allows Digest to return "" or to
-// panic before Commit.
-func runningDigest(w content.Writer) (d digest.Digest) {
-	defer func() {
-		if recover() != nil {
-			d = ""
-		}
-	}()
-	return w.Digest()
-}
-
-// bytesProvider serves one in-memory blob.
-type bytesProvider []byte
-
-func (b bytesProvider) ReaderAt(context.Context, ocispec.Descriptor) (content.ReaderAt, error) {
-	return nopCloserReaderAt{bytes.NewReader(b)}, nil
-}
-
-type nopCloserReaderAt struct{ *bytes.Reader }
-
-func (nopCloserReaderAt) Close() error { return nil }
 
 // Chains implements Exporter.
 func (e *exporter) Chains() *CacheChains { return e.CacheChains }

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/errdefs"
-	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/availability"
 )
 
 // outLayer is a layer of the config: a blob on top of a parent layer (its
@@ -34,19 +34,16 @@ func (m *marshaler) checkResults() error {
 	blobState := make([]uint8, c.blobs.len())
 	m.used = make([]bool, c.nodes.len())
 	m.top = make([]int32, c.recs.len())
-	// Creation order, as the Info calls are made in it: with providers
-	// that disagree, the first to be asked about a blob decides.
+	if err := m.checkBlobs(blobState); err != nil {
+		return err
+	}
 	for _, r := range m.recs {
 		m.top[r] = -1
 		e := c.best(r)
 		if e == nil || e.node < 0 {
 			continue
 		}
-		ok, err := m.available(e.res.Remote, e.node, nodeState, blobState)
-		if err != nil {
-			return err
-		}
-		if !ok {
+		if !m.available(e.res.Remote, e.node, nodeState, blobState) {
 			continue
 		}
 		m.top[r] = e.node
@@ -130,17 +127,57 @@ func (m *marshaler) pickDescriptors() {
 	}
 }
 
-// available tells whether every blob of the chain node can be read, asking
-// r's provider once per blob, base first, up to the first it does not
-// have; what is known of blobs and chains is kept in the two states. A
-// provider that cannot answer Info (or answers "not implemented") is
-// trusted. Only "not found" makes a blob unavailable: any other error (a
-// registry's 503, a timeout, a refused credential) fails Marshal, naming
-// the blob, so that a flaky source never turns into a smaller cache.
-func (m *marshaler) available(r *Remote, n int32, nodeState, blobState []uint8) (bool, error) {
-	ip, ok := r.Provider.(content.InfoProvider)
-	if !ok {
-		return true, nil
+// checkBlobs asks, before any result is picked, whether the blobs of
+// every record's best result are available: concurrently and bounded
+// (internal/availability), each blob once, of the provider of the first
+// record in creation order whose best result has it and can answer Info
+// (with providers that disagree, that one decides). Only "not found" makes
+// a blob unavailable: any other error (a registry's 503, a timeout, a
+// refused credential) fails Marshal, naming the blob, so that a flaky
+// source never turns into a smaller cache. What it finds is in blobState.
+func (m *marshaler) checkBlobs(blobState []uint8) error {
+	c := m.c
+	seen := make([]bool, c.nodes.len()) // chains whose blobs are in checks
+	asked := make([]bool, c.blobs.len())
+	var checks []availability.Check
+	var ids []int32
+	for _, r := range m.recs {
+		e := c.best(r)
+		if e == nil || e.node < 0 {
+			continue
+		}
+		ip, ok := e.res.Remote.Provider.(content.InfoProvider)
+		if !ok {
+			continue
+		}
+		for x := e.node; x >= 0 && !seen[x]; x = c.nodes.at(x).parent {
+			seen[x] = true
+			if b := c.nodes.at(x).blob; !asked[b] {
+				asked[b] = true
+				checks = append(checks, availability.Check{Digest: c.blobs.at(b).dgst, Provider: ip})
+				ids = append(ids, b)
+			}
+		}
+	}
+	avail, err := availability.Run(m.ctx, checks)
+	if err != nil {
+		return err
+	}
+	for i, b := range ids {
+		blobState[b] = unavailable
+		if avail[i] {
+			blobState[b] = available
+		}
+	}
+	return nil
+}
+
+// available tells whether every blob of the chain node can be read, as
+// checkBlobs found; what is known of chains is kept in nodeState. A
+// provider that cannot answer Info is trusted.
+func (m *marshaler) available(r *Remote, n int32, nodeState, blobState []uint8) bool {
+	if _, ok := r.Provider.(content.InfoProvider); !ok {
+		return true
 	}
 	c := m.c
 	// The chains from n down to the first whose state is known.
@@ -154,33 +191,18 @@ func (m *marshaler) available(r *Remote, n int32, nodeState, blobState []uint8) 
 		for _, p := range path {
 			nodeState[p] = unavailable
 		}
-		return false, nil
+		return false
 	}
 	for k := len(path) - 1; k >= 0; k-- {
-		b := c.nodes.at(path[k]).blob
-		if blobState[b] == unknown {
-			if err := m.ctx.Err(); err != nil {
-				return false, err
-			}
-			_, err := ip.Info(m.ctx, c.blobs.at(b).dgst)
-			switch {
-			case err == nil || errdefs.IsNotImplemented(err):
-				blobState[b] = available
-			case errdefs.IsNotFound(err):
-				blobState[b] = unavailable
-			default:
-				return false, errors.Wrapf(err, "checking blob %s", c.blobs.at(b).dgst)
-			}
-		}
-		if blobState[b] == unavailable {
+		if blobState[c.nodes.at(path[k]).blob] == unavailable {
 			for _, p := range path[:k+1] {
 				nodeState[p] = unavailable
 			}
-			return false, nil
+			return false
 		}
 		nodeState[path[k]] = available
 	}
-	return true, nil
+	return true
 }
 
 // sortLayers orders the used nodes as layers: by blob, then by parent

@@ -22,9 +22,10 @@ import (
 // per distinct blob. A blob is unavailable only when its provider says
 // errdefs.ErrNotFound; any other Info error (but "not implemented") fails
 // Marshal and names the blob. Layer media types are given in their OCI
-// form. Marshal works in two goroutines: Info may be called on another
-// goroutine than its caller's, one call at a time, in the order of the
-// records' creation.
+// form. The blobs of every record's best result are checked before any
+// result is picked, up to 16 Info calls at a time, on goroutines other
+// than the caller's; with providers that disagree about a blob, the
+// provider of the first record created with it decides.
 func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProvider, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -28,8 +28,14 @@ func WithManifestFormat(f ManifestFormat) ExportOption {
 	}
 }
 
-// WithConcurrency sets how many layer blobs are copied at once. Default: 4;
-// n must be at least 1.
+// DefaultConcurrency is how many layer blobs Finalize copies at once when
+// neither WithConcurrency nor its stores say otherwise (see
+// ConcurrencyAdvisor).
+const DefaultConcurrency = 4
+
+// WithConcurrency sets how many layer blobs are copied at once. Default:
+// the largest of DefaultConcurrency (4) and what the ingester and the
+// providers of the blobs advise (ConcurrencyAdvisor); n must be at least 1.
 func WithConcurrency(n int) ExportOption {
 	return func(o *exportOptions) error {
 		if n < 1 {

@@ -22,6 +22,11 @@ type Event struct {
 	// Skipped is true when the step had nothing to do: the blob was already
 	// in the store, or there was nothing to export.
 	Skipped bool
+	// Detail, when not empty, says in a few words how a skipped step's
+	// blob came to be in the store without being sent, as the store told
+	// it (see SkipDetailer): "mounted from registry.example.com/team/app"
+	// for a blob a registry mounted from another of its repositories.
+	Detail string
 	// Warning, when not empty, is something the user should know about the
 	// step that did not make it fail.
 	Warning string

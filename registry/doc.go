@@ -14,18 +14,40 @@
 // # Writing
 //
 // *Remote is a content.Ingester. Blobs are pushed by digest; a blob the
-// repository already has is not sent again: Info (a HEAD request) lets the
-// Exporter skip it, and Writer answers errdefs.ErrAlreadyExists if it is
-// there anyway. A manifest (any manifest or index media type) is pushed
-// under the reference's tag, so the tag moves when, and only when, the
-// Exporter writes the manifest, which it does last. A digest reference
-// pushes the manifest by digest.
+// repository already has is not sent again: Info lets the Exporter skip
+// it. Across a network the Remote sends no request it can avoid:
+//
+//   - Before an export (remotecache.ExportPreparer) it resolves the tag
+//     once and reads the manifest there: the blobs it names need no HEAD
+//     request, and a manifest with the digest of the one there is not
+//     written again while the tag still points at it. An unchanged cache
+//     is three requests.
+//   - One existence check per blob at most: Info's HEAD (or what the
+//     Remote knows), never another in Writer.
+//   - A blob whose descriptor names another repository of the same
+//     registry as its source (containerd.io/distribution.source.<host>,
+//     which Info gives and BuildKit writes) is mounted, not uploaded, and
+//     reported skipped, "mounted from HOST/REPO". Where the registry
+//     refuses (202), the blob is uploaded into the session it opened.
+//   - A blob up to 1 MiB is uploaded in one request where the registry
+//     completes an upload in the POST that carries it, else in a POST and
+//     a PUT; a larger one streams into its upload as it is written.
+//   - An export copies DefaultConcurrency (16) blobs at once
+//     (remotecache.ConcurrencyAdvisor), unless told otherwise.
+//
+// A manifest (any manifest or index media type) is pushed under the
+// reference's tag, so the tag moves when, and only when, the Exporter
+// writes the manifest, which it does last. A digest reference pushes the
+// manifest by digest. If the registry refuses the manifest (it lost a
+// blob the Remote took as there), the Remote forgets what it knew, so that
+// the Exporter's checks that follow ask the registry.
 //
 // # Reading
 //
 // *Remote is a content.Provider and content.InfoProvider. ReaderAt reads
 // blobs and manifests; Info says whether the repository has a blob, and
-// how large it is.
+// how large it is, with the repository as the blob's distribution source
+// label, so that a copy into another repository of the registry mounts it.
 //
 // # Hosts, TLS and credentials
 //

@@ -267,3 +267,18 @@ func (r *Remote) explain(ctx context.Context, e *Error) {
 		e.setBody(body)
 	}
 }
+
+// hintPushRefused gives err, the failure of a push, a hint that the
+// credentials may not allow pushing when the registry answered 401 or 403
+// (a token without push scope: distribution answers 401
+// "insufficient_scope").
+func hintPushRefused(err error, repo string) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Hint != "" || (e.Method != http.MethodPost && e.Method != http.MethodPut && e.Method != http.MethodPatch) {
+		return err
+	}
+	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
+		e.Hint = "the credentials may not allow pushing to " + repo
+	}
+	return err
+}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/remotes"
-	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -17,15 +16,23 @@ import (
 
 // Info implements content.InfoProvider with a HEAD request for the blob:
 // its size if the repository has it, an error of class errdefs.ErrNotFound
-// if not. Only the blobs endpoint is asked, never the manifests one:
+// if not. A blob the Remote knows the repository has (named by the
+// manifest PrepareExport read, found by an earlier Info, uploaded or
+// mounted) is answered without a request; a read that finds it gone
+// makes it unknown again. Only the blobs endpoint is asked, never the manifests one:
 // writing a manifest is what moves the tag, so a manifest must never look
 // like a blob already there (containerd's FetchByDigest and Resolve fall
 // back to the manifests endpoint, hence the request of our own, sent with
-// containerd's client and authorizer). Labels are not kept by registries:
-// Info has none.
+// containerd's client and authorizer). Registries keep no labels: Info
+// has one, containerd.io/distribution.source.<host> = the repository, so
+// that an export from here into another repository of the same registry
+// mounts the blob instead of uploading it.
 func (r *Remote) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
 	if err := dgst.Validate(); err != nil {
 		return content.Info{}, errors.Wrapf(errdefs.ErrInvalidArgument, "blob %q: %v", dgst, err)
+	}
+	if info, ok := r.knownInfo(dgst); ok {
+		return info, nil
 	}
 	var info content.Info
 	err := r.retry(ctx, func(ctx context.Context) error {
@@ -40,53 +47,17 @@ func (r *Remote) Info(ctx context.Context, dgst digest.Digest) (content.Info, er
 		case resp.StatusCode != http.StatusOK:
 			return responseError(resp)
 		}
-		info = content.Info{Digest: dgst, Size: resp.ContentLength}
+		info = content.Info{Digest: dgst, Size: resp.ContentLength, Labels: r.sourceLabels()}
 		return nil
 	})
+	if err == nil && info.Size >= 0 {
+		r.known.add(dgst, info.Size)
+	}
+	r.forgetIfGone(dgst, err)
 	if err != nil {
 		return content.Info{}, r.wrap(ctx, err, "checking blob %s in %s", dgst, r.ref)
 	}
 	return info, nil
-}
-
-// do sends one request to the registry with containerd's client and
-// authorizer, answering one authentication challenge. The caller closes
-// the body.
-func (r *Remote) do(ctx context.Context, method, u string, header http.Header) (*http.Response, error) {
-	ctx, err := docker.ContextWithRepositoryScope(ctx, r.spec, false)
-	if err != nil {
-		return nil, err
-	}
-	for try := 0; ; try++ {
-		req, err := http.NewRequestWithContext(ctx, method, u, nil)
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range header {
-			req.Header[k] = v
-		}
-		req.Header.Set("User-Agent", userAgent)
-		if a := r.host.Authorizer; a != nil {
-			if err := a.Authorize(ctx, req); err != nil {
-				return nil, err
-			}
-		}
-		resp, err := r.host.Client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusUnauthorized || try > 0 || r.host.Authorizer == nil {
-			return resp, nil
-		}
-		err = r.host.Authorizer.AddResponses(ctx, []*http.Response{resp})
-		if errdefs.IsNotImplemented(err) {
-			return resp, nil // no scheme we can answer: the 401 stands
-		}
-		resp.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
 }
 
 // ReaderAt implements content.Provider: it reads the blob or manifest desc
@@ -110,6 +81,7 @@ func (r *Remote) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content
 	}
 	ra := &readerAt{r: r, ctx: ctx, f: f, desc: desc}
 	if err := r.retry(ctx, func(ctx context.Context) error { return ra.open(0) }); err != nil {
+		r.forgetIfGone(desc.Digest, err)
 		return nil, r.wrap(ctx, err, "reading %s from %s", desc.Digest, r.ref)
 	}
 	return ra, nil

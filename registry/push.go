@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
@@ -18,27 +19,35 @@ import (
 // larger ones go to a file in the spool directory.
 const spoolMemory = 1 << 20
 
-// maxResets bounds how often one upload request may be restarted by
-// containerd (on an authentication challenge or a retried status) while
-// its bytes are being written.
-const maxResets = 8
-
 // Writer implements content.Ingester: it pushes the blob that
 // content.WithDescriptor names (required: digest, size and, for manifests,
 // media type). Manifests (a manifest or index media type) are pushed under
 // the reference's tag, or by digest for a digest reference; anything else
 // is pushed as a blob. The ref option is only reported in Status.
 //
-// The upload starts at once, with containerd's pusher: if the registry
-// already has the blob, or the tag already points at the manifest, Writer
-// returns an error of class errdefs.ErrAlreadyExists and nothing is sent.
-// The bytes written go to the registry as they come, and are kept too (in
-// memory up to 1 MiB, else in a file of the spool directory), so that if
-// the upload fails in a way a retry may mend (see the package docs),
+// Writer sends no existence check: the Exporter asks Info first (which
+// answers from what the Remote knows, see PrepareExport), so one check at
+// most is made per blob. A blob whose descriptor has a
+// containerd.io/distribution.source.<host> annotation naming another
+// repository of this registry (Info gives one, and BuildKit writes them)
+// is mounted from there: if the registry mounts it, Writer returns an
+// error of class errdefs.ErrAlreadyExists that says so
+// (remotecache.SkipDetailer: "mounted from HOST/REPO") and nothing is
+// sent; if it refuses, the blob is uploaded into the session the refusal
+// opened. A manifest that PrepareExport found under the tag is not pushed
+// again while the tag still points at it (one HEAD request): Writer
+// returns errdefs.ErrAlreadyExists.
+//
+// A blob up to 1 MiB is uploaded at Commit, in one request where the
+// registry completes an upload in the POST that carries it (?digest=),
+// else a POST and a PUT. A larger blob's upload starts at once: its bytes
+// stream to the registry as they come. Either way the bytes are kept too
+// (in memory up to 1 MiB, else in a file of the spool directory), so that
+// if the upload fails in a way a retry may mend (see the package docs),
 // Commit uploads them again as a whole new attempt, after a backoff, up to
-// the number of attempts the options allow. An upload cannot be retried at
-// the HTTP level: its body is streamed once. A failure no retry can mend
-// (a 4xx status, a cancelled context) shows at the next Write.
+// the number of attempts the options allow. A failure no retry can mend
+// (a 4xx status, a cancelled context) shows at the next Write or at
+// Commit.
 //
 // Writer itself never fails with an error of class errdefs.ErrUnavailable:
 // content.OpenWriter, which the Exporter opens its writers with, takes
@@ -70,50 +79,93 @@ func (r *Remote) Writer(ctx context.Context, opts ...content.WriterOpt) (content
 	w := &writer{
 		r:        r,
 		desc:     desc,
+		manifest: isManifest(desc.MediaType),
 		spool:    &spool{dir: r.opts.spoolDir},
 		digester: desc.Digest.Algorithm().Digester(),
 		status:   content.Status{Ref: wo.Ref, Total: desc.Size, Expected: desc.Digest, StartedAt: now, UpdatedAt: now},
 		attempts: 1,
 	}
-	live, err := r.push(ctx, w)
+	var err error
+	if w.manifest {
+		err = r.manifestThere(ctx, desc)
+	} else {
+		err = w.start(ctx)
+	}
 	switch {
 	case err == nil:
-		w.live = live
 	case errdefs.IsAlreadyExists(err):
 		return nil, errors.Wrapf(err, "push to %s", r.ref)
 	case uploadRetryable(err):
 		w.err = err // Commit tries again with the spooled bytes
 	case errdefs.IsUnavailable(err):
-		w.failed = r.wrap(ctx, hintIndexRefused(err, desc.MediaType), "pushing %s to %s", desc.Digest, r.ref)
+		w.failed = w.wrap(ctx, err)
 	default:
-		return nil, r.wrap(ctx, hintIndexRefused(err, desc.MediaType), "pushing %s to %s", desc.Digest, r.ref)
+		return nil, w.wrap(ctx, err)
 	}
 	return w, nil
 }
 
-// push opens an upload of w.desc. It is called for each attempt.
-func (r *Remote) push(ctx context.Context, w *writer) (content.Writer, error) {
-	p, err := r.newResolver().Pusher(ctx, r.ref)
-	if err != nil {
-		return nil, err
+// manifestThere answers errdefs.ErrAlreadyExists when the manifest desc
+// is the one PrepareExport found under the tag and the tag still points
+// at it. A check that fails is no answer: the manifest is pushed.
+func (r *Remote) manifestThere(ctx context.Context, desc ocispec.Descriptor) error {
+	if r.known.tagged() != desc.Digest {
+		return nil
 	}
-	cw, err := p.Push(ctx, w.desc)
-	return cw, classify(err)
+	if _, tagged := r.named.(reference.Tagged); !tagged {
+		return errors.Wrapf(errdefs.ErrAlreadyExists, "manifest %s", desc.Digest)
+	}
+	if d, err := r.manifestDigest(ctx); err == nil && d == desc.Digest {
+		return errors.Wrapf(errdefs.ErrAlreadyExists, "manifest %s under %s", desc.Digest, r.ref)
+	}
+	return nil
 }
 
 // writer is the content.Writer of Remote.Writer.
 type writer struct {
 	r        *Remote
 	desc     ocispec.Descriptor
+	manifest bool
 	spool    *spool
 	digester digest.Digester
 	status   content.Status
 	closed   bool
 
-	live     content.Writer // the upload that streams as bytes come, if alive
-	err      error          // why the last upload attempt failed
-	attempts int            // upload attempts made
-	failed   error          // a failure of the first attempt that no retry mends
+	session  string      // an upload session opened and not yet used
+	live     *liveUpload // the upload that streams as bytes come, if alive
+	err      error       // why the last upload attempt failed
+	attempts int         // upload attempts made
+	failed   error       // a failure of the first attempt that no retry mends
+}
+
+// start starts the upload of a blob: a mount, if the descriptor names a
+// source repository, and for a large blob the POST and the PUT that
+// streams the bytes as they come.
+func (w *writer) start(ctx context.Context) error {
+	from := w.r.mountSource(w.desc)
+	if from == "" && w.desc.Size <= singleRequestMax {
+		return nil // all at Commit
+	}
+	s, err := w.r.startUpload(ctx, w.desc, from, nil)
+	if err != nil {
+		return err
+	}
+	if s.done {
+		w.r.known.add(w.desc.Digest, w.desc.Size)
+		return &mountedError{from: reference.Domain(w.r.named) + "/" + from}
+	}
+	if w.desc.Size <= singleRequestMax {
+		w.session = s.location
+		return nil
+	}
+	w.live = w.r.startLive(ctx, s.location, w.desc)
+	return nil
+}
+
+// wrap says what failed, with the hints that may mend it.
+func (w *writer) wrap(ctx context.Context, err error) error {
+	err = hintPushRefused(hintIndexRefused(classify(err), w.desc.MediaType), w.r.repo)
+	return w.r.wrap(ctx, err, "pushing %s to %s", w.desc.Digest, w.r.ref)
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -126,7 +178,6 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.status.Offset+int64(len(p)) > w.desc.Size {
 		return 0, errors.Wrapf(errdefs.ErrFailedPrecondition, "push of %s: %d bytes written, over the size %d", w.desc.Digest, w.status.Offset+int64(len(p)), w.desc.Size)
 	}
-	start := w.status.Offset
 	if _, err := w.spool.Write(p); err != nil {
 		return 0, errors.Wrapf(err, "push of %s: keeping bytes", w.desc.Digest)
 	}
@@ -134,43 +185,19 @@ func (w *writer) Write(p []byte) (int, error) {
 	w.status.Offset += int64(len(p))
 	w.status.UpdatedAt = time.Now()
 	if w.live != nil {
-		if err := w.feed(p, start); err != nil {
-			return len(p), err
+		if err := w.live.write(p); err != nil {
+			w.dropLive(err)
+			if !uploadRetryable(w.err) {
+				return len(p), w.wrap(context.Background(), w.err)
+			}
 		}
 	}
 	return len(p), nil
 }
 
-// feed writes p, which starts at offset start, to the live upload. When
-// containerd restarted the upload's request (content.ErrReset), all bytes
-// before p are sent again first. A failure a new upload may mend drops the
-// live upload, for Commit to start another; any other failure is returned.
-func (w *writer) feed(p []byte, start int64) error {
-	_, err := w.live.Write(p)
-	for resets := 0; errors.Is(err, content.ErrReset) && resets < maxResets; resets++ {
-		if err = w.replay(start); err == nil {
-			_, err = w.live.Write(p)
-		}
-	}
-	if err == nil {
-		return nil
-	}
-	w.dropLive(err)
-	if uploadRetryable(err) {
-		return nil
-	}
-	return errors.Wrapf(hintIndexRefused(w.err, w.desc.MediaType), "pushing %s to %s", w.desc.Digest, w.r.ref)
-}
-
-// replay sends the first n spooled bytes to the live upload.
-func (w *writer) replay(n int64) error {
-	_, err := io.Copy(w.live, io.NewSectionReader(w.spool, 0, n))
-	return err
-}
-
 func (w *writer) dropLive(err error) {
 	if w.live != nil {
-		w.live.Close()
+		w.live.abort()
 		w.live = nil
 	}
 	w.err = classify(err)
@@ -195,18 +222,11 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 	var err error
 	switch {
 	case w.live != nil:
-		err = w.live.Commit(ctx, w.desc.Size, w.desc.Digest)
-		if errors.Is(err, content.ErrReset) {
-			// The request was restarted after all bytes were sent.
-			err = content.Copy(ctx, w.live, w.spool.reader(), w.desc.Size, w.desc.Digest)
-		}
-		w.live.Close()
+		err = classify(w.live.commit())
 		w.live = nil
-		err = classify(err)
 	case w.err != nil:
 		err = w.err
-	default: // Truncate dropped the live upload
-		w.attempts++
+	default:
 		err = w.attempt(ctx)
 	}
 	for err != nil && !errdefs.IsAlreadyExists(err) && uploadRetryable(err) && w.attempts < w.r.opts.attempts {
@@ -216,20 +236,37 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 		w.attempts++
 		err = w.attempt(ctx)
 	}
-	if err == nil || errdefs.IsAlreadyExists(err) {
+	switch {
+	case err == nil || errdefs.IsAlreadyExists(err):
+		if w.manifest {
+			w.r.known.mu.Lock()
+			w.r.known.tag = w.desc.Digest
+			w.r.known.mu.Unlock()
+		} else {
+			w.r.known.add(w.desc.Digest, w.desc.Size)
+		}
 		return nil
+	case w.manifest:
+		// The registry may have refused it for a blob it no longer has,
+		// though the Remote knew it had: what follows (the Exporter checks
+		// every blob again) must ask the registry.
+		w.r.known.forgetAll()
 	}
-	return w.r.wrap(ctx, attempts(hintIndexRefused(err, w.desc.MediaType), w.attempts), "pushing %s to %s", w.desc.Digest, w.r.ref)
+	return w.wrap(ctx, attempts(err, w.attempts))
 }
 
-// attempt uploads the spooled bytes as a new upload.
+// attempt uploads the spooled bytes: a manifest with a PUT, a blob into
+// the session a refused mount opened or as a whole new upload.
 func (w *writer) attempt(ctx context.Context) error {
-	cw, err := w.r.push(ctx, w)
-	if err != nil {
-		return err
+	body := func() (io.ReadCloser, error) { return io.NopCloser(w.spool.reader()), nil }
+	if w.manifest {
+		return classify(w.r.putManifest(ctx, w.desc, body))
 	}
-	defer cw.Close()
-	return classify(content.Copy(ctx, cw, w.spool.reader(), w.desc.Size, w.desc.Digest))
+	if s := w.session; s != "" {
+		w.session = "" // a session that failed is not used again
+		return classify(w.r.finishUpload(ctx, s, w.desc, body, false))
+	}
+	return classify(w.r.uploadWhole(ctx, w.desc, body))
 }
 
 func (w *writer) Status() (content.Status, error) { return w.status, nil }
@@ -246,7 +283,7 @@ func (w *writer) Truncate(size int64) error {
 		return nil
 	}
 	if w.live != nil {
-		w.live.Close()
+		w.live.abort()
 		w.live = nil
 	}
 	w.err = nil
@@ -263,7 +300,7 @@ func (w *writer) Close() error {
 	}
 	w.closed = true
 	if w.live != nil {
-		w.live.Close()
+		w.live.abort()
 		w.live = nil
 	}
 	return w.spool.Close()

@@ -4,7 +4,8 @@ import (
 	"context"
 	"io/fs"
 	"net/http"
-	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/remotes"
@@ -36,6 +37,9 @@ type Remote struct {
 	host     docker.RegistryHost // where requests go
 	resolver remotes.Resolver    // for Resolve and fetches
 	opts     options
+
+	known      known        // what the repository is known to have
+	monolithic atomic.Int32 // whether a POST with the blob completes an upload
 }
 
 var (
@@ -81,11 +85,11 @@ func New(ref string, opts ...Option) (*Remote, error) {
 		base = docker.DefaultHTTPTransport(nil)
 	}
 	client := &http.Client{Transport: &retryAfterTransport{base: base}}
-	authorizer := docker.NewDockerAuthorizer(
+	authorizer := &lockedAuthorizer{a: docker.NewDockerAuthorizer(
 		docker.WithAuthClient(client),
 		docker.WithAuthHeader(http.Header{"User-Agent": {userAgent}}),
 		docker.WithAuthCreds(r.credentials),
-	)
+	)}
 	r.hosts = docker.ConfigureDefaultRegistries(
 		docker.WithPlainHTTP(func(host string) (bool, error) {
 			if o.plainHTTP {
@@ -174,7 +178,37 @@ func dockerConfigCredentials(host string) (string, string, error) {
 	return user, secret, nil
 }
 
-// blobURL is the address of the blob dgst in the repository.
-func (r *Remote) blobURL(dgst string) string {
-	return r.host.Scheme + "://" + r.host.Host + strings.TrimSuffix(r.host.Path, "/") + "/" + r.repo + "/blobs/" + dgst
+// DefaultConcurrency is how many blobs an export into or out of a
+// registry copies at once unless told (remotecache.ConcurrencyAdvisor).
+// Each blob costs round trips that only concurrency hides: see
+// BENCHMARKS.md for the measurements it was chosen from.
+const DefaultConcurrency = 16
+
+// AdvisedConcurrency implements remotecache.ConcurrencyAdvisor: an export
+// into or out of a registry copies DefaultConcurrency (16) blobs at once
+// unless remotecache.WithConcurrency says otherwise.
+func (r *Remote) AdvisedConcurrency() int { return DefaultConcurrency }
+
+// lockedAuthorizer lets one call at a time into containerd's docker
+// authorizer. In containerd 2.4 a request that finds a token being fetched
+// for its scope reads the token's expiry while the fetch writes it, with
+// no lock between (a data race, for every bearer-token registry, as soon
+// as uploads run concurrently). A cached token is a map lookup, and
+// requests that need a token being fetched wait for it anyway, so the
+// lock costs nothing a concurrent export would notice.
+type lockedAuthorizer struct {
+	mu sync.Mutex
+	a  docker.Authorizer
+}
+
+func (l *lockedAuthorizer) Authorize(ctx context.Context, req *http.Request) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.a.Authorize(ctx, req)
+}
+
+func (l *lockedAuthorizer) AddResponses(ctx context.Context, responses []*http.Response) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.a.AddResponses(ctx, responses)
 }

@@ -97,9 +97,10 @@ func retryable(err error) bool {
 // happens when containerd sends a request again after it broke off
 // mid-body (BLOB_UPLOAD_UNKNOWN, BLOB_UPLOAD_INVALID, RANGE_INVALID), or
 // when containerd restarted the request more often than the writer
-// follows (content.ErrReset).
+// follows (content.ErrReset), or when a streamed upload met an expired
+// token (errStreamReauth).
 func uploadRetryable(err error) bool {
-	if retryable(err) || errors.Is(err, content.ErrReset) {
+	if retryable(err) || errors.Is(err, content.ErrReset) || errors.Is(err, errStreamReauth) {
 		return true
 	}
 	var re *Error

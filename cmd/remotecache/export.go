@@ -19,6 +19,10 @@ type exportFlags struct {
 	format      string
 	concurrency int
 	json        bool
+	// given tells whether a flag was on the command line: without
+	// --concurrency the library picks (more for a registry, see
+	// remotecache.ConcurrencyAdvisor).
+	given func(name string) bool
 
 	compression string // --compression: "" to copy layers as they are
 	level       int    // --compression-level, if levelSet says it was given
@@ -27,17 +31,17 @@ type exportFlags struct {
 }
 
 func addExportFlags(cmd *cobra.Command) *exportFlags {
-	f := &exportFlags{}
 	fs := cmd.Flags()
+	f := &exportFlags{given: fs.Changed}
 	fs.StringVar(&f.format, "format", "", "write the manifest as `FORM`: image-manifest (the default), oci-index or manifest-list; config-only into s3: and azblob: (their only form)")
-	fs.IntVar(&f.concurrency, "concurrency", 4, "copy up to `N` layer blobs at once")
+	fs.IntVar(&f.concurrency, "concurrency", remotecache.DefaultConcurrency, "copy up to `N` layer blobs at once (default: 4, or more where SRC or DST advises it)")
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fs.StringVar(&f.compression, "compression", "", "convert layers to `TYPE` as they are copied: gzip, zstd or uncompressed (default: copy them as they are)")
 	fs.IntVar(&f.level, "compression-level", 0, "compress at level `N`: gzip -2 to 9 (default 5), zstd 1 to 22 (default 3); needs --compression gzip or zstd")
 	fs.BoolVar(&f.force, "force-compression", false, "recompress at the level asked the layers that already have the --compression asked too")
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions(
 		[]string{"gzip", "zstd", "uncompressed"}, cobra.ShellCompDirectiveNoFileComp))
-	f.levelSet = func() bool { return fs.Changed("compression-level") }
+	f.levelSet = func() bool { return f.given("compression-level") }
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(
 		[]string{"image-manifest", "oci-index", "manifest-list", "config-only"}, cobra.ShellCompDirectiveNoFileComp))
 	return f
@@ -87,9 +91,13 @@ func (f *exportFlags) compressionConfig() (*remotecache.CompressionConfig, error
 }
 
 // options are the exporter's options that the flags give, after format
-// and progress.
+// and progress. Without --concurrency the library picks how many layers
+// are copied at once.
 func (f *exportFlags) options() ([]remotecache.ExportOption, error) {
-	opts := []remotecache.ExportOption{remotecache.WithConcurrency(f.concurrency)}
+	var opts []remotecache.ExportOption
+	if f.given("concurrency") {
+		opts = append(opts, remotecache.WithConcurrency(f.concurrency))
+	}
 	cc, err := f.compressionConfig()
 	if err != nil {
 		return nil, err

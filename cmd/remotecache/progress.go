@@ -124,6 +124,8 @@ func endLine(e remotecache.Event) string {
 	switch {
 	case e.Err != nil:
 		return fmt.Sprintf("%s: failed after %s", e.ID, took)
+	case e.Skipped && e.Detail != "":
+		return e.ID + ": skipped (" + e.Detail + ")"
 	case e.Skipped:
 		return e.ID + ": skipped"
 	case e.Total > 0:

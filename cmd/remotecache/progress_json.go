@@ -34,6 +34,9 @@ type jsonEvent struct {
 	Warning   string     `json:"warning,omitempty"`
 	Error     string     `json:"error,omitempty"`
 	Message   string     `json:"message,omitempty"`
+	// Detail says how a skipped step was done without writing, e.g.
+	// "mounted" for a blob a registry mounted from another repository.
+	Detail string `json:"detail,omitempty"`
 }
 
 // jsonProgress writes every event as one JSON object on a line.
@@ -73,7 +76,7 @@ func (p *jsonProgress) Progress(e remotecache.Event) {
 	case e.Err != nil:
 		j.Status, j.Error = "failed", oneLine(e.Err.Error())
 	case e.Skipped:
-		j.Status = "skipped"
+		j.Status, j.Detail = "skipped", e.Detail
 	default:
 		j.Status = "done"
 	}

@@ -58,6 +58,9 @@ func steps(sink remotecache.ProgressSink) {
 	skipped := event("writing layer sha256:y", 5, 0, true)
 	skipped.Skipped = true
 	sink.Progress(skipped)
+	mounted := event("writing layer sha256:z", 5, 0, true)
+	mounted.Skipped, mounted.Detail = true, "mounted from registry.example.com/team/app"
+	sink.Progress(mounted)
 	failed := event("tagging oci:d:latest", 0, 0, true)
 	failed.Err = errors.New("boom")
 	sink.Progress(failed)
@@ -75,6 +78,7 @@ func TestLineProgress(t *testing.T) {
 		"writing config sha256:x: done, 10 B in 1ms\n" +
 		layerID + ": done, 2.0 KiB in 1.5s\n" +
 		"writing layer sha256:y: skipped\n" +
+		"writing layer sha256:z: skipped (mounted from registry.example.com/team/app)\n" +
 		"tagging oci:d:latest: failed after 1.5s\n"
 	if out.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", out.String(), want)
@@ -116,6 +120,9 @@ func TestJSONProgress(t *testing.T) {
 		if e.Message != "" {
 			s += " message=" + e.Message
 		}
+		if e.Detail != "" {
+			s += " detail=" + e.Detail
+		}
 		got = append(got, s)
 	}
 	want := []string{
@@ -125,6 +132,7 @@ func TestJSONProgress(t *testing.T) {
 		"done writing config sha256:x warning=too big",
 		"done " + layerID + " sha256:2f1e915ac5a53cb4a17ffc512c9e7248f63ae51f02cc6c083a1ce16ba39d5521",
 		"skipped writing layer sha256:y",
+		"skipped writing layer sha256:z detail=mounted from registry.example.com/team/app",
 		"failed tagging oci:d:latest error=boom",
 		"note  message=waiting",
 	}

@@ -377,3 +377,46 @@ func TestLatticeShape(t *testing.T) {
 		}
 	}
 }
+
+// Changed replaces the fraction of blobs asked, everywhere they are used,
+// with blobs of the same size whose bytes are their digest's; the graph
+// it was made from is left as it was.
+func TestChanged(t *testing.T) {
+	g := NewWithOptions(11, 400, Options{BlobSize: 1 << 10, MaxBlobs: 100})
+	before := NewWithOptions(11, 400, Options{BlobSize: 1 << 10, MaxBlobs: 100})
+	c := g.Changed(1, 0.1)
+	if !reflect.DeepEqual(g, before) {
+		t.Fatal("Changed changed the graph it was given")
+	}
+	if len(c.Ops) != len(g.Ops) || len(c.Blobs) != len(g.Blobs) {
+		t.Fatalf("changed graph: %d ops, %d blobs; want %d, %d", len(c.Ops), len(c.Blobs), len(g.Ops), len(g.Blobs))
+	}
+	fresh := 0
+	for _, d := range c.BlobOrder {
+		b := c.Blobs[d]
+		if _, ok := g.Blobs[d]; !ok {
+			fresh++
+			if got := digest.FromBytes(b.Bytes()); got != d || b.Descriptor.Size != 1<<10 {
+				t.Fatalf("new blob %s: bytes of %s, size %d", d, got, b.Descriptor.Size)
+			}
+		}
+	}
+	if want := (len(g.BlobOrder) + 5) / 10; fresh != want {
+		t.Errorf("%d new blobs, want %d", fresh, want)
+	}
+	for i, op := range c.Ops {
+		if op.Digest != g.Ops[i].Digest || !reflect.DeepEqual(op.Deps, g.Ops[i].Deps) {
+			t.Fatalf("op %d: digest or deps changed", i)
+		}
+		for _, r := range op.Results {
+			for _, l := range r.Layers {
+				if _, ok := c.Blobs[l.Digest]; !ok {
+					t.Fatalf("op %d names blob %s, not in the changed graph", i, l.Digest)
+				}
+			}
+		}
+	}
+	if c2 := g.Changed(1, 0.1); !reflect.DeepEqual(c, c2) {
+		t.Error("same seed, different graphs")
+	}
+}

@@ -7,16 +7,16 @@ import (
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/availability"
 )
 
 // blobState is what Marshal knows of one distinct blob.
 type blobState struct {
 	dgst  digest.Digest
-	avail int8 // 0 unknown, 1 available, 2 not
+	avail int8 // 0 unknown, 1 available, 2 not, -1 being asked
 	// rank is the output index of the record whose descriptor of the blob
 	// is kept: the first record in output order that uses it.
 	rank     int
@@ -34,6 +34,9 @@ func (m *marshaler) collectLayers() error {
 	m.layers = make([]layerKey, 0, n)
 	m.recLayer = make([]int, n)
 	m.recResult = make([]*remotecache.Result, n)
+	if err := m.checkBlobs(); err != nil {
+		return err
+	}
 	var ids []int
 	// Creation order walks memory in order; nothing in the output
 	// depends on it.
@@ -54,11 +57,7 @@ func (m *marshaler) collectLayers() error {
 			}
 			ids = append(ids, id)
 		}
-		ok, err := m.available(res.Remote, ids)
-		if err != nil {
-			return err
-		}
-		if !ok {
+		if !m.available(res.Remote, ids) {
 			continue
 		}
 		parent := -1
@@ -99,38 +98,64 @@ func (m *marshaler) collectLayers() error {
 	return nil
 }
 
+// checkBlobs asks, before the results are picked, whether the blobs of
+// every record's best result are available (internal/availability):
+// concurrently, each blob once, of the provider of the first result that
+// has it and can answer Info. The collector before issue 15 asked one
+// blob at a time; the oracle asks as CacheChains does, so that the Info
+// calls of both still compare.
+func (m *marshaler) checkBlobs() error {
+	var checks []availability.Check
+	var ids []int
+	for _, r := range m.recs {
+		res := r.best()
+		if res == nil || res.Remote == nil {
+			continue
+		}
+		ip, ok := res.Remote.Provider.(content.InfoProvider)
+		if !ok {
+			continue
+		}
+		for _, d := range res.Remote.Descriptors {
+			id, ok := m.blobIDs[d.Digest]
+			if !ok {
+				id = len(m.blobs)
+				m.blobIDs[d.Digest] = id
+				m.blobs = append(m.blobs, blobState{dgst: d.Digest, rank: -1})
+			}
+			if b := &m.blobs[id]; b.avail == 0 {
+				b.avail = -1 // asked
+				checks = append(checks, availability.Check{Digest: d.Digest, Provider: ip})
+				ids = append(ids, id)
+			}
+		}
+	}
+	avail, err := availability.Run(m.ctx, checks)
+	if err != nil {
+		return err
+	}
+	for i, id := range ids {
+		m.blobs[id].avail = 2
+		if avail[i] {
+			m.blobs[id].avail = 1
+		}
+	}
+	return nil
+}
+
 // available tells whether every blob of r (ids: their blob ids) can be
-// read, asking the provider once per blob. A provider that cannot answer
-// Info (or answers "not implemented") is trusted. Only "not found" makes a
-// blob unavailable: any other error (a registry's 503, a timeout, a
-// refused credential) fails Marshal, naming the blob, so that a flaky
-// source never turns into a smaller cache.
-func (m *marshaler) available(r *remotecache.Remote, ids []int) (bool, error) {
-	ip, ok := r.Provider.(content.InfoProvider)
-	if !ok {
-		return true, nil
+// read, as checkBlobs found. A provider that cannot answer Info is
+// trusted.
+func (m *marshaler) available(r *remotecache.Remote, ids []int) bool {
+	if _, ok := r.Provider.(content.InfoProvider); !ok {
+		return true
 	}
 	for _, id := range ids {
-		b := &m.blobs[id]
-		if b.avail == 0 {
-			if err := m.ctx.Err(); err != nil {
-				return false, err
-			}
-			_, err := ip.Info(m.ctx, b.dgst)
-			switch {
-			case err == nil || errdefs.IsNotImplemented(err):
-				b.avail = 1
-			case errdefs.IsNotFound(err):
-				b.avail = 2
-			default:
-				return false, errors.Wrapf(err, "checking blob %s", b.dgst)
-			}
-		}
-		if b.avail == 2 {
-			return false, nil
+		if m.blobs[id].avail == 2 {
+			return false
 		}
 	}
-	return true, nil
+	return true
 }
 
 // sortLayers orders layers by blob, then by parent chain: no parent first,

@@ -47,11 +47,14 @@ func TestMain(m *testing.M) {
 type server struct {
 	// Host is the host:port to use in references.
 	Host string
-	// uploaded counts the body bytes the registry read from PUT and PATCH
-	// requests to /v2/…/blobs/uploads/…: the blob bytes sent to it.
+	// uploaded counts the body bytes the registry read from POST, PUT and
+	// PATCH requests to /v2/…/blobs/uploads/…: the blob bytes sent to it.
 	uploaded atomic.Int64
+	// downloaded counts the body bytes of the registry's answers to GET
+	// requests for blobs: the blob bytes read from it.
+	downloaded atomic.Int64
 	// requests counts requests by "METHOD kind" (kind: blob, upload,
-	// manifest, other).
+	// mount, manifest, other; see requestKind).
 	mu       sync.Mutex
 	requests map[string]int
 }
@@ -117,19 +120,38 @@ func startRegistryWith(t testing.TB, users map[string]string, configure func(*co
 	return s
 }
 
-// count wraps the registry's handler to count requests and uploaded bytes.
+// count wraps the registry's handler to count requests and the blob
+// bytes uploaded and downloaded.
 func (s *server) count(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		kind := requestKind(r)
 		s.mu.Lock()
 		s.requests[r.Method+" "+kind]++
 		s.mu.Unlock()
-		if kind == "upload" && (r.Method == http.MethodPut || r.Method == http.MethodPatch) {
+		switch {
+		case (kind == "upload" || kind == "mount") && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch):
 			r.Body = &countingBody{ReadCloser: r.Body, n: &s.uploaded}
+		case kind == "blob" && r.Method == http.MethodGet:
+			w = &countingWriter{ResponseWriter: w, n: &s.downloaded}
 		}
 		h.ServeHTTP(w, r)
 	})
 }
+
+// countingWriter counts the body bytes of a response.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *server) Requests(key string) int {
 	s.mu.Lock()
@@ -156,9 +178,14 @@ func (s *server) CountsSince(before map[string]int) map[string]int {
 	return now
 }
 
+// requestKind is what a request is about: "mount" for a POST that asks to
+// mount a blob from another repository, "upload" for the other requests of
+// uploads, "blob", "manifest", or "other" (/v2/, a token).
 func requestKind(r *http.Request) string {
 	p := r.URL.Path
 	switch {
+	case r.Method == http.MethodPost && r.URL.Query().Get("mount") != "":
+		return "mount"
 	case strings.Contains(p, "/blobs/uploads/"):
 		return "upload"
 	case strings.Contains(p, "/blobs/"):
@@ -310,4 +337,64 @@ func (b *cutBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n -= int64(n)
 	return n, err
+}
+
+// startLatencyProxy starts a reverse proxy to the registry at target that
+// holds each request for delay before it forwards it, and holds a new
+// connection's first read for delay too: a registry one round trip of
+// delay away, whose every request costs that round trip and whose every
+// new connection one more (its TCP handshake; plain HTTP, so no TLS
+// handshake). Bytes cost nothing more than on loopback. It returns the
+// proxy's host:port.
+func startLatencyProxy(t testing.TB, target string, delay time.Duration) string {
+	t.Helper()
+	u := &url.URL{Scheme: "http", Host: target}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	rp.FlushInterval = -1 // stream bodies as they come
+	// Connections to the registry are free and many: the proxy is not
+	// what limits the client.
+	rp.Transport = &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			rp.ServeHTTP(w, r)
+		}),
+		ErrorLog:          log.New(io.Discard, "", 0),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go srv.Serve(&slowListener{Listener: ln, delay: delay})
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// slowListener hands out connections whose first read waits delay.
+type slowListener struct {
+	net.Listener
+	delay time.Duration
+}
+
+func (l *slowListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || l.delay <= 0 {
+		return c, err
+	}
+	return &slowConn{Conn: c, delay: l.delay}, nil
+}
+
+type slowConn struct {
+	net.Conn
+	delay time.Duration
+	once  sync.Once
+}
+
+func (c *slowConn) Read(p []byte) (int, error) {
+	c.once.Do(func() { time.Sleep(c.delay) })
+	return c.Conn.Read(p)
 }

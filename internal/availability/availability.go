@@ -1,0 +1,58 @@
+// Package availability asks content providers, concurrently and bounded,
+// whether they have blobs: the check Marshal makes of every blob of the
+// results it may write, shared by the core and its reference collector.
+package availability
+
+import (
+	"context"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/pkg/errors"
+	"golang.org/x/sync/errgroup"
+)
+
+// Concurrency bounds the Info calls in flight. A provider far away answers
+// each in a round trip, which one after the other add up: 129 blobs of a
+// registry 50 ms away took 6.5 s.
+const Concurrency = 16
+
+// Check is a blob whose availability is asked, and the provider to ask.
+type Check struct {
+	Digest   digest.Digest
+	Provider content.InfoProvider
+}
+
+// Run asks each check's provider for Info about its blob, up to
+// Concurrency at a time, and returns by check whether the blob is
+// available. The caller gives each blob once. Only errdefs.ErrNotFound
+// makes a blob unavailable; a provider that cannot say
+// (errdefs.ErrNotImplemented) is trusted; any other error fails Run,
+// naming the blob, so that a flaky source never turns into a smaller
+// cache.
+func Run(ctx context.Context, checks []Check) ([]bool, error) {
+	avail := make([]bool, len(checks))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(Concurrency)
+	for i, c := range checks {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			_, err := c.Provider.Info(gctx, c.Digest)
+			switch {
+			case err == nil || errdefs.IsNotImplemented(err):
+				avail[i] = true
+			case errdefs.IsNotFound(err):
+			default:
+				return errors.Wrapf(err, "checking blob %s", c.Digest)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return avail, nil
+}
