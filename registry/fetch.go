@@ -17,8 +17,7 @@ import (
 // Info implements content.InfoProvider with a HEAD request for the blob:
 // its size if the repository has it, an error of class errdefs.ErrNotFound
 // if not. A blob the Remote knows the repository has (named by the
-// manifest PrepareExport read or any manifest read from the repository,
-// found by an earlier Info, uploaded or
+// manifest PrepareExport read, found by an earlier Info, uploaded or
 // mounted) is answered without a request; a read that finds it gone
 // makes it unknown again. Only the blobs endpoint is asked, never the manifests one:
 // writing a manifest is what moves the tag, so a manifest must never look
@@ -69,9 +68,7 @@ func (r *Remote) Info(ctx context.Context, dgst digest.Digest) (content.Info, er
 // off (connection reset, 5xx, …) is resumed where it stopped, with a
 // range request, after a backoff; the retry options bound the attempts
 // that make no progress. A manifest (up to 4 MiB) is read whole at once,
-// and teaches the Remote the blobs it names: an Info of them answers
-// without a request (see Info), so a copy from here reads each blob with
-// one GET and no HEAD before it.
+// and teaches the Remote the blobs it names (KnownInfo).
 func (r *Remote) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
 	if err := desc.Digest.Validate(); err != nil {
 		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "blob %q: %v", desc.Digest, err)

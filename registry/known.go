@@ -121,13 +121,9 @@ func (r *Remote) manifestBlobs(ctx context.Context, desc ocispec.Descriptor) []o
 }
 
 // learnManifest reads all of the manifest ra opened, desc, and when its
-// bytes are desc's, adds the blobs it names to what r knows the
-// repository has: a manifest read from the repository names blobs that
-// are there, so an Info of them (the availability checks of a copy from
-// here) needs no HEAD request before the GET that reads them. If one is
-// gone after all, that GET is the not-found that drops its results. It
-// returns the bytes as a reader, or ra itself (untouched) when desc is no
-// manifest or too large to hold.
+// bytes are desc's, adds the blobs it names to r.listed (see KnownInfo).
+// It returns the bytes as a reader, or ra itself (untouched) when desc is
+// no manifest or too large to hold.
 func (r *Remote) learnManifest(ra content.ReaderAt, desc ocispec.Descriptor) (content.ReaderAt, error) {
 	if !isManifest(desc.MediaType) || desc.Size > maxKnownManifest {
 		return ra, nil
@@ -139,7 +135,7 @@ func (r *Remote) learnManifest(ra content.ReaderAt, desc ocispec.Descriptor) (co
 	}
 	if digest.FromBytes(dt) == desc.Digest {
 		for _, b := range blobsOf(dt) {
-			r.known.add(b.Digest, b.Size)
+			r.listed.add(b.Digest, b.Size)
 		}
 	}
 	return bytesReaderAt{bytes.NewReader(dt)}, nil
@@ -214,5 +210,25 @@ func (r *Remote) knownInfo(dgst digest.Digest) (content.Info, bool) {
 func (r *Remote) forgetIfGone(dgst digest.Digest, err error) {
 	if errdefs.IsNotFound(err) {
 		r.known.forget(dgst)
+		r.listed.forget(dgst)
 	}
+}
+
+// KnownInfo implements remotecache.KnownInfoProvider: the Info of a blob
+// the Remote knows the repository has without asking (Info's known
+// blobs), or that a manifest read from the repository names. A copy from
+// here checks those with no HEAD before the GET that reads them (issue
+// 11.6); if one is gone after all, that GET says not found and the export
+// drops the results that need it. Info itself still asks about a blob
+// only a manifest named, so that inspect and repair see what the
+// repository has now.
+func (r *Remote) KnownInfo(dgst digest.Digest) (content.Info, bool) {
+	if info, ok := r.knownInfo(dgst); ok {
+		return info, true
+	}
+	size, ok := r.listed.size(dgst)
+	if !ok {
+		return content.Info{}, false
+	}
+	return content.Info{Digest: dgst, Size: size, Labels: r.sourceLabels()}, true
 }

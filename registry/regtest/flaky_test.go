@@ -236,6 +236,17 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 			}
 		}
 		t.Logf("exit 0: %s", strings.TrimSpace(r.Stdout))
+
+		// The copy trusted the manifest; inspect and verify must not:
+		// they say what the repository has now.
+		src := "registry:" + srv.Host + "/cache/deleted:v1"
+		ins := clitest.Run(t, bin, "inspect", src)
+		if ins.Code != 1 || !strings.Contains(ins.Stdout, cliFixtureLeafA) || !strings.Contains(ins.Stdout, "missing") {
+			t.Errorf("inspect of the source with a deleted blob: exit %d, want 1 and %s flagged missing\nstdout:\n%s\nstderr:\n%s", ins.Code, cliFixtureLeafA, ins.Stdout, ins.Stderr)
+		}
+		if v := clitest.Run(t, bin, "verify", src); v.Code != 1 || !strings.Contains(v.Stdout+v.Stderr, cliFixtureLeafA) {
+			t.Errorf("verify of the source with a deleted blob: exit %d, want 1 naming %s\nstdout:\n%s\nstderr:\n%s", v.Code, cliFixtureLeafA, v.Stdout, v.Stderr)
+		}
 	})
 }
 
