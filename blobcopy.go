@@ -169,13 +169,19 @@ const distributionSource = "containerd.io/distribution.source."
 // mounts a blob that another repository of the same registry has instead
 // of having it uploaded. A provider that cannot say adds nothing.
 func withSources(ctx context.Context, desc ocispec.Descriptor, provider content.Provider) ocispec.Descriptor {
-	ip, ok := provider.(content.InfoProvider)
-	if !ok {
-		return desc
+	info, ok := content.Info{}, false
+	if kp, isKnower := provider.(KnownInfoProvider); isKnower {
+		info, ok = kp.KnownInfo(desc.Digest)
 	}
-	info, err := ip.Info(ctx, desc.Digest)
-	if err != nil {
-		return desc
+	if !ok {
+		ip, isInfo := provider.(content.InfoProvider)
+		if !isInfo {
+			return desc
+		}
+		var err error
+		if info, err = ip.Info(ctx, desc.Digest); err != nil {
+			return desc
+		}
 	}
 	var added map[string]string
 	for k, v := range info.Labels {

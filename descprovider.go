@@ -41,6 +41,14 @@ func (p DescriptorProviderPair) Info(ctx context.Context, dgst digest.Digest) (c
 	return content.Info{Digest: dgst, Size: p.Descriptor.Size}, nil
 }
 
+// KnownInfo implements KnownInfoProvider when the provider does.
+func (p DescriptorProviderPair) KnownInfo(dgst digest.Digest) (content.Info, bool) {
+	if kp, ok := p.Provider.(KnownInfoProvider); ok {
+		return kp.KnownInfo(dgst)
+	}
+	return content.Info{}, false
+}
+
 // ReaderAt implements content.Provider for the blobs in p.
 func (p DescriptorProvider) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
 	pair, ok := p[desc.Digest]
@@ -57,4 +65,14 @@ func (p DescriptorProvider) Info(ctx context.Context, dgst digest.Digest) (conte
 		return content.Info{}, errors.Wrapf(errdefs.ErrNotFound, "blob %s", dgst)
 	}
 	return pair.Info(ctx, dgst)
+}
+
+// KnownInfo implements KnownInfoProvider for the blobs in p whose provider
+// does.
+func (p DescriptorProvider) KnownInfo(dgst digest.Digest) (content.Info, bool) {
+	pair, ok := p[dgst]
+	if !ok {
+		return content.Info{}, false
+	}
+	return pair.KnownInfo(dgst)
 }

@@ -1,6 +1,11 @@
 package remotecache
 
-import "context"
+import (
+	"context"
+
+	"github.com/containerd/containerd/v2/core/content"
+	digest "github.com/opencontainers/go-digest"
+)
 
 // The interfaces below are implemented by stores that Finalize writes
 // into, or reads from, to do better than the general case: a registry.
@@ -44,4 +49,16 @@ type SkipDetailer interface {
 // checks each blob as it would have.
 type ExportPreparer interface {
 	PrepareExport(ctx context.Context) error
+}
+
+// KnownInfoProvider is implemented by providers that know, without
+// asking, some of the blobs they have: a registry.Remote knows the blobs
+// named by a manifest just read from it. Marshal takes such a blob as
+// available, with the Info KnownInfo gives (its labels included), and
+// sends no Info; if it is gone after all, the read that copies it says not
+// found and Finalize drops the results that need it, as for any blob gone
+// when read. What must see what a store has now (Verify, Repair, the
+// tool's inspect) asks Info.
+type KnownInfoProvider interface {
+	KnownInfo(dgst digest.Digest) (content.Info, bool)
 }

@@ -67,7 +67,8 @@ func (r *Remote) Info(ctx context.Context, dgst digest.Digest) (content.Info, er
 // too: the reader belongs to the call that opened it. A read that breaks
 // off (connection reset, 5xx, …) is resumed where it stopped, with a
 // range request, after a backoff; the retry options bound the attempts
-// that make no progress.
+// that make no progress. A manifest (up to 4 MiB) is read whole at once,
+// and teaches the Remote the blobs it names (KnownInfo).
 func (r *Remote) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
 	if err := desc.Digest.Validate(); err != nil {
 		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "blob %q: %v", desc.Digest, err)
@@ -84,7 +85,11 @@ func (r *Remote) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content
 		r.forgetIfGone(desc.Digest, err)
 		return nil, r.wrap(ctx, err, "reading %s from %s", desc.Digest, r.ref)
 	}
-	return ra, nil
+	m, err := r.learnManifest(ra, desc)
+	if err != nil {
+		return nil, r.wrap(ctx, err, "reading manifest %s from %s", desc.Digest, r.ref)
+	}
+	return m, nil
 }
 
 // readerAt reads a blob through containerd's fetcher, whose reader turns

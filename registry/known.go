@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -101,8 +102,8 @@ func (r *Remote) PrepareExport(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// manifestBlobs reads the manifest desc and returns the blobs it names
-// that are not manifests themselves, or nothing if it cannot be read.
+// manifestBlobs reads the manifest desc, which teaches r the blobs it
+// names (see ReaderAt), and returns them, or nothing if it cannot be read.
 func (r *Remote) manifestBlobs(ctx context.Context, desc ocispec.Descriptor) []ocispec.Descriptor {
 	if desc.Size > maxKnownManifest {
 		return nil
@@ -116,6 +117,40 @@ func (r *Remote) manifestBlobs(ctx context.Context, desc ocispec.Descriptor) []o
 	if err != nil || digest.FromBytes(dt) != desc.Digest {
 		return nil
 	}
+	return blobsOf(dt)
+}
+
+// learnManifest reads all of the manifest ra opened, desc, and when its
+// bytes are desc's, adds the blobs it names to r.listed (see KnownInfo).
+// It returns the bytes as a reader, or ra itself (untouched) when desc is
+// no manifest or too large to hold.
+func (r *Remote) learnManifest(ra content.ReaderAt, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	if !isManifest(desc.MediaType) || desc.Size > maxKnownManifest {
+		return ra, nil
+	}
+	defer ra.Close()
+	dt, err := io.ReadAll(io.NewSectionReader(ra, 0, desc.Size))
+	if err != nil {
+		return nil, err
+	}
+	if digest.FromBytes(dt) == desc.Digest {
+		for _, b := range blobsOf(dt) {
+			r.listed.add(b.Digest, b.Size)
+		}
+	}
+	return bytesReaderAt{bytes.NewReader(dt)}, nil
+}
+
+// bytesReaderAt is a content.ReaderAt on bytes in memory.
+type bytesReaderAt struct{ *bytes.Reader }
+
+func (bytesReaderAt) Close() error { return nil }
+
+// blobsOf returns the blobs a manifest or index names that are not
+// manifests themselves: its config and layers, or an index's blob
+// entries, each with a valid digest and size; nothing if dt is no JSON
+// manifest.
+func blobsOf(dt []byte) []ocispec.Descriptor {
 	var m struct {
 		Config    *ocispec.Descriptor  `json:"config"`
 		Layers    []ocispec.Descriptor `json:"layers"`
@@ -175,5 +210,25 @@ func (r *Remote) knownInfo(dgst digest.Digest) (content.Info, bool) {
 func (r *Remote) forgetIfGone(dgst digest.Digest, err error) {
 	if errdefs.IsNotFound(err) {
 		r.known.forget(dgst)
+		r.listed.forget(dgst)
 	}
+}
+
+// KnownInfo implements remotecache.KnownInfoProvider: the Info of a blob
+// the Remote knows the repository has without asking (Info's known
+// blobs), or that a manifest read from the repository names. A copy from
+// here checks those with no HEAD before the GET that reads them (issue
+// 11.6); if one is gone after all, that GET says not found and the export
+// drops the results that need it. Info itself still asks about a blob
+// only a manifest named, so that inspect and repair see what the
+// repository has now.
+func (r *Remote) KnownInfo(dgst digest.Digest) (content.Info, bool) {
+	if info, ok := r.knownInfo(dgst); ok {
+		return info, true
+	}
+	size, ok := r.listed.size(dgst)
+	if !ok {
+		return content.Info{}, false
+	}
+	return content.Info{Digest: dgst, Size: size, Labels: r.sourceLabels()}, true
 }

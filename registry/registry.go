@@ -39,6 +39,7 @@ type Remote struct {
 	opts     options
 
 	known      known        // what the repository is known to have
+	listed     known        // what manifests read from it name (KnownInfo)
 	monolithic atomic.Int32 // whether a POST with the blob completes an upload
 }
 

@@ -24,13 +24,20 @@ type Check struct {
 	Provider content.InfoProvider
 }
 
+// knower is remotecache.KnownInfoProvider: a provider that knows some
+// blobs it has without asking.
+type knower interface {
+	KnownInfo(dgst digest.Digest) (content.Info, bool)
+}
+
 // Run asks each check's provider for Info about its blob, up to
 // Concurrency at a time, and returns by check whether the blob is
 // available. The caller gives each blob once. Only errdefs.ErrNotFound
 // makes a blob unavailable; a provider that cannot say
 // (errdefs.ErrNotImplemented) is trusted; any other error fails Run,
 // naming the blob, so that a flaky source never turns into a smaller
-// cache.
+// cache. A blob the provider knows it has (remotecache.KnownInfoProvider)
+// is available without an Info call.
 func Run(ctx context.Context, checks []Check) ([]bool, error) {
 	avail := make([]bool, len(checks))
 	g, gctx := errgroup.WithContext(ctx)
@@ -39,6 +46,12 @@ func Run(ctx context.Context, checks []Check) ([]bool, error) {
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
 				return err
+			}
+			if k, ok := c.Provider.(knower); ok {
+				if _, ok := k.KnownInfo(c.Digest); ok {
+					avail[i] = true
+					return nil
+				}
 			}
 			_, err := c.Provider.Info(gctx, c.Digest)
 			switch {
