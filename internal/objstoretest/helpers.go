@@ -199,3 +199,28 @@ func ReadAtRandom(t testing.TB, store content.Provider, g *cachegen.Graph, seed 
 		ra.Close()
 	}
 }
+
+// CopyOut imports the cache at store's first name into an exporter that
+// writes a local store, as a copy out of store does, and returns
+// Finalize's error: Finalize asks store for every blob.
+func CopyOut(t testing.TB, store Resolver) error {
+	t.Helper()
+	ctx := context.Background()
+	desc, err := store.Resolve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := remotecache.NewExporter(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remotecache.Import(ctx, store, desc, exp); err != nil {
+		t.Fatal(err)
+	}
+	_, err = exp.Finalize(ctx)
+	return err
+}
