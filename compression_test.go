@@ -176,16 +176,8 @@ func czExport(t testing.TB, dst content.Ingester, p content.Provider, l []ocispe
 // descriptors, and checks it verifies.
 func czCache(t testing.TB, p content.Provider, desc ocispec.Descriptor) (*remotecache.Manifest, *remotecache.CacheConfig) {
 	t.Helper()
-	ctx := context.Background()
-	m, err := remotecache.ReadManifest(ctx, p, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := remotecache.ReadConfig(ctx, p, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	probs, err := remotecache.Verify(ctx, p, desc)
+	m, cfg := tcRead(t, p, desc)
+	probs, err := remotecache.Verify(context.Background(), p, desc)
 	if err != nil || len(probs) > 0 {
 		t.Fatalf("Verify: %v %v", probs, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -38,26 +37,11 @@ func lcLayout(t testing.TB, dir string) (*ocilayout.Store, ocispec.Descriptor) {
 	return s, desc
 }
 
-// lcRead reads the manifest and config of the cache at desc.
-func lcRead(t testing.TB, p content.Provider, desc ocispec.Descriptor) (*remotecache.Manifest, *remotecache.CacheConfig) {
-	t.Helper()
-	ctx := context.Background()
-	m, err := remotecache.ReadManifest(ctx, p, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := remotecache.ReadConfig(ctx, p, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, cfg
-}
-
 // lcLoad reads the cache tagged "latest" in the OCI layout dir.
 func lcLoad(t testing.TB, dir string) (*remotecache.Manifest, *remotecache.CacheConfig) {
 	t.Helper()
 	s, desc := lcLayout(t, dir)
-	return lcRead(t, s, desc)
+	return tcRead(t, s, desc)
 }
 
 // lcKeys describes each record of cfg by its digest and a hash of its
@@ -158,7 +142,7 @@ func lcSizes(cfg *remotecache.CacheConfig) map[digest.Digest]int64 {
 // lists.
 func TestParseConfig(t *testing.T) {
 	s, desc := lcLayout(t, itFixtureDir)
-	m, cfg := lcRead(t, s, desc)
+	m, cfg := tcRead(t, s, desc)
 	fromBytes := remotecache.NewCacheChains()
 	if err := remotecache.Import(context.Background(), s, desc, fromBytes); err != nil {
 		t.Fatal(err)

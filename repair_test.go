@@ -55,7 +55,7 @@ func rpUsers(cfg *remotecache.CacheConfig) map[digest.Digest][]int {
 func TestRepairDropsTheResultsOfAMissingBlob(t *testing.T) {
 	ctx := context.Background()
 	dir, store, desc := rpFixture(t)
-	m, cfg := lcRead(t, store, desc)
+	m, cfg := tcRead(t, store, desc)
 	// A blob some results use and others do not.
 	users := rpUsers(cfg)
 	var gone ocispec.Descriptor
@@ -105,7 +105,7 @@ func TestRepairDropsTheResultsOfAMissingBlob(t *testing.T) {
 	}
 	// Every record stays, linked as before, with its results but those
 	// using the blob.
-	_, back := lcRead(t, store, rep.Manifest)
+	_, back := tcRead(t, store, rep.Manifest)
 	want, got := lcAllResults(cfg), lcAllResults(back)
 	keys := lcKeys(cfg)
 	for _, i := range users[gone.Digest] {
@@ -145,7 +145,7 @@ func TestRepairKeepsTheForm(t *testing.T) {
 			t.Fatal(err)
 		}
 		md := cachetest.ManifestDesc(t, res)
-		m, cfg := lcRead(t, store, md)
+		m, cfg := tcRead(t, store, md)
 		users := rpUsers(cfg)
 		last := m.Layers[len(m.Layers)-1].Digest
 		if err := store.Delete(ctx, last); err != nil {
@@ -183,7 +183,7 @@ func TestRepairNothingMissingWritesNothing(t *testing.T) {
 
 func TestRepairDryRun(t *testing.T) {
 	dir, store, desc := rpFixture(t)
-	m, _ := lcRead(t, store, desc)
+	m, _ := tcRead(t, store, desc)
 	if err := os.Remove(cachetest.LayoutBlobPath(dir, m.Layers[len(m.Layers)-1].Digest)); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestRepairFailsOnOtherErrorsAndWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	desc := itFixtureManifestDesc(t)
-	m, _ := lcRead(t, store, desc)
+	m, _ := tcRead(t, store, desc)
 	// One blob is gone (so there is something to repair) and the store
 	// answers 503 for another: Repair fails and writes nothing.
 	if err := store.Delete(ctx, m.Layers[0].Digest); err != nil {
@@ -258,7 +258,7 @@ func TestRepairFailsOnOtherErrorsAndWritesNothing(t *testing.T) {
 
 func TestRepairNothingLeft(t *testing.T) {
 	dir, store, desc := rpFixture(t)
-	_, cfg := lcRead(t, store, desc)
+	_, cfg := tcRead(t, store, desc)
 	// The base layer: every result uses it.
 	base := cfg.Layers[0].Blob
 	for _, l := range cfg.Layers {

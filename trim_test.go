@@ -272,7 +272,7 @@ func TestTrimBuildKitFixture(t *testing.T) {
 	if problems, err := remotecache.Verify(ctx, dst, md); err != nil || len(problems) > 0 {
 		t.Fatalf("Verify of the trimmed cache: %v %v", problems, err)
 	}
-	m2, back := lcRead(t, dst, md)
+	m2, back := tcRead(t, dst, md)
 	if len(m2.Layers) != rep.After.Blobs {
 		t.Errorf("trimmed manifest lists %d blobs, report says %d", len(m2.Layers), rep.After.Blobs)
 	}
