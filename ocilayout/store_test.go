@@ -936,7 +936,20 @@ func TestPruneTimeoutKeepsLock(t *testing.T) {
 func TestConcurrentPrunes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dir := t.TempDir()
+	first, second := pruneAtOnce(t, ctx, t.TempDir())
+	if !errdefs.IsUnavailable(first) {
+		t.Fatalf("the first Prune to return = %v, want unavailable", first)
+	}
+	if second != nil {
+		t.Fatalf("the other Prune, once the refused one's Store closed: %v", second)
+	}
+}
+
+// pruneAtOnce runs a Prune through each of two Stores of dir at once. It
+// returns the error of the first to return, then, once that one's Store
+// is closed, the other's.
+func pruneAtOnce(t *testing.T, ctx context.Context, dir string) (first, second error) {
+	t.Helper()
 	stores := []*ocilayout.Store{openT(t, dir), openT(t, dir)}
 	type result struct {
 		i   int
@@ -949,19 +962,14 @@ func TestConcurrentPrunes(t *testing.T) {
 			results <- result{i, err}
 		}()
 	}
-	var first result
+	var r result
 	select {
-	case first = <-results:
-	case <-time.After(cachetest.HangGuard): // beyond ctx's 30s
+	case r = <-results:
+	case <-time.After(cachetest.HangGuard): // beyond the tests' 30s
 		t.Fatal("neither Prune returned: they wait for each other")
 	}
-	if !errdefs.IsUnavailable(first.err) {
-		t.Fatalf("the first Prune to return = %v, want unavailable", first.err)
-	}
-	stores[first.i].Close()
-	if second := <-results; second.err != nil {
-		t.Fatalf("the other Prune, once the refused one's Store closed: %v", second.err)
-	}
+	stores[r.i].Close()
+	return r.err, (<-results).err
 }
 
 // holdPrune runs a Prune through s and holds it, with the exclusive lock
