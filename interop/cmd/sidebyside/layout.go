@@ -57,15 +57,11 @@ func (r *runner) layoutCase(c caseSpec) error {
 	t0 := time.Now()
 	g := cachegen.NewWithOptions(c.seed, c.records, cachegen.Options{BlobSize: c.blobSize, MaxBlobs: c.maxBlobs})
 	order := g.InOrder()
-	srcDir := filepath.Join(r.base, c.name+"-src")
-	src, err := local.NewStore(srcDir)
+	src, removeSrc, err := r.fillSource(c.name, g)
 	if err != nil {
 		return err
 	}
-	if err := sidebyside.FillStore(r.ctx, src, g); err != nil {
-		return err
-	}
-	defer os.RemoveAll(srcDir)
+	defer removeSrc()
 	fmt.Printf("\n%s: %d records, %d blobs of %s, into OCI layouts; source store filled in %s; load average %s\n",
 		c.name, len(g.Ops), len(g.Blobs), size(c.blobSize), time.Since(t0).Round(time.Millisecond), loadAvg())
 	load0 := loadAvg()
