@@ -44,12 +44,7 @@ import (
 //
 // AZBENCH_RUNS sets the timed runs per side (default 5).
 func BenchmarkAzblobSideBySide(b *testing.B) {
-	b.Run("shared-blobs", func(b *testing.B) {
-		benchAzblob(b, cachegen.NewWithOptions(2, 800, cachegen.Options{BlobSize: 1 << 20, MaxBlobs: 200}))
-	})
-	b.Run("distinct-blobs", func(b *testing.B) {
-		benchAzblob(b, cachegen.NewWithOptions(2, 300, cachegen.Options{BlobSize: 1 << 20, ReuseBlobFraction: -1}))
-	})
+	bkobject.RunGraphs(b, benchAzblob)
 }
 
 // benchAzblob runs BenchmarkAzblobSideBySide for one graph.

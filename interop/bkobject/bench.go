@@ -71,6 +71,22 @@ type Bench struct {
 	Config func(where string) []byte
 }
 
+// RunGraphs runs bench for the benchmarks' two graphs, as
+// sub-benchmarks. shared-blobs: cachegen.NewWithOptions(2, 800,
+// {BlobSize: 1 MiB, MaxBlobs: 200}), where most blobs sit on several
+// parent chains, so the config has several layers per blob, and
+// BuildKit's exporter, which works per layer, checks (and uploads) such
+// a blob once per layer. distinct-blobs: cachegen.NewWithOptions(2, 300,
+// {BlobSize: 1 MiB, ReuseBlobFraction: -1}), one layer per blob.
+func RunGraphs(b *testing.B, bench func(*testing.B, *cachegen.Graph)) {
+	b.Run("shared-blobs", func(b *testing.B) {
+		bench(b, cachegen.NewWithOptions(2, 800, cachegen.Options{BlobSize: 1 << 20, MaxBlobs: 200}))
+	})
+	b.Run("distinct-blobs", func(b *testing.B) {
+		bench(b, cachegen.NewWithOptions(2, 300, cachegen.Options{BlobSize: 1 << 20, ReuseBlobFraction: -1}))
+	})
+}
+
 // sample is one timed export.
 type sample struct {
 	wall, cpu, serverCPU time.Duration

@@ -46,14 +46,10 @@ import (
 //
 // S3BENCH_RUNS sets the timed runs per side (default 5).
 func BenchmarkS3SideBySide(b *testing.B) {
-	b.Run("shared-blobs", func(b *testing.B) {
-		benchS3(b, cachegen.NewWithOptions(2, 800, cachegen.Options{BlobSize: 1 << 20, MaxBlobs: 200}))
-	})
-	b.Run("distinct-blobs", func(b *testing.B) {
-		benchS3(b, cachegen.NewWithOptions(2, 300, cachegen.Options{BlobSize: 1 << 20, ReuseBlobFraction: -1}))
-	})
+	bkobject.RunGraphs(b, benchS3)
 }
 
+// benchS3 runs BenchmarkS3SideBySide for one graph.
 func benchS3(b *testing.B, g *cachegen.Graph) {
 	ctx := context.Background()
 	e := newEnv(b)
