@@ -37,7 +37,7 @@ func rpFixture(t *testing.T) (string, *ocilayout.Store, ocispec.Descriptor) {
 }
 
 // rpUsers returns, for each layer blob of cfg, the records whose results
-// use it, with lcResults's view of a result's chain.
+// use it, with cachetest.Results's view of a result's chain.
 func rpUsers(cfg *remotecache.CacheConfig) map[digest.Digest][]int {
 	users := map[digest.Digest][]int{}
 	for i, rec := range cfg.Records {
@@ -107,7 +107,7 @@ func TestRepairDropsTheResultsOfAMissingBlob(t *testing.T) {
 	// using the blob.
 	_, back := tcRead(t, store, rep.Manifest)
 	want, got := lcAllResults(cfg), lcAllResults(back)
-	keys := lcKeys(cfg)
+	keys := cachetest.RecordKeys(cfg)
 	for _, i := range users[gone.Digest] {
 		want[keys[i]] = nil
 	}

@@ -1,8 +1,9 @@
 // Package cachetest holds the helpers that the tests of every module of
 // the repository share: marshalling a graph to the JSON of its cache
 // config (ours or BuildKit's), exporting a generated graph, decoding
-// Finalize's response, and reading an OCI layout directory without the
-// code under test. It is for tests only.
+// Finalize's response, describing records and results to compare configs
+// by (RecordKeys, Results), and reading an OCI layout directory without
+// the code under test. It is for tests only.
 package cachetest
 
 import (
