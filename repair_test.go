@@ -133,18 +133,7 @@ func TestRepairKeepsTheForm(t *testing.T) {
 	src, desc := itFixture(t)
 	for _, f := range []remotecache.ManifestFormat{remotecache.FormatImageManifest, remotecache.FormatOCIIndex, remotecache.FormatManifestList, remotecache.FormatConfigOnly} {
 		store := tcStore(t)
-		exp, err := remotecache.NewExporter(store, remotecache.WithManifestFormat(f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := remotecache.Import(ctx, src, desc, exp); err != nil {
-			t.Fatal(err)
-		}
-		res, err := exp.Finalize(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		md := cachetest.ManifestDesc(t, res)
+		md := cachetest.Copy(t, src, desc, store, remotecache.WithManifestFormat(f))
 		m, cfg := tcRead(t, store, md)
 		users := rpUsers(cfg)
 		last := m.Layers[len(m.Layers)-1].Digest

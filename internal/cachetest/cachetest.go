@@ -79,3 +79,23 @@ func ManifestDesc(t testing.TB, res map[string]string) ocispec.Descriptor {
 	}
 	return desc
 }
+
+// Copy imports the cache at desc in src into an exporter that writes dst
+// with opts, as a copy does, and returns the descriptor of the manifest
+// it wrote. Any error fails t.
+func Copy(t testing.TB, src content.Provider, desc ocispec.Descriptor, dst content.Ingester, opts ...remotecache.ExportOption) ocispec.Descriptor {
+	t.Helper()
+	ctx := context.Background()
+	exp, err := remotecache.NewExporter(dst, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remotecache.Import(ctx, src, desc, exp); err != nil {
+		t.Fatal(err)
+	}
+	res, err := exp.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ManifestDesc(t, res)
+}
