@@ -1,14 +1,17 @@
 package bkobject
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/v2/core/content"
 	bkremotecache "github.com/moby/buildkit/cache/remotecache"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 )
 
@@ -72,4 +75,26 @@ func SameKeys(t testing.TB, keys []string) {
 	if strings.Join(bkKeys, "\n") != strings.Join(ourKeys, "\n") {
 		t.Errorf("keys differ:\nBuildKit's %q\nours %q", bkKeys, ourKeys)
 	}
+}
+
+// WeReadBuildKit checks our store against BuildKit's exporter, which has
+// exported g under "bk/" with the name "main" into e: theirs, our store
+// of that cache, imports it to the config BuildKit wrote (once links of a
+// slot from one source are ordered) and verifies it; ours, our store
+// writing under "ours/" with the name "main", writes that config for g,
+// and the same keys as BuildKit.
+func WeReadBuildKit(t testing.TB, e objstoretest.Env, g *cachegen.Graph, theirs objstoretest.Resolver, ours content.Ingester) {
+	t.Helper()
+	bkCfg := e.Object(t, "bk/manifests/main")
+	want := SortSameSourceLinks(t, bkCfg)
+	if got := objstoretest.Reimport(t, theirs); !bytes.Equal(got, want) {
+		t.Errorf("BuildKit's cache imported and exported again is another config:\n%s\nBuildKit's:\n%s", got, bkCfg)
+	}
+	objstoretest.Verify(t, theirs)
+
+	objstoretest.Export(t, ours, g)
+	if ours := e.Object(t, "ours/manifests/main"); !bytes.Equal(ours, want) {
+		t.Errorf("for the same graph our config differs from BuildKit's:\n%s\nBuildKit's:\n%s", ours, bkCfg)
+	}
+	SameKeys(t, e.Keys(t))
 }
