@@ -2,8 +2,14 @@ package objstoretest
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
 )
 
 // FaultPlan answers some requests with a fault, each fault once: its
@@ -62,5 +68,36 @@ func ResetUpload(n int64) func(w http.ResponseWriter, r *http.Request) bool {
 	return func(w http.ResponseWriter, r *http.Request) bool {
 		ResetAfter(w, r, n)
 		return true
+	}
+}
+
+// BreakBlob exports g into store, in e, then deletes the first blob its
+// config names from the server and has e's proxy answer every request
+// about that blob with busy (the server's 503) from then on; the proxy's
+// counts are reset. It returns the blob and its key.
+func BreakBlob(t testing.TB, e Env, store content.Ingester, g *cachegen.Graph, busy func(w http.ResponseWriter, r *http.Request)) (digest.Digest, string) {
+	t.Helper()
+	Export(t, store, g)
+	bad := ConfigBlobs(t, e.Object(t, "manifests/buildkit"))[0]
+	key := "blobs/" + bad.String()
+	e.Delete(t, key)
+	p := e.Proxy()
+	p.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if p.cfg.Key(r) == key {
+			busy(w, r)
+			return true
+		}
+		return false
+	})
+	p.Reset()
+	return bad, key
+}
+
+// CheckUnavailable fails t unless err, what op returned, is of class
+// unavailable, not not found, and names blob d.
+func CheckUnavailable(t testing.TB, op string, err error, d digest.Digest) {
+	t.Helper()
+	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), d.String()) {
+		t.Errorf("%s = %v; want unavailable, not not found, naming %s", op, err, d)
 	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -92,43 +91,19 @@ func TestUnavailablePastRetries(t *testing.T) {
 	ctx := context.Background()
 	g := objstoretest.Graph(13, 20, 0)
 	store := e.store(t, s3store.WithRetryMaxAttempts(2))
-	var cfg []byte
-	{
-		objstoretest.Export(t, store, g)
-		cfg = e.object(t, "manifests/buildkit")
-	}
-	bad := objstoretest.ConfigBlobs(t, cfg)[0]
-	key := "blobs/" + bad.String()
-	if _, err := e.admin.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: &key}); err != nil {
-		t.Fatal(err)
-	}
-	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
-		if strings.HasSuffix(r.URL.Path, "/"+key) {
-			slowDown(w, r)
-			return true
-		}
-		return false
-	})
-	e.proxy.Reset()
+	bad, key := objstoretest.BreakBlob(t, suiteEnv{e}, store, g, slowDown)
 
 	_, err := objstoretest.TryExport(ctx, store, g)
-	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
-		t.Errorf("export = %v; want unavailable, not not found, naming %s", err, bad)
-	}
+	objstoretest.CheckUnavailable(t, "export", err, bad)
 	if n := e.proxy.CountKey("PUT", key); n != 2 {
 		t.Errorf("%d PUTs of the blob, want 2 (WithRetryMaxAttempts(2))", n)
 	}
 	_, err = store.Info(ctx, bad)
-	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
-		t.Errorf("Info = %v; want unavailable naming %s", err, bad)
-	}
+	objstoretest.CheckUnavailable(t, "Info", err, bad)
 
 	// A copy from the store to a local one: Marshal asks the source
 	// for every blob and must not take a 503 for a missing blob.
-	err = objstoretest.CopyOut(t, store)
-	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), bad.String()) {
-		t.Errorf("copy out = %v; want unavailable naming %s", err, bad)
-	}
+	objstoretest.CheckUnavailable(t, "copy out", objstoretest.CopyOut(t, store), bad)
 }
 
 // A multipart upload that fails (a part refused) or is cancelled leaves
