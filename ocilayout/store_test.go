@@ -872,18 +872,6 @@ func TestReadOnlyBlobs(t *testing.T) {
 	}
 }
 
-// writeUntagged writes a blob through s and tags nothing: an export in
-// progress, between its blob writes and its Tag.
-func writeUntagged(t *testing.T, s *ocilayout.Store, what string) ocispec.Descriptor {
-	t.Helper()
-	dt := []byte(what)
-	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
-	if err := content.WriteBlob(context.Background(), s, what, bytes.NewReader(dt), desc); err != nil {
-		t.Fatal(err)
-	}
-	return desc
-}
-
 // A Prune that gives up waiting leaves its Store holding off every other
 // Store's Prune. (On Linux a failed LOCK_EX|LOCK_NB upgrade of a held
 // LOCK_SH drops the LOCK_SH: a Store whose Prune had timed out held no
@@ -943,33 +931,6 @@ func TestConcurrentPrunes(t *testing.T) {
 	if second != nil {
 		t.Fatalf("the other Prune, once the refused one's Store closed: %v", second)
 	}
-}
-
-// pruneAtOnce runs a Prune through each of two Stores of dir at once. It
-// returns the error of the first to return, then, once that one's Store
-// is closed, the other's.
-func pruneAtOnce(t *testing.T, ctx context.Context, dir string) (first, second error) {
-	t.Helper()
-	stores := []*ocilayout.Store{openT(t, dir), openT(t, dir)}
-	type result struct {
-		i   int
-		err error
-	}
-	results := make(chan result, 2)
-	for i, s := range stores {
-		go func() {
-			_, err := s.Prune(ctx)
-			results <- result{i, err}
-		}()
-	}
-	var r result
-	select {
-	case r = <-results:
-	case <-time.After(cachetest.HangGuard): // beyond the tests' 30s
-		t.Fatal("neither Prune returned: they wait for each other")
-	}
-	stores[r.i].Close()
-	return r.err, (<-results).err
 }
 
 // holdPrune runs a Prune through s and holds it, with the exclusive lock

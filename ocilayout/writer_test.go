@@ -71,26 +71,6 @@ func checkBlobs(t *testing.T, dir string) (temps []string) {
 	return temps
 }
 
-// openWriter opens a writer of ref in s.
-func openWriter(t *testing.T, s *ocilayout.Store, ref string, opts ...content.WriterOpt) content.Writer {
-	t.Helper()
-	w, err := s.Writer(context.Background(), append([]content.WriterOpt{content.WithRef(ref)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
-
-// writeString opens a writer of ref in s and writes data.
-func writeString(t *testing.T, s *ocilayout.Store, ref, data string, opts ...content.WriterOpt) content.Writer {
-	t.Helper()
-	w := openWriter(t, s, ref, opts...)
-	if _, err := w.Write([]byte(data)); err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
-
 // The writer's content.Writer and content.IngestManager contract: one
 // writer per ref, Status and ListStatuses while it writes, Truncate,
 // Close and Abort leaving nothing, already-exists at Writer and at
