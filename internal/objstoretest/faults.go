@@ -6,10 +6,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/buildcache/remotecache/internal/cachegen"
 )
 
 // FaultPlan answers some requests with a fault, each fault once: its

@@ -7,11 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/v2/core/content"
+	bks3 "github.com/moby/buildkit/cache/remotecache/s3"
+
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/interop/bkobject"
 	s3store "github.com/buildcache/remotecache/s3"
-	"github.com/containerd/containerd/v2/core/content"
-	bks3 "github.com/moby/buildkit/cache/remotecache/s3"
 )
 
 // BenchmarkS3SideBySide measures the export of a cache to a Versity S3
