@@ -90,10 +90,6 @@ func (e *env) upload(t testing.TB, name, body string) {
 type suiteStore struct{ *azbstore.Store }
 
 func (s suiteStore) Prune(ctx context.Context, o objstore.PruneOptions) (objstore.PruneReport, error) {
-	opts := []azbstore.PruneOption{azbstore.WithGracePeriod(o.GracePeriod)}
-	if o.DryRun {
-		opts = append(opts, azbstore.WithDryRun())
-	}
-	rep, err := s.Store.Prune(ctx, opts...)
+	rep, err := s.Store.Prune(ctx, objstoretest.PruneOptions(o, azbstore.WithGracePeriod, azbstore.WithDryRun)...)
 	return objstore.PruneReport(rep), err
 }

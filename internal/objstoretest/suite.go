@@ -390,3 +390,14 @@ func testWriterChecksBeforeUpload(t *testing.T, s Suite) {
 		t.Fatalf("read back %d bytes, %v", len(got), err)
 	}
 }
+
+// PruneOptions returns the options of a store's package (its
+// WithGracePeriod, and WithDryRun for a dry run) that give o, for a Store
+// whose Prune takes the suite's options.
+func PruneOptions[O ~func(*objstore.PruneOptions) error](o objstore.PruneOptions, grace func(time.Duration) O, dryRun func() O) []O {
+	opts := []O{grace(o.GracePeriod)}
+	if o.DryRun {
+		opts = append(opts, dryRun())
+	}
+	return opts
+}

@@ -69,10 +69,6 @@ func (e suiteEnv) Delete(t testing.TB, key string) {
 type suiteStore struct{ *s3store.Store }
 
 func (s suiteStore) Prune(ctx context.Context, o objstore.PruneOptions) (objstore.PruneReport, error) {
-	opts := []s3store.PruneOption{s3store.WithGracePeriod(o.GracePeriod)}
-	if o.DryRun {
-		opts = append(opts, s3store.WithDryRun())
-	}
-	rep, err := s.Store.Prune(ctx, opts...)
+	rep, err := s.Store.Prune(ctx, objstoretest.PruneOptions(o, s3store.WithGracePeriod, s3store.WithDryRun)...)
 	return objstore.PruneReport(rep), err
 }
