@@ -46,14 +46,7 @@ func TestMissingContainer(t *testing.T) {
 type suiteEnv struct{ *env }
 
 func (e suiteEnv) Store(t testing.TB, s objstoretest.Settings) objstoretest.Store {
-	var opts []azbstore.Option
-	if s.Names != nil {
-		opts = append(opts, azbstore.WithNames(s.Names...))
-	}
-	if s.ReadOnly {
-		opts = append(opts, azbstore.WithReadOnly())
-	}
-	return suiteStore{e.store(t, opts...)}
+	return suiteStore{e.store(t, objstoretest.StoreOptions(s, azbstore.WithNames, azbstore.WithReadOnly)...)}
 }
 
 func (e suiteEnv) Proxy() *objstoretest.Proxy                    { return e.proxy.Proxy }

@@ -391,6 +391,19 @@ func testWriterChecksBeforeUpload(t *testing.T, s Suite) {
 	}
 }
 
+// StoreOptions returns the options of a store's package (its WithNames
+// and WithReadOnly) that give s, for an Env's Store.
+func StoreOptions[O any](s Settings, names func(...string) O, readOnly func() O) []O {
+	var opts []O
+	if s.Names != nil {
+		opts = append(opts, names(s.Names...))
+	}
+	if s.ReadOnly {
+		opts = append(opts, readOnly())
+	}
+	return opts
+}
+
 // PruneOptions returns the options of a store's package (its
 // WithGracePeriod, and WithDryRun for a dry run) that give o, for a Store
 // whose Prune takes the suite's options.

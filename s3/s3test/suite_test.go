@@ -27,14 +27,7 @@ func TestConformance(t *testing.T) {
 type suiteEnv struct{ *env }
 
 func (e suiteEnv) Store(t testing.TB, s objstoretest.Settings) objstoretest.Store {
-	var opts []s3store.Option
-	if s.Names != nil {
-		opts = append(opts, s3store.WithNames(s.Names...))
-	}
-	if s.ReadOnly {
-		opts = append(opts, s3store.WithReadOnly())
-	}
-	return suiteStore{e.store(t, opts...)}
+	return suiteStore{e.store(t, objstoretest.StoreOptions(s, s3store.WithNames, s3store.WithReadOnly)...)}
 }
 
 func (e suiteEnv) Proxy() *objstoretest.Proxy                    { return e.proxy }
