@@ -95,11 +95,7 @@ func TestBuildKitReadsOurs(t *testing.T) {
 // (bkobject.Walk).
 func bkWalk(t *testing.T, e *env, prefix, name string, g *cachegen.Graph, vertex []digest.Digest) ([]bkobject.Outcome, map[digest.Digest]digest.Digest) {
 	t.Helper()
-	imp, _, err := bkazblob.ResolveCacheImporterFunc()(context.Background(), nil, bkAttrs(e, prefix, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bkobject.Walk(t, imp, "azbtest-"+prefix, prefix+name, g, vertex)
+	return bkobject.WalkStore(t, bkazblob.ResolveCacheImporterFunc(), bkAttrs(e, prefix, name), "azbtest-"+prefix, prefix+name, g, vertex)
 }
 
 // BuildKit's parse of our config (v1.ParseConfig, with the descriptors its

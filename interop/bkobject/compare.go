@@ -30,6 +30,17 @@ func Exporter(ctx context.Context, resolve bkremotecache.ResolveCacheExporterFun
 	return func() error { _, err := exp.Finalize(ctx); return err }, nil
 }
 
+// WalkStore has resolve, BuildKit's ResolveCacheImporterFunc of a
+// store, make the importer of the cache attrs name, and walks it (Walk).
+func WalkStore(t testing.TB, resolve bkremotecache.ResolveCacheImporterFunc, attrs map[string]string, id, where string, g *cachegen.Graph, vertex []digest.Digest) ([]Outcome, map[digest.Digest]digest.Digest) {
+	t.Helper()
+	imp, _, err := resolve(context.Background(), nil, attrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Walk(t, imp, id, where, g, vertex)
+}
+
 // CompareWalks checks the Walks of our cache and of BuildKit's of one
 // graph g: BuildKit answers alike for every op reading either, finds
 // every op and loads some result reading ours, and reads every blob of
