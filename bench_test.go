@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,7 +15,6 @@ import (
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
-	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 // Generated graphs are cached across benchmark runs: a 100k-record graph
@@ -45,33 +43,7 @@ func BenchmarkMarshal(b *testing.B) {
 		name := strconv.Itoa(n/1000) + "k"
 		b.Run(name, func(b *testing.B) {
 			g := cachedGraph("marshal/"+name, func() *cachegen.Graph { return cachegen.New(1, n) })
-			rp := cachegen.NewReplayer(g, g.Provider())
-			order := g.InOrder()
-			ctx := context.Background()
-			b.ReportAllocs()
-			runtime.GC()
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			cpu0 := cputime.Process()
-			b.ResetTimer()
-			for range b.N {
-				cc := remotecache.NewCacheChains()
-				if _, err := rp.Replay(cc, order); err != nil {
-					b.Fatal(err)
-				}
-				if _, _, err := cc.Marshal(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			cpu := cputime.Process() - cpu0
-			runtime.ReadMemStats(&after)
-			total := float64(b.N) * float64(n)
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/record")
-			// CPU time of the process (GC included): on a loaded machine
-			// a steadier figure than elapsed time.
-			b.ReportMetric(float64(cpu.Nanoseconds())/total, "cpu-ns/record")
-			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/total, "allocs/record")
+			cachegen.BenchMarshal(b, g, n)
 		})
 	}
 }

@@ -172,20 +172,22 @@ func czExport(t testing.TB, dst content.Ingester, p content.Provider, l []ocispe
 	return cachetest.ManifestDesc(t, res), nil
 }
 
+// czMustExport is czExport that fails t if Finalize fails.
+func czMustExport(t testing.TB, dst content.Ingester, p content.Provider, l []ocispec.Descriptor, opts ...remotecache.ExportOption) ocispec.Descriptor {
+	t.Helper()
+	desc, err := czExport(t, dst, p, l, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc
+}
+
 // czCache reads the cache at desc in p: its form, config and layer
 // descriptors, and checks it verifies.
 func czCache(t testing.TB, p content.Provider, desc ocispec.Descriptor) (*remotecache.Manifest, *remotecache.CacheConfig) {
 	t.Helper()
-	ctx := context.Background()
-	m, err := remotecache.ReadManifest(ctx, p, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := remotecache.ReadConfig(ctx, p, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	probs, err := remotecache.Verify(ctx, p, desc)
+	m, cfg := tcRead(t, p, desc)
+	probs, err := remotecache.Verify(context.Background(), p, desc)
 	if err != nil || len(probs) > 0 {
 		t.Fatalf("Verify: %v %v", probs, err)
 	}
@@ -255,10 +257,7 @@ func TestCompressionRoundTrips(t *testing.T) {
 			ctx := context.Background()
 			src, dst := tcStore(t), tcStore(t)
 			ls := czLayers(t, src, tc.from...)
-			desc, err := czExport(t, dst, src, ls, remotecache.WithCompression(tc.to))
-			if err != nil {
-				t.Fatal(err)
-			}
+			desc := czMustExport(t, dst, src, ls, remotecache.WithCompression(tc.to))
 			m, cfg := czCache(t, dst, desc)
 			conv := czCheckConverted(t, dst, m, ls, czMediaType[tc.to.Type])
 			for i, l := range ls {
@@ -272,10 +271,7 @@ func TestCompressionRoundTrips(t *testing.T) {
 
 			// The cache an engine would write had its results had the
 			// converted blobs: same manifest, byte for byte.
-			want, err := czExport(t, tcStore(t), dst, conv)
-			if err != nil {
-				t.Fatal(err)
-			}
+			want := czMustExport(t, tcStore(t), dst, conv)
 			if desc.Digest != want.Digest {
 				t.Errorf("manifest %s, an engine with the converted blobs writes %s", desc.Digest, want.Digest)
 			}
@@ -311,10 +307,7 @@ func TestCompressionEachForm(t *testing.T) {
 	for _, f := range []remotecache.ManifestFormat{remotecache.FormatImageManifest, remotecache.FormatOCIIndex, remotecache.FormatManifestList, remotecache.FormatConfigOnly} {
 		t.Run(f.String(), func(t *testing.T) {
 			dst := tcStore(t)
-			desc, err := czExport(t, dst, src, ls, remotecache.WithManifestFormat(f), remotecache.WithCompression(remotecache.CompressionConfig{Type: remotecache.CompressionZstd}))
-			if err != nil {
-				t.Fatal(err)
-			}
+			desc := czMustExport(t, dst, src, ls, remotecache.WithManifestFormat(f), remotecache.WithCompression(remotecache.CompressionConfig{Type: remotecache.CompressionZstd}))
 			m, cfg := czCache(t, dst, desc)
 			if m.Format != f {
 				t.Errorf("form %v, want %v", m.Format, f)
@@ -331,10 +324,7 @@ func TestCompressionEachForm(t *testing.T) {
 					}
 				}
 			}
-			want, err := czExport(t, tcStore(t), dst, conv, remotecache.WithManifestFormat(f))
-			if err != nil {
-				t.Fatal(err)
-			}
+			want := czMustExport(t, tcStore(t), dst, conv, remotecache.WithManifestFormat(f))
 			if desc.Digest != want.Digest {
 				t.Errorf("%s, an engine with the converted blobs writes %s", desc.Digest, want.Digest)
 			}
@@ -366,14 +356,8 @@ func TestCompressionLeavesSomeLayers(t *testing.T) {
 				}
 			}
 			dst := tcStore(t)
-			desc, err := czExport(t, dst, src, ls, remotecache.WithCompression(tc.c))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := czExport(t, tcStore(t), src, ls)
-			if err != nil {
-				t.Fatal(err)
-			}
+			desc := czMustExport(t, dst, src, ls, remotecache.WithCompression(tc.c))
+			want := czMustExport(t, tcStore(t), src, ls)
 			if desc.Digest != want.Digest {
 				t.Errorf("manifest %s, want %s (the layers as they are)", desc.Digest, want.Digest)
 			}
@@ -395,10 +379,7 @@ func TestCompressionComputesDiffIDs(t *testing.T) {
 		t.Fatalf("config-only without diffIDs: %v, want a failed precondition", err)
 	}
 	dst := tcStore(t)
-	desc, err := czExport(t, dst, src, ls, cfgOnly, remotecache.WithCompression(remotecache.CompressionConfig{Type: remotecache.CompressionZstd}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := czMustExport(t, dst, src, ls, cfgOnly, remotecache.WithCompression(remotecache.CompressionConfig{Type: remotecache.CompressionZstd}))
 	m, _ := czCache(t, dst, desc)
 	for i, l := range m.Layers {
 		if len(l.Annotations) != 1 || l.Annotations[remotecache.AnnotationUncompressed] == "" {

@@ -50,6 +50,17 @@ func cjCheck(t *testing.T, data []byte) {
 	}
 
 	// Into existing values, and into slices with room as Parse makes them.
+	into := func(what string, want, got *remotecache.CacheConfig) {
+		t.Helper()
+		werr := json.Unmarshal(data, want)
+		gerr := decodeConfigInto(data, got)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("input %.300q into %s:\nencoding/json error: %v\ndecodeConfigInto error: %v", data, what, werr, gerr)
+		}
+		if gerr == nil && !reflect.DeepEqual(want, got) {
+			t.Fatalf("input %.300q into %s:\nencoding/json:    %#v\ndecodeConfigInto: %#v", data, what, *want, *got)
+		}
+	}
 	var wantInto, gotInto remotecache.CacheConfig
 	if err := json.Unmarshal([]byte(cjBase), &wantInto); err != nil {
 		t.Fatal(err)
@@ -57,24 +68,11 @@ func cjCheck(t *testing.T, data []byte) {
 	if err := json.Unmarshal([]byte(cjBase), &gotInto); err != nil {
 		t.Fatal(err)
 	}
-	werr = json.Unmarshal(data, &wantInto)
-	gerr = decodeConfigInto(data, &gotInto)
-	if (werr == nil) != (gerr == nil) {
-		t.Fatalf("input %.300q into base:\nencoding/json error: %v\ndecodeConfigInto error: %v", data, werr, gerr)
+	into("base", &wantInto, &gotInto)
+	room := func() *remotecache.CacheConfig {
+		return &remotecache.CacheConfig{Layers: make([]remotecache.CacheLayer, 0, 2), Records: make([]remotecache.CacheRecord, 0, 2)}
 	}
-	if gerr == nil && !reflect.DeepEqual(wantInto, gotInto) {
-		t.Fatalf("input %.300q into base:\nencoding/json:    %#v\ndecodeConfigInto: %#v", data, wantInto, gotInto)
-	}
-	wantRoom := remotecache.CacheConfig{Layers: make([]remotecache.CacheLayer, 0, 2), Records: make([]remotecache.CacheRecord, 0, 2)}
-	gotRoom := remotecache.CacheConfig{Layers: make([]remotecache.CacheLayer, 0, 2), Records: make([]remotecache.CacheRecord, 0, 2)}
-	werr = json.Unmarshal(data, &wantRoom)
-	gerr = decodeConfigInto(data, &gotRoom)
-	if (werr == nil) != (gerr == nil) {
-		t.Fatalf("input %.300q into room:\nencoding/json error: %v\ndecodeConfigInto error: %v", data, werr, gerr)
-	}
-	if gerr == nil && !reflect.DeepEqual(wantRoom, gotRoom) {
-		t.Fatalf("input %.300q into room:\nencoding/json:    %#v\ndecodeConfigInto: %#v", data, wantRoom, gotRoom)
-	}
+	into("room", room(), room())
 }
 
 // cjTricky are handmade inputs for the table test and the fuzz corpus.

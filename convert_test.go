@@ -195,10 +195,7 @@ func TestCompressionReconvertWritesNothing(t *testing.T) {
 	src, store := tcStore(t), tcStore(t)
 	ls := czLayers(t, src, remotecache.CompressionGzip, remotecache.CompressionUncompressed)
 	counted := &czCountingProvider{Provider: src}
-	desc, err := czExport(t, store, counted, ls, czZstd, remotecache.WithConcurrency(1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	desc := czMustExport(t, store, counted, ls, czZstd, remotecache.WithConcurrency(1))
 	for _, l := range ls {
 		if n := counted.opens[l.Digest]; n != 1 {
 			t.Errorf("blob %s read %d times, want once", l.Digest, n)
@@ -206,10 +203,7 @@ func TestCompressionReconvertWritesNothing(t *testing.T) {
 	}
 
 	spy := &tcSpyIngester{Store: store}
-	again, err := czExport(t, spy, src, ls, czZstd, remotecache.WithConcurrency(4))
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := czMustExport(t, spy, src, ls, czZstd, remotecache.WithConcurrency(4))
 	if again.Digest != desc.Digest || spy.writers != 0 {
 		t.Errorf("converting again: %s and %d writers, want %s and none", again.Digest, spy.writers, desc.Digest)
 	}

@@ -11,6 +11,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // testdata/diff-pair holds two caches a real buildkitd wrote of
@@ -135,11 +136,11 @@ func TestDiffPair(t *testing.T) {
 	// Records only in B are those whose key (written apart from Diff's)
 	// A has not.
 	keysA := map[string]bool{}
-	for _, k := range lcKeys(a) {
+	for _, k := range cachetest.RecordKeys(a) {
 		keysA[k] = true
 	}
 	var want, got []int
-	for i, k := range lcKeys(b) {
+	for i, k := range cachetest.RecordKeys(b) {
 		if !keysA[k] {
 			want = append(want, i)
 		}

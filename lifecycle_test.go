@@ -3,13 +3,8 @@ package remotecache_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"slices"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -38,87 +33,19 @@ func lcLayout(t testing.TB, dir string) (*ocilayout.Store, ocispec.Descriptor) {
 	return s, desc
 }
 
-// lcRead reads the manifest and config of the cache at desc.
-func lcRead(t testing.TB, p content.Provider, desc ocispec.Descriptor) (*remotecache.Manifest, *remotecache.CacheConfig) {
-	t.Helper()
-	ctx := context.Background()
-	m, err := remotecache.ReadManifest(ctx, p, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := remotecache.ReadConfig(ctx, p, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, cfg
-}
-
 // lcLoad reads the cache tagged "latest" in the OCI layout dir.
 func lcLoad(t testing.TB, dir string) (*remotecache.Manifest, *remotecache.CacheConfig) {
 	t.Helper()
 	s, desc := lcLayout(t, dir)
-	return lcRead(t, s, desc)
-}
-
-// lcKeys describes each record of cfg by its digest and a hash of its
-// inputs, each slot as the sorted set of its links' selectors and sources'
-// keys, all the way up: two records have one key when they are the same
-// step with the same inputs. It is written apart from Diff's identities,
-// which it checks.
-func lcKeys(cfg *remotecache.CacheConfig) []string {
-	keys := make([]string, len(cfg.Records))
-	var key func(i int) string
-	key = func(i int) string {
-		if keys[i] != "" {
-			return keys[i]
-		}
-		rec := cfg.Records[i]
-		var b strings.Builder
-		for _, slot := range rec.Inputs {
-			var links []string
-			for _, in := range slot {
-				links = append(links, fmt.Sprintf("%q<-%s", in.Selector, key(in.LinkIndex)))
-			}
-			slices.Sort(links)
-			b.WriteString("[" + strings.Join(slices.Compact(links), ",") + "]")
-		}
-		keys[i] = string(rec.Digest) + "/" + digest.FromString(b.String()).Encoded()
-		return keys[i]
-	}
-	for i := range cfg.Records {
-		key(i)
-	}
-	return keys
-}
-
-// lcResults describes each result of record i: its time and the blobs of
-// its layer chain.
-func lcResults(cfg *remotecache.CacheConfig, i int) []string {
-	var out []string
-	rec := cfg.Records[i]
-	for _, r := range rec.Results {
-		var blobs []string
-		for l := r.LayerIndex; l >= 0; l = cfg.Layers[l].ParentIndex {
-			blobs = append([]string{string(cfg.Layers[l].Blob)}, blobs...)
-		}
-		out = append(out, r.CreatedAt.UTC().Format(time.RFC3339Nano)+" "+strings.Join(blobs, " "))
-	}
-	for _, r := range rec.ChainedResults {
-		var blobs []string
-		for _, l := range r.LayerIndexes {
-			blobs = append(blobs, string(cfg.Layers[l].Blob))
-		}
-		out = append(out, r.CreatedAt.UTC().Format(time.RFC3339Nano)+" chain "+strings.Join(blobs, " "))
-	}
-	return out
+	return tcRead(t, s, desc)
 }
 
 // lcAllResults maps each record key of cfg to its results.
 func lcAllResults(cfg *remotecache.CacheConfig) map[string][]string {
-	keys := lcKeys(cfg)
+	keys := cachetest.RecordKeys(cfg)
 	m := map[string][]string{}
 	for i, k := range keys {
-		m[k] = append(m[k], lcResults(cfg, i)...)
+		m[k] = append(m[k], cachetest.Results(cfg, i)...)
 	}
 	return m
 }
@@ -158,7 +85,7 @@ func lcSizes(cfg *remotecache.CacheConfig) map[digest.Digest]int64 {
 // lists.
 func TestParseConfig(t *testing.T) {
 	s, desc := lcLayout(t, itFixtureDir)
-	m, cfg := lcRead(t, s, desc)
+	m, cfg := tcRead(t, s, desc)
 	fromBytes := remotecache.NewCacheChains()
 	if err := remotecache.Import(context.Background(), s, desc, fromBytes); err != nil {
 		t.Fatal(err)

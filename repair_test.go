@@ -37,7 +37,7 @@ func rpFixture(t *testing.T) (string, *ocilayout.Store, ocispec.Descriptor) {
 }
 
 // rpUsers returns, for each layer blob of cfg, the records whose results
-// use it, with lcResults's view of a result's chain.
+// use it, with cachetest.Results's view of a result's chain.
 func rpUsers(cfg *remotecache.CacheConfig) map[digest.Digest][]int {
 	users := map[digest.Digest][]int{}
 	for i, rec := range cfg.Records {
@@ -55,7 +55,7 @@ func rpUsers(cfg *remotecache.CacheConfig) map[digest.Digest][]int {
 func TestRepairDropsTheResultsOfAMissingBlob(t *testing.T) {
 	ctx := context.Background()
 	dir, store, desc := rpFixture(t)
-	m, cfg := lcRead(t, store, desc)
+	m, cfg := tcRead(t, store, desc)
 	// A blob some results use and others do not.
 	users := rpUsers(cfg)
 	var gone ocispec.Descriptor
@@ -105,9 +105,9 @@ func TestRepairDropsTheResultsOfAMissingBlob(t *testing.T) {
 	}
 	// Every record stays, linked as before, with its results but those
 	// using the blob.
-	_, back := lcRead(t, store, rep.Manifest)
+	_, back := tcRead(t, store, rep.Manifest)
 	want, got := lcAllResults(cfg), lcAllResults(back)
-	keys := lcKeys(cfg)
+	keys := cachetest.RecordKeys(cfg)
 	for _, i := range users[gone.Digest] {
 		want[keys[i]] = nil
 	}
@@ -133,19 +133,8 @@ func TestRepairKeepsTheForm(t *testing.T) {
 	src, desc := itFixture(t)
 	for _, f := range []remotecache.ManifestFormat{remotecache.FormatImageManifest, remotecache.FormatOCIIndex, remotecache.FormatManifestList, remotecache.FormatConfigOnly} {
 		store := tcStore(t)
-		exp, err := remotecache.NewExporter(store, remotecache.WithManifestFormat(f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := remotecache.Import(ctx, src, desc, exp); err != nil {
-			t.Fatal(err)
-		}
-		res, err := exp.Finalize(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		md := cachetest.ManifestDesc(t, res)
-		m, cfg := lcRead(t, store, md)
+		md := cachetest.Copy(t, src, desc, store, remotecache.WithManifestFormat(f))
+		m, cfg := tcRead(t, store, md)
 		users := rpUsers(cfg)
 		last := m.Layers[len(m.Layers)-1].Digest
 		if err := store.Delete(ctx, last); err != nil {
@@ -183,7 +172,7 @@ func TestRepairNothingMissingWritesNothing(t *testing.T) {
 
 func TestRepairDryRun(t *testing.T) {
 	dir, store, desc := rpFixture(t)
-	m, _ := lcRead(t, store, desc)
+	m, _ := tcRead(t, store, desc)
 	if err := os.Remove(cachetest.LayoutBlobPath(dir, m.Layers[len(m.Layers)-1].Digest)); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +215,7 @@ func TestRepairFailsOnOtherErrorsAndWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	desc := itFixtureManifestDesc(t)
-	m, _ := lcRead(t, store, desc)
+	m, _ := tcRead(t, store, desc)
 	// One blob is gone (so there is something to repair) and the store
 	// answers 503 for another: Repair fails and writes nothing.
 	if err := store.Delete(ctx, m.Layers[0].Digest); err != nil {
@@ -258,7 +247,7 @@ func TestRepairFailsOnOtherErrorsAndWritesNothing(t *testing.T) {
 
 func TestRepairNothingLeft(t *testing.T) {
 	dir, store, desc := rpFixture(t)
-	_, cfg := lcRead(t, store, desc)
+	_, cfg := tcRead(t, store, desc)
 	// The base layer: every result uses it.
 	base := cfg.Layers[0].Blob
 	for _, l := range cfg.Layers {

@@ -210,3 +210,18 @@ func tcData(n int, seed string) []byte {
 	}
 	return b
 }
+
+// tcRead reads the manifest and config of the cache at desc.
+func tcRead(t testing.TB, p content.Provider, desc ocispec.Descriptor) (*remotecache.Manifest, *remotecache.CacheConfig) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := remotecache.ReadManifest(ctx, p, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := remotecache.ReadConfig(ctx, p, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, cfg
+}

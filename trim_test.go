@@ -86,10 +86,10 @@ func tmTrim(t *testing.T, cfg *remotecache.CacheConfig, sizes map[digest.Digest]
 // ones. Records that lead to no kept result are gone.
 func tmCheckKept(t *testing.T, in, out *remotecache.CacheConfig, rep remotecache.TrimReport) {
 	t.Helper()
-	inKeys, outKeys := lcKeys(in), lcKeys(out)
+	inKeys, outKeys := cachetest.RecordKeys(in), cachetest.RecordKeys(out)
 	want := map[string][]string{}
 	for i, k := range inKeys {
-		rs := lcResults(in, i)
+		rs := cachetest.Results(in, i)
 		for _, d := range rep.Dropped {
 			if d.Record.Index == i {
 				rs[d.Result] = ""
@@ -102,7 +102,7 @@ func tmCheckKept(t *testing.T, in, out *remotecache.CacheConfig, rep remotecache
 		if _, ok := want[k]; !ok {
 			t.Errorf("trimmed record %d (%s) is no record of the input, with its inputs", i, out.Records[i].Digest)
 		}
-		got[k] = append(got[k], lcResults(out, i)...)
+		got[k] = append(got[k], cachetest.Results(out, i)...)
 	}
 	// Which records lead to a kept result: those with one, and their
 	// sources, all the way up.
@@ -272,7 +272,7 @@ func TestTrimBuildKitFixture(t *testing.T) {
 	if problems, err := remotecache.Verify(ctx, dst, md); err != nil || len(problems) > 0 {
 		t.Fatalf("Verify of the trimmed cache: %v %v", problems, err)
 	}
-	m2, back := lcRead(t, dst, md)
+	m2, back := tcRead(t, dst, md)
 	if len(m2.Layers) != rep.After.Blobs {
 		t.Errorf("trimmed manifest lists %d blobs, report says %d", len(m2.Layers), rep.After.Blobs)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/errclass"
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 // classify gives an error of the SDK the errdefs class callers test with
@@ -56,27 +57,11 @@ func classOf(re *azcore.ResponseError) error {
 	case bloberror.InvalidRange:
 		return errdefs.ErrOutOfRange
 	}
-	switch code := re.StatusCode; {
-	case code == http.StatusNotFound:
-		return errdefs.ErrNotFound
-	case code == http.StatusUnauthorized:
-		return errdefs.ErrUnauthenticated
-	case code == http.StatusForbidden:
-		return errdefs.ErrPermissionDenied
-	case code == http.StatusConflict:
-		return errdefs.ErrConflict
-	case code == http.StatusPreconditionFailed:
-		return errdefs.ErrFailedPrecondition
-	case code == http.StatusRequestedRangeNotSatisfiable, code == http.StatusRequestEntityTooLarge:
+	// A 413, a blob or block over Azure's limits, is out of range here.
+	if re.StatusCode == http.StatusRequestEntityTooLarge {
 		return errdefs.ErrOutOfRange
-	case code == http.StatusNotImplemented:
-		return errdefs.ErrNotImplemented
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
-		return errdefs.ErrUnavailable
-	case code >= 400:
-		return errdefs.ErrInvalidArgument
 	}
-	return errdefs.ErrUnknown
+	return objstore.StatusClass(re.StatusCode)
 }
 
 // responseError is an *azcore.ResponseError told in one line: request,

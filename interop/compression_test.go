@@ -23,7 +23,6 @@ import (
 // decompression (containerd's DecompressStream) gives each layer's
 // diffID.
 func TestBuildKitReadsConverted(t *testing.T) {
-	ctx := context.Background()
 	src, desc, m, orig := lcOriginal(t)
 	origByDiff := map[string]digest.Digest{}
 	for _, l := range m.Layers {
@@ -37,18 +36,7 @@ func TestBuildKitReadsConverted(t *testing.T) {
 		for _, f := range forms {
 			name := c.String() + ", " + f.ours.String()
 			dst := newStore(t, "")
-			exp, err := remotecache.NewExporter(dst, remotecache.WithManifestFormat(f.ours), remotecache.WithCompression(c))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := remotecache.Import(ctx, src, desc, exp); err != nil {
-				t.Fatal(err)
-			}
-			res, err := exp.Finalize(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			md := cachetest.ManifestDesc(t, res)
+			md := cachetest.Copy(t, src, desc, dst, remotecache.WithManifestFormat(f.ours), remotecache.WithCompression(c))
 
 			bk, cc := lcBuildKitConfig(t, name, dst, md)
 			_, descs, _ := cachetest.Marshal(t, cc)

@@ -3,9 +3,7 @@ package interop
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -57,53 +55,14 @@ func lcBuildKitConfig(t *testing.T, name string, p content.Store, desc ocispec.D
 	return &cfg, bk
 }
 
-// lcKeys gives each record of cfg a key: its digest and its links, each
-// slot as the sorted set of (selector, source key), all the way up.
-func lcKeys(cfg *remotecache.CacheConfig) []string {
-	keys := make([]string, len(cfg.Records))
-	var key func(i int) string
-	key = func(i int) string {
-		if keys[i] == "" {
-			var slots []string
-			for _, slot := range cfg.Records[i].Inputs {
-				var links []string
-				for _, in := range slot {
-					links = append(links, fmt.Sprintf("%q<-%s", in.Selector, key(in.LinkIndex)))
-				}
-				slices.Sort(links)
-				slots = append(slots, "["+strings.Join(slices.Compact(links), ",")+"]")
-			}
-			keys[i] = string(cfg.Records[i].Digest) + "(" + strings.Join(slots, "") + ")"
-		}
-		return keys[i]
-	}
-	for i := range cfg.Records {
-		key(i)
-	}
-	return keys
-}
-
-// lcResults describes the results of record i of cfg: time and blobs.
-func lcResults(cfg *remotecache.CacheConfig, i int) []string {
-	var out []string
-	for _, r := range cfg.Records[i].Results {
-		var blobs []string
-		for l := r.LayerIndex; l >= 0; l = cfg.Layers[l].ParentIndex {
-			blobs = append([]string{string(cfg.Layers[l].Blob)}, blobs...)
-		}
-		out = append(out, r.CreatedAt.UTC().Format(time.RFC3339Nano)+" "+strings.Join(blobs, " "))
-	}
-	return out
-}
-
 // lcIntact checks that got has records records, each one of orig with
 // the same digest and links all the way up, and with the results orig
 // gives it but the dropped ones.
 func lcIntact(t *testing.T, name string, orig, got *remotecache.CacheConfig, dropped []remotecache.DroppedResult, records int) {
 	t.Helper()
 	want := map[string][]string{}
-	for i, k := range lcKeys(orig) {
-		rs := lcResults(orig, i)
+	for i, k := range cachetest.RecordKeys(orig) {
+		rs := cachetest.Results(orig, i)
 		for _, d := range dropped {
 			if d.Record.Index == i {
 				rs[d.Result] = ""
@@ -111,11 +70,11 @@ func lcIntact(t *testing.T, name string, orig, got *remotecache.CacheConfig, dro
 		}
 		want[k] = slices.DeleteFunc(rs, func(s string) bool { return s == "" })
 	}
-	for i, k := range lcKeys(got) {
+	for i, k := range cachetest.RecordKeys(got) {
 		w, ok := want[k]
 		if !ok {
 			t.Errorf("%s: BuildKit reads record %d, which the original has not with those links: %.100s", name, i, k)
-		} else if rs := lcResults(got, i); !slices.Equal(rs, w) {
+		} else if rs := cachetest.Results(got, i); !slices.Equal(rs, w) {
 			t.Errorf("%s: record %d (%s): results %q, want %q", name, i, got.Records[i].Digest, rs, w)
 		}
 	}

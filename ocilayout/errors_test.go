@@ -16,30 +16,9 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/buildcache/remotecache/internal/errclass"
 	"github.com/buildcache/remotecache/ocilayout"
 )
-
-// classes are the errdefs classes, and the context errors that
-// errdefs.IsCanceled and errdefs.IsDeadlineExceeded take for theirs.
-var classes = []error{
-	errdefs.ErrUnknown, errdefs.ErrInvalidArgument, errdefs.ErrNotFound,
-	errdefs.ErrAlreadyExists, errdefs.ErrPermissionDenied,
-	errdefs.ErrResourceExhausted, errdefs.ErrFailedPrecondition,
-	errdefs.ErrConflict, errdefs.ErrNotModified, errdefs.ErrAborted,
-	errdefs.ErrOutOfRange, errdefs.ErrNotImplemented, errdefs.ErrInternal,
-	errdefs.ErrUnavailable, errdefs.ErrDataLoss, errdefs.ErrUnauthenticated,
-	context.Canceled, context.DeadlineExceeded,
-}
-
-// hasClass tells whether errors.Is finds one of classes in err.
-func hasClass(err error) bool {
-	for _, c := range classes {
-		if errors.Is(err, c) {
-			return true
-		}
-	}
-	return false
-}
 
 // Every failure of the public API carries an errdefs class, the file
 // system's errors included, and keeps what it wraps.
@@ -256,23 +235,8 @@ func TestErrorsHaveClasses(t *testing.T) {
 		{name: "Prune: another Prune", want: errdefs.ErrUnavailable, run: func(t *testing.T) error {
 			// Two Stores prune at once: one is refused, and once its
 			// Store is closed the other runs (TestConcurrentPrunes).
-			dir := t.TempDir()
-			stores := []*ocilayout.Store{openT(t, dir), openT(t, dir)}
-			type result struct {
-				i   int
-				err error
-			}
-			results := make(chan result, 2)
-			for i, s := range stores {
-				go func() {
-					_, err := s.Prune(ctx)
-					results <- result{i, err}
-				}()
-			}
-			first := <-results
-			stores[first.i].Close()
-			<-results
-			return first.err
+			first, _ := pruneAtOnce(t, ctx, t.TempDir())
+			return first
 		}},
 		{name: "Prune: the prune lock a directory", run: func(t *testing.T) error {
 			dir := t.TempDir()
@@ -327,38 +291,23 @@ func TestErrorsHaveClasses(t *testing.T) {
 		}},
 		{name: "Writer: a ref in use", want: errdefs.ErrUnavailable, run: func(t *testing.T) error {
 			s := openT(t, t.TempDir())
-			w, err := s.Writer(ctx, content.WithRef("x"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := openWriter(t, s, "x")
 			defer w.Close()
-			_, err = s.Writer(ctx, content.WithRef("x"))
+			_, err := s.Writer(ctx, content.WithRef("x"))
 			return err
 		}},
 		{name: "Writer: Commit after Close", want: errdefs.ErrFailedPrecondition, run: func(t *testing.T) error {
-			w, err := openT(t, t.TempDir()).Writer(ctx, content.WithRef("x"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := openWriter(t, openT(t, t.TempDir()), "x")
 			w.Close()
 			return w.Commit(ctx, 0, "")
 		}},
 		{name: "Writer: Commit of fewer bytes", want: errdefs.ErrFailedPrecondition, run: func(t *testing.T) error {
-			w, err := openT(t, t.TempDir()).Writer(ctx, content.WithRef("x"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := writeString(t, openT(t, t.TempDir()), "x", "these")
 			defer w.Close()
-			if _, err := w.Write([]byte("these")); err != nil {
-				t.Fatal(err)
-			}
 			return w.Commit(ctx, 6, "")
 		}},
 		{name: "Writer: Truncate to other than 0", want: errdefs.ErrNotImplemented, run: func(t *testing.T) error {
-			w, err := openT(t, t.TempDir()).Writer(ctx, content.WithRef("x"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := openWriter(t, openT(t, t.TempDir()), "x")
 			defer w.Close()
 			return w.Truncate(1)
 		}},
@@ -384,23 +333,14 @@ func TestErrorsHaveClasses(t *testing.T) {
 			return err
 		}},
 		{name: "Writer: Write after Close", run: func(t *testing.T) error {
-			w, err := openT(t, t.TempDir()).Writer(ctx, content.WithRef("x"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := openWriter(t, openT(t, t.TempDir()), "x")
 			w.Close()
-			_, err = w.Write([]byte("late"))
+			_, err := w.Write([]byte("late"))
 			return err
 		}},
 		{name: "Writer: Commit of other bytes", want: errdefs.ErrFailedPrecondition, run: func(t *testing.T) error {
-			w, err := openT(t, t.TempDir()).Writer(ctx, content.WithRef("x"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := writeString(t, openT(t, t.TempDir()), "x", "these")
 			defer w.Close()
-			if _, err := w.Write([]byte("these")); err != nil {
-				t.Fatal(err)
-			}
 			return w.Commit(ctx, 5, digest.FromString("other"))
 		}},
 		{name: "Walk: an error of the walk function", run: func(t *testing.T) error {
@@ -420,7 +360,7 @@ func TestErrorsHaveClasses(t *testing.T) {
 			switch {
 			case err == nil:
 				t.Fatal("no error")
-			case !hasClass(err):
+			case !errclass.Has(err):
 				t.Fatalf("%v: no errdefs class", err)
 			case tc.want != nil && !errors.Is(err, tc.want):
 				t.Fatalf("%v: want class %v", err, tc.want)

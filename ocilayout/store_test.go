@@ -872,18 +872,6 @@ func TestReadOnlyBlobs(t *testing.T) {
 	}
 }
 
-// writeUntagged writes a blob through s and tags nothing: an export in
-// progress, between its blob writes and its Tag.
-func writeUntagged(t *testing.T, s *ocilayout.Store, what string) ocispec.Descriptor {
-	t.Helper()
-	dt := []byte(what)
-	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
-	if err := content.WriteBlob(context.Background(), s, what, bytes.NewReader(dt), desc); err != nil {
-		t.Fatal(err)
-	}
-	return desc
-}
-
 // A Prune that gives up waiting leaves its Store holding off every other
 // Store's Prune. (On Linux a failed LOCK_EX|LOCK_NB upgrade of a held
 // LOCK_SH drops the LOCK_SH: a Store whose Prune had timed out held no
@@ -936,31 +924,12 @@ func TestPruneTimeoutKeepsLock(t *testing.T) {
 func TestConcurrentPrunes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dir := t.TempDir()
-	stores := []*ocilayout.Store{openT(t, dir), openT(t, dir)}
-	type result struct {
-		i   int
-		err error
+	first, second := pruneAtOnce(t, ctx, t.TempDir())
+	if !errdefs.IsUnavailable(first) {
+		t.Fatalf("the first Prune to return = %v, want unavailable", first)
 	}
-	results := make(chan result, 2)
-	for i, s := range stores {
-		go func() {
-			_, err := s.Prune(ctx)
-			results <- result{i, err}
-		}()
-	}
-	var first result
-	select {
-	case first = <-results:
-	case <-time.After(cachetest.HangGuard): // beyond ctx's 30s
-		t.Fatal("neither Prune returned: they wait for each other")
-	}
-	if !errdefs.IsUnavailable(first.err) {
-		t.Fatalf("the first Prune to return = %v, want unavailable", first.err)
-	}
-	stores[first.i].Close()
-	if second := <-results; second.err != nil {
-		t.Fatalf("the other Prune, once the refused one's Store closed: %v", second.err)
+	if second != nil {
+		t.Fatalf("the other Prune, once the refused one's Store closed: %v", second)
 	}
 }
 

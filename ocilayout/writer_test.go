@@ -71,18 +71,6 @@ func checkBlobs(t *testing.T, dir string) (temps []string) {
 	return temps
 }
 
-func writeString(t *testing.T, s *ocilayout.Store, ref, data string, opts ...content.WriterOpt) content.Writer {
-	t.Helper()
-	w, err := s.Writer(context.Background(), append([]content.WriterOpt{content.WithRef(ref)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write([]byte(data)); err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
-
 // The writer's content.Writer and content.IngestManager contract: one
 // writer per ref, Status and ListStatuses while it writes, Truncate,
 // Close and Abort leaving nothing, already-exists at Writer and at

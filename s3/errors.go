@@ -2,13 +2,13 @@ package s3
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/aws/smithy-go"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/errclass"
+	"github.com/buildcache/remotecache/internal/objstore"
 )
 
 // classify gives an error of the SDK the errdefs class callers test with
@@ -50,25 +50,5 @@ func classOf(err error) error {
 		// No answer from the server: a refused or broken connection.
 		return errdefs.ErrUnavailable
 	}
-	switch code := status.HTTPStatusCode(); {
-	case code == http.StatusNotFound:
-		return errdefs.ErrNotFound
-	case code == http.StatusUnauthorized:
-		return errdefs.ErrUnauthenticated
-	case code == http.StatusForbidden:
-		return errdefs.ErrPermissionDenied
-	case code == http.StatusConflict:
-		return errdefs.ErrConflict
-	case code == http.StatusPreconditionFailed:
-		return errdefs.ErrFailedPrecondition
-	case code == http.StatusRequestedRangeNotSatisfiable:
-		return errdefs.ErrOutOfRange
-	case code == http.StatusNotImplemented:
-		return errdefs.ErrNotImplemented
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
-		return errdefs.ErrUnavailable
-	case code >= 400:
-		return errdefs.ErrInvalidArgument
-	}
-	return errdefs.ErrUnknown
+	return objstore.StatusClass(status.HTTPStatusCode())
 }

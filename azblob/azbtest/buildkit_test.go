@@ -1,9 +1,7 @@
 package azbtest
 
 import (
-	"bytes"
 	"context"
-	"strings"
 	"testing"
 
 	bkazblob "github.com/moby/buildkit/cache/remotecache/azblob"
@@ -13,7 +11,6 @@ import (
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/bkobject"
-	"github.com/buildcache/remotecache/interop/sidebyside"
 )
 
 // bkAttrs are the attributes of BuildKit's type=azblob cache for the
@@ -34,14 +31,7 @@ func bkAttrs(e *env, prefix, name string) map[string]string {
 // bkExporter returns BuildKit's azblob cache exporter with g added to it,
 // the way a build adds its cache records, and blobs from g's provider.
 func bkExporter(ctx context.Context, attrs map[string]string, g *cachegen.Graph) (func() error, error) {
-	exp, err := bkazblob.ResolveCacheExporterFunc()(ctx, nil, attrs)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := sidebyside.NewBKReplayer(g, nil).Replay(exp, nil); err != nil {
-		return nil, err
-	}
-	return func() error { _, err := exp.Finalize(ctx); return err }, nil
+	return bkobject.Exporter(ctx, bkazblob.ResolveCacheExporterFunc(), attrs, g)
 }
 
 // bkExport exports g with BuildKit's azblob exporter under prefix and
@@ -69,30 +59,9 @@ func TestWeReadBuildKit(t *testing.T) {
 	if n := e.proxy.Count("CREATE"); n != 1 {
 		t.Errorf("BuildKit created the container %d times", n)
 	}
-	bkCfg := e.blob(t, "bk/manifests/main")
-	want := bkobject.SortSameSourceLinks(t, bkCfg)
-
-	store := e.store(t, azbstore.WithPrefix("bk"), azbstore.WithNames("main"), azbstore.WithReadOnly())
-	if got := objstoretest.Reimport(t, store); !bytes.Equal(got, want) {
-		t.Errorf("BuildKit's cache imported and exported again is another config:\n%s\nBuildKit's:\n%s", got, bkCfg)
-	}
-	objstoretest.Verify(t, store)
-
-	objstoretest.Export(t, e.store(t, azbstore.WithPrefix("ours/"), azbstore.WithNames("main")), g)
-	if ours := e.blob(t, "ours/manifests/main"); !bytes.Equal(ours, want) {
-		t.Errorf("for the same graph our config differs from BuildKit's:\n%s\nBuildKit's:\n%s", ours, bkCfg)
-	}
-	var bkNames, ourNames []string
-	for _, n := range e.names(t) {
-		if rest, ok := strings.CutPrefix(n, "bk/"); ok {
-			bkNames = append(bkNames, rest)
-		} else if rest, ok := strings.CutPrefix(n, "ours/"); ok {
-			ourNames = append(ourNames, rest)
-		}
-	}
-	if strings.Join(bkNames, "\n") != strings.Join(ourNames, "\n") {
-		t.Errorf("blob names differ:\nBuildKit's %q\nours %q", bkNames, ourNames)
-	}
+	theirs := e.store(t, azbstore.WithPrefix("bk"), azbstore.WithNames("main"), azbstore.WithReadOnly())
+	ours := e.store(t, azbstore.WithPrefix("ours/"), azbstore.WithNames("main"))
+	bkobject.WeReadBuildKit(t, suiteEnv{e}, g, theirs, ours)
 }
 
 // BuildKit's azblob importer reads what we export as it reads what its own
@@ -111,27 +80,7 @@ func TestBuildKitReadsOurs(t *testing.T) {
 
 	ours, oursRead := bkWalk(t, e, "ours", "b", g, vertex)
 	theirs, _ := bkWalk(t, e, "bk", "main", g, vertex)
-	found, loaded := 0, 0
-	for i := range g.Ops {
-		if ours[i] != theirs[i] {
-			t.Errorf("op %d (%s): BuildKit reading ours: %+v; reading its own: %+v", i, g.Ops[i].Name, ours[i], theirs[i])
-		}
-		if ours[i].Keys > 0 {
-			found++
-		}
-		if ours[i].Loaded {
-			loaded++
-		}
-	}
-	t.Logf("BuildKit found %d of %d ops and loaded %d results, reading %d blobs", found, len(g.Ops), loaded, len(oursRead))
-	if found != len(g.Ops) || loaded == 0 {
-		t.Errorf("BuildKit found %d of %d ops, loaded %d results", found, len(g.Ops), loaded)
-	}
-	for d, got := range oursRead {
-		if got != d {
-			t.Errorf("blob %s read by BuildKit as %s", d, got)
-		}
-	}
+	bkobject.CompareWalks(t, g, ours, theirs, oursRead)
 	// BuildKit's azblob importer reads every name ("a;b") and merges
 	// the caches: both of ours.
 	both, _ := bkWalk(t, e, "ours", "a;b", g, vertex)
@@ -146,11 +95,7 @@ func TestBuildKitReadsOurs(t *testing.T) {
 // (bkobject.Walk).
 func bkWalk(t *testing.T, e *env, prefix, name string, g *cachegen.Graph, vertex []digest.Digest) ([]bkobject.Outcome, map[digest.Digest]digest.Digest) {
 	t.Helper()
-	imp, _, err := bkazblob.ResolveCacheImporterFunc()(context.Background(), nil, bkAttrs(e, prefix, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bkobject.Walk(t, imp, "azbtest-"+prefix, prefix+name, g, vertex)
+	return bkobject.WalkStore(t, bkazblob.ResolveCacheImporterFunc(), bkAttrs(e, prefix, name), "azbtest-"+prefix, prefix+name, g, vertex)
 }
 
 // BuildKit's parse of our config (v1.ParseConfig, with the descriptors its

@@ -13,51 +13,14 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/buildcache/remotecache"
 	azbstore "github.com/buildcache/remotecache/azblob"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/objstoretest"
 )
-
-// faultPlan answers some requests with a fault, each fault once.
-type faultPlan struct {
-	mu     sync.Mutex
-	faults []fault
-	fired  []string
-}
-
-// fault is one fault of a plan: the first request match takes gets do.
-type fault struct {
-	name  string
-	match func(r *http.Request) bool
-	do    func(w http.ResponseWriter, r *http.Request) bool // true: answered
-	done  bool
-}
-
-// handle is a proxy fault function: the first fault not fired yet that
-// matches r answers it.
-func (p *faultPlan) handle(w http.ResponseWriter, r *http.Request, _ int) bool {
-	p.mu.Lock()
-	var f *fault
-	for i := range p.faults {
-		if !p.faults[i].done && p.faults[i].match(r) {
-			f = &p.faults[i]
-			f.done = true
-			p.fired = append(p.fired, f.name)
-			break
-		}
-	}
-	p.mu.Unlock()
-	if f == nil {
-		return false
-	}
-	return f.do(w, r)
-}
 
 // isBlob tells whether r is about a layer blob.
 func isBlob(r *http.Request) bool {
@@ -91,22 +54,22 @@ func TestFaultsStillExportWhole(t *testing.T) {
 		return true
 	}
 	rp = e.proxy.Handler()
-	plan := &faultPlan{faults: []fault{
-		{name: "503 on a blob's properties", match: is("HEAD"), do: busy},
-		{name: "503 on a Put Blob", match: is("PUT"), do: busy},
-		{name: "reset in a Put Blob", match: func(r *http.Request) bool { return is("PUT")(r) && r.ContentLength > 1000 },
-			do: func(w http.ResponseWriter, r *http.Request) bool { objstoretest.ResetAfter(w, r, 1000); return true }},
-		{name: "503 on a block", match: is("BLOCK"), do: busy},
-		{name: "reset in a block", match: is("BLOCK"), do: func(w http.ResponseWriter, r *http.Request) bool { objstoretest.ResetAfter(w, r, 512<<10); return true }},
-		{name: "503 on a block list", match: is("BLOCKLIST"), do: busy},
-		{name: "503 on the config", match: func(r *http.Request) bool {
+	plan := &objstoretest.FaultPlan{Faults: []objstoretest.Fault{
+		{Name: "503 on a blob's properties", Match: is("HEAD"), Do: busy},
+		{Name: "503 on a Put Blob", Match: is("PUT"), Do: busy},
+		{Name: "reset in a Put Blob", Match: func(r *http.Request) bool { return is("PUT")(r) && r.ContentLength > 1000 },
+			Do: objstoretest.ResetUpload(1000)},
+		{Name: "503 on a block", Match: is("BLOCK"), Do: busy},
+		{Name: "reset in a block", Match: is("BLOCK"), Do: objstoretest.ResetUpload(512 << 10)},
+		{Name: "503 on a block list", Match: is("BLOCKLIST"), Do: busy},
+		{Name: "503 on the config", Match: func(r *http.Request) bool {
 			return opOf(r) == "PUT" && strings.HasPrefix(blobName(r), "manifests/")
-		}, do: busy},
-		{name: "503 on a download", match: is("GET"), do: busy},
-		{name: "reset in a download", match: func(r *http.Request) bool { return is("GET")(r) && r.Header.Get("x-ms-range") == "" },
-			do: downloadReset},
+		}, Do: busy},
+		{Name: "503 on a download", Match: is("GET"), Do: busy},
+		{Name: "reset in a download", Match: func(r *http.Request) bool { return is("GET")(r) && r.Header.Get("x-ms-range") == "" },
+			Do: downloadReset},
 	}}
-	e.proxy.SetFault(plan.handle)
+	e.proxy.SetFault(plan.Handle)
 	for _, g := range []*cachegen.Graph{big, small} {
 		objstoretest.Export(t, store, g)
 		if again := objstoretest.Reimport(t, store); !bytes.Equal(again, objstoretest.MarshalConfigOnly(t, g)) {
@@ -114,9 +77,7 @@ func TestFaultsStillExportWhole(t *testing.T) {
 		}
 		objstoretest.Verify(t, store)
 	}
-	if len(plan.fired) != len(plan.faults) {
-		t.Errorf("faults fired: %q, want all %d", plan.fired, len(plan.faults))
-	}
+	plan.CheckAllFired(t)
 	e.proxy.SetFault(nil)
 	objstoretest.Verify(t, store)
 	noUncommitted(t, e, false)
@@ -158,56 +119,24 @@ func TestUnavailablePastRetries(t *testing.T) {
 	ctx := context.Background()
 	g := objstoretest.Graph(13, 20, 0)
 	store := e.store(t, azbstore.WithClientOptions(clientOptions(t, 1)))
-	objstoretest.Export(t, store, g)
-	bad := objstoretest.ConfigBlobs(t, e.blob(t, "manifests/buildkit"))[0]
-	name := "blobs/" + bad.String()
-	if _, err := e.admin.NewBlobClient(name).Delete(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
-		if blobName(r) == name {
-			serverBusy(w, r)
-			return true
-		}
-		return false
-	})
-	e.proxy.Reset()
+	bad, name := objstoretest.BreakBlob(t, suiteEnv{e}, store, g, serverBusy)
 
 	_, err := objstoretest.TryExport(ctx, store, g)
-	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
-		t.Errorf("export = %v; want unavailable, not not found, naming %s", err, bad)
-	}
+	objstoretest.CheckUnavailable(t, "export", err, bad)
 	// The exporter's Info failed (and did not say not found), so it
 	// wrote the blob, which failed too.
 	if h, p := e.proxy.CountKey("HEAD", name), e.proxy.CountKey("PUT", name); h != 2 || p != 2 {
 		t.Errorf("%d HEADs and %d Put Blobs of the blob, want 2 each (one retry)", h, p)
 	}
 	_, err = store.Info(ctx, bad)
-	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) || strings.Contains(err.Error(), "\n") {
-		t.Errorf("Info = %v; want unavailable naming %s, in one line", err, bad)
+	objstoretest.CheckUnavailable(t, "Info", err, bad)
+	if err != nil && strings.Contains(err.Error(), "\n") {
+		t.Errorf("Info = %v; want it in one line", err)
 	}
 
 	// A copy from the store to a local one: Marshal asks the source
 	// for every blob and must not take a 503 for a missing blob.
-	desc, err := store.Resolve(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp, err := remotecache.NewExporter(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remotecache.Import(ctx, store, desc, exp); err != nil {
-		t.Fatal(err)
-	}
-	_, err = exp.Finalize(ctx)
-	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), bad.String()) {
-		t.Errorf("copy out = %v; want unavailable naming %s", err, bad)
-	}
+	objstoretest.CheckUnavailable(t, "copy out", objstoretest.CopyOut(t, store), bad)
 }
 
 // A staged upload that fails (a block refused) or is cancelled leaves no

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +25,8 @@ import (
 
 	azbstore "github.com/buildcache/remotecache/azblob"
 	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/cputime"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 )
 
 // The account of every Azurite: its one built-in account, with the
@@ -136,7 +137,7 @@ func launch(bin string) (*azurite, error) {
 	}
 	var lastErr error
 	for range 3 {
-		addr, err := freePort()
+		addr, err := objstoretest.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -153,7 +154,7 @@ func launch(bin string) (*azurite, error) {
 			return nil, fmt.Errorf("starting %s: %v", bin, err)
 		}
 		go func() { cmd.Wait(); close(a.exited) }()
-		if err := waitListening(addr, a.exited); err != nil {
+		if err := objstoretest.WaitListening("azurite-blob", addr, a.exited, 60*time.Second); err != nil {
 			cmd.Process.Kill()
 			<-a.exited
 			lastErr = fmt.Errorf("%v; output:\n%s", err, a.output())
@@ -189,18 +190,7 @@ func (a *azurite) output() string {
 // cpu returns the user and system CPU time Azurite (a node process) has
 // used, from /proc (Linux; 0 elsewhere), in clock ticks of 10 ms.
 func (a *azurite) cpu() time.Duration {
-	dt, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name, which is in parentheses.
-	f := strings.Fields(string(dt[bytes.LastIndexByte(dt, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return cputime.Of(a.cmd.Process.Pid)
 }
 
 // lockedWriter is a writer for the two output streams of a process.
@@ -213,35 +203,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-// freePort returns an address of 127.0.0.1 with a port free just now.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// waitListening waits until something listens at addr, or the process
-// exits, or a minute passes.
-func waitListening(addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("azurite-blob exited")
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("azurite-blob not listening on %s after 60s", addr)
 }
 
 // connectionString is the connection string of the account at service

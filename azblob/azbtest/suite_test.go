@@ -46,14 +46,7 @@ func TestMissingContainer(t *testing.T) {
 type suiteEnv struct{ *env }
 
 func (e suiteEnv) Store(t testing.TB, s objstoretest.Settings) objstoretest.Store {
-	var opts []azbstore.Option
-	if s.Names != nil {
-		opts = append(opts, azbstore.WithNames(s.Names...))
-	}
-	if s.ReadOnly {
-		opts = append(opts, azbstore.WithReadOnly())
-	}
-	return suiteStore{e.store(t, opts...)}
+	return suiteStore{e.store(t, objstoretest.StoreOptions(s, azbstore.WithNames, azbstore.WithReadOnly)...)}
 }
 
 func (e suiteEnv) Proxy() *objstoretest.Proxy                    { return e.proxy.Proxy }
@@ -90,10 +83,6 @@ func (e *env) upload(t testing.TB, name, body string) {
 type suiteStore struct{ *azbstore.Store }
 
 func (s suiteStore) Prune(ctx context.Context, o objstore.PruneOptions) (objstore.PruneReport, error) {
-	opts := []azbstore.PruneOption{azbstore.WithGracePeriod(o.GracePeriod)}
-	if o.DryRun {
-		opts = append(opts, azbstore.WithDryRun())
-	}
-	rep, err := s.Store.Prune(ctx, opts...)
+	rep, err := s.Store.Prune(ctx, objstoretest.PruneOptions(o, azbstore.WithGracePeriod, azbstore.WithDryRun)...)
 	return objstore.PruneReport(rep), err
 }

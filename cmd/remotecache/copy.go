@@ -7,8 +7,7 @@ import (
 )
 
 func (c *cli) copyCommand() *cobra.Command {
-	var f *exportFlags
-	cmd := &cobra.Command{
+	return c.exportingCommand(&cobra.Command{
 		Use:   "copy SRC DST [--format image-manifest|oci-index|manifest-list] [--concurrency N] [--compression gzip|zstd|uncompressed [--compression-level N] [--force-compression]] [--json]",
 		Short: "Copy a cache to another location",
 		Long: `Copy the cache that SRC's tag names to DST, in the manifest form that
@@ -25,22 +24,21 @@ and gzip at 5 unless --compression-level says; each distinct blob once, in
 parallel, before anything is written), and with --force-compression those
 already of that compression are recompressed too. A layer whose bytes are
 not its diffID's fails the copy, and nothing is written.`,
-		Args:                  exactArgs(2),
-		DisableFlagsInUseLine: true,
-		Annotations:           map[string]string{footerAnnotation: locations},
-		ValidArgsFunction:     completeLocations,
-		RunE: c.runE(func(ctx context.Context, args []string) error {
-			locs, err := parseLocations(args)
-			if err != nil {
-				return err
-			}
-			r, err := c.export(ctx, locs[:1], locs[1], f)
-			if err != nil {
-				return err
-			}
-			return r.print(c, f.json)
-		}),
-	}
+	}, exactArgs(2))
+}
+
+// exportingCommand completes cmd, which exports the caches at its first
+// locations (as many as args allows but one) into its last one: copy,
+// merge.
+func (c *cli) exportingCommand(cmd *cobra.Command, args cobra.PositionalArgs) *cobra.Command {
+	var f *exportFlags
+	cmd.RunE = c.runLocations(func(ctx context.Context, locs []location) error {
+		r, err := c.export(ctx, locs[:len(locs)-1], locs[len(locs)-1], f)
+		if err != nil {
+			return err
+		}
+		return r.print(c, f.json)
+	})
 	f = addExportFlags(cmd)
-	return cmd
+	return locationCommand(cmd, args)
 }

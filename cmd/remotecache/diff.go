@@ -14,8 +14,8 @@ import (
 )
 
 func (c *cli) diffCommand() *cobra.Command {
-	var asJSON, asDot bool
-	cmd := &cobra.Command{
+	var out *outputFlags
+	cmd := locationCommand(&cobra.Command{
 		Use:   "diff A B [--json|--dot]",
 		Short: "Compare two caches",
 		Long: `Compare the cache that A's tag names with the one B's tag names (an older
@@ -31,15 +31,7 @@ another record.
 top-level "divergence" array; --dot writes B's graph for Graphviz, the
 divergence points in red, the records only in B in orange, and the records
 only in A in grey. Nothing is written into A or B.`,
-		Args:                  exactArgs(2),
-		DisableFlagsInUseLine: true,
-		Annotations:           map[string]string{footerAnnotation: locations},
-		ValidArgsFunction:     completeLocations,
-		RunE: c.runE(func(ctx context.Context, args []string) error {
-			locs, err := parseLocations(args)
-			if err != nil {
-				return err
-			}
+		RunE: c.runLocations(func(ctx context.Context, locs []location) error {
 			caches, closeAll, err := readCaches(ctx, locs)
 			if err != nil {
 				return err
@@ -51,19 +43,10 @@ only in A in grey. Nothing is written into A or B.`,
 				return errors.Wrapf(err, "diff %s %s", a.loc, b.loc)
 			}
 			d := &diffResult{A: a.loc.String(), B: b.loc.String(), DiffReport: rep, a: a, b: b}
-			switch {
-			case asJSON:
-				return writeJSON(c.stdout, d)
-			case asDot:
-				return d.writeDot(c.stdout)
-			default:
-				return d.writeText(c.stdout)
-			}
+			return out.write(c.stdout, d)
 		}),
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "write the comparison as JSON")
-	cmd.Flags().BoolVar(&asDot, "dot", false, "write B's graph for Graphviz, the divergence points highlighted")
-	cmd.MarkFlagsMutuallyExclusive("json", "dot")
+	}, exactArgs(2))
+	out = addOutputFlags(cmd, "write the comparison as JSON", "write B's graph for Graphviz, the divergence points highlighted")
 	return cmd
 }
 

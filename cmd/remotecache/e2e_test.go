@@ -66,6 +66,17 @@ func ok(t *testing.T, args ...string) clitest.Result {
 	return clitest.OK(t, binary, args...)
 }
 
+// says fails the test for each of wants that out, what the command
+// named by what wrote, does not hold.
+func says(t *testing.T, what, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s does not say %q:\n%s", what, want, out)
+		}
+	}
+}
+
 // inspectJSON runs inspect --json on loc, which must exit 0.
 func inspectJSON(t *testing.T, loc string) report {
 	t.Helper()
@@ -122,11 +133,7 @@ func TestCopyEachFormat(t *testing.T) {
 			}
 
 			text := ok(t, "inspect", loc).Stdout
-			for _, want := range []string{loc, format, "11 records, 8 layers, 8 distinct blobs", "selector \"sha256:", "input 1 <- #"} {
-				if !strings.Contains(text, want) {
-					t.Errorf("inspect does not say %q:\n%s", want, text)
-				}
-			}
+			says(t, "inspect", text, loc, format, "11 records, 8 layers, 8 distinct blobs", "selector \"sha256:", "input 1 <- #")
 			dot := ok(t, "inspect", "--dot", loc).Stdout
 			if !strings.HasPrefix(dot, "digraph cache {") || strings.Count(dot, " -> ") < cachetest.FixtureRecords-3 {
 				t.Errorf("inspect --dot:\n%s", dot)

@@ -18,8 +18,8 @@ import (
 )
 
 func (c *cli) inspectCommand() *cobra.Command {
-	var asJSON, asDot bool
-	cmd := &cobra.Command{
+	var out *outputFlags
+	cmd := locationCommand(&cobra.Command{
 		Use:   "inspect SRC [--json|--dot]",
 		Short: "Show what is in a cache",
 		Long: `Show the cache that SRC's tag names: the manifest form, how many records,
@@ -31,28 +31,12 @@ index out of range, a loop), are flagged, and the exit status is then 1.
 --json writes all of it as JSON; --dot writes the graph for Graphviz
 (records as nodes, links as edges labelled with the input slot and
 selector). Nothing is written into SRC.`,
-		Args:                  exactArgs(1),
-		DisableFlagsInUseLine: true,
-		Annotations:           map[string]string{footerAnnotation: locations},
-		ValidArgsFunction:     completeLocations,
-		RunE: c.runE(func(ctx context.Context, args []string) error {
-			locs, err := parseLocations(args)
-			if err != nil {
-				return err
-			}
+		RunE: c.runLocations(func(ctx context.Context, locs []location) error {
 			r, err := inspect(ctx, locs[0])
 			if err != nil {
 				return err
 			}
-			switch {
-			case asJSON:
-				err = writeJSON(c.stdout, r)
-			case asDot:
-				err = r.writeDot(c.stdout)
-			default:
-				err = r.writeText(c.stdout)
-			}
-			if err != nil {
+			if err := out.write(c.stdout, r); err != nil {
 				return err
 			}
 			// A damaged cache is shown as far as it can be, then fails.
@@ -61,10 +45,8 @@ selector). Nothing is written into SRC.`,
 			}
 			return nil
 		}),
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "write the report as JSON")
-	cmd.Flags().BoolVar(&asDot, "dot", false, "write the graph for Graphviz")
-	cmd.MarkFlagsMutuallyExclusive("json", "dot")
+	}, exactArgs(1))
+	out = addOutputFlags(cmd, "write the report as JSON", "write the graph for Graphviz")
 	return cmd
 }
 

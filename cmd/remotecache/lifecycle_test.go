@@ -112,8 +112,8 @@ func TestTrim(t *testing.T) {
 
 	// The text says what went and what stayed.
 	text := ok(t, "trim", src, "oci:"+filepath.Join(t.TempDir(), "text"), "--max-size", "2.1295MB", "--format", "oci-index").Stdout
-	for _, want := range []string{
-		"trim " + src + ":latest to oci:",
+	says(t, "trim", text,
+		"trim "+src+":latest to oci:",
 		"max size 2.1295MB (2129500 bytes)",
 		"  before  17 records, 13 results, 13 layers, 13 blobs, 2.0 MiB (2130031 bytes)\n",
 		"  after   12 records, 4 results, 8 layers, 8 blobs, ",
@@ -123,11 +123,7 @@ func TestTrim(t *testing.T) {
 		"dropped 5 blobs, ",
 		":latest sha256:",
 		" oci-index\n",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("trim does not say %q:\n%s", want, text)
-		}
-	}
+	)
 
 	// In place: the tag moves to the trimmed cache, last.
 	old := inspectJSON(t, src).Manifest.Digest
@@ -164,7 +160,7 @@ func TestDiff(t *testing.T) {
 	A, B := "oci:"+a, "oci:"+b
 
 	text := ok(t, "diff", A, B).Stdout
-	for _, want := range []string{
+	says(t, "diff", text,
 		"records  7 in both, 5 only in A, 5 only in B\n",
 		"blobs    5 in both, 4 only in A (505 B), 4 only in B (509 B), 0 of another size\n",
 		"1 divergence point: where B's cache first leaves A's\n  B#1 sha256:092c20c33f01\n",
@@ -174,11 +170,7 @@ func TestDiff(t *testing.T) {
 		"\nonly in A\n  record A#0 sha256:03d6dab3c0ec\n",
 		"\nonly in B\n",
 		"  blob sha256:38a96e0e8f2527c59c04c087f177c5da1ed80186db4c3217378a6a63a3e707f6  105 B\n",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("diff does not say %q:\n%s", want, text)
-		}
-	}
+	)
 
 	var rep struct {
 		A, B       string
@@ -197,11 +189,7 @@ func TestDiff(t *testing.T) {
 	}
 
 	dot := ok(t, "diff", A, B, "--dot").Stdout
-	for _, want := range []string{"digraph diff {", `"b1" [label="B#1 sha256:092c20c33f01\ndivergence point"`, "color=red, fontcolor=red, penwidth=3", `"a10" -> "b1" [label="was"`, "subgraph cluster_a {", `"b11" -> "b1"`} {
-		if !strings.Contains(dot, want) {
-			t.Errorf("diff --dot does not have %q:\n%s", want, dot)
-		}
-	}
+	says(t, "diff --dot", dot, "digraph diff {", `"b1" [label="B#1 sha256:092c20c33f01\ndivergence point"`, "color=red, fontcolor=red, penwidth=3", `"a10" -> "b1" [label="was"`, "subgraph cluster_a {", `"b11" -> "b1"`)
 
 	// A cache against itself, or a copy of it in another form.
 	copied := "oci:" + filepath.Join(t.TempDir(), "copy")
@@ -235,17 +223,13 @@ func TestVerifyRepair(t *testing.T) {
 	cachetest.Unchanged(t, before, cachetest.Snapshot(t, dir))
 
 	r = ok(t, "verify", "--repair", loc)
-	for _, want := range []string{
+	says(t, "verify --repair", r.Stdout,
 		"dropped 2 results:\n  #2 sha256:1e81099fa100 result 0  needs sha256:258f55c32c55\n  #9 sha256:ee1010d6a49d result 0  needs sha256:258f55c32c55\n",
 		"  before  11 records, 8 results, 8 layers, 8 blobs, ",
 		"  after   11 records, 6 results, 6 layers, 6 blobs, ",
-		loc + ":latest sha256:",
-		loc + ":latest: ok: manifest sha256:",
-	} {
-		if !strings.Contains(r.Stdout, want) {
-			t.Errorf("verify --repair does not say %q:\n%s", want, r.Stdout)
-		}
-	}
+		loc+":latest sha256:",
+		loc+":latest: ok: manifest sha256:",
+	)
 	if !strings.Contains(r.Stderr, "tagging "+loc+":latest: done") {
 		t.Errorf("no tagging step on stderr:\n%s", r.Stderr)
 	}

@@ -1,35 +1,13 @@
 package main
 
-import (
-	"context"
-
-	"github.com/spf13/cobra"
-)
+import "github.com/spf13/cobra"
 
 func (c *cli) mergeCommand() *cobra.Command {
-	var f *exportFlags
-	cmd := &cobra.Command{
+	return c.exportingCommand(&cobra.Command{
 		Use:   "merge SRC... DST [--format image-manifest|oci-index|manifest-list] [--concurrency N] [--compression gzip|zstd|uncompressed [--compression-level N] [--force-compression]] [--json]",
 		Short: "Merge caches into one",
 		Long: `Merge the caches that the SRCs' tags name into one cache at DST: the
 union of their records, a record found in several caches once, with the
 newest of its results. Flags as for copy; DST's tag moves last.`,
-		Args:                  minArgs(2),
-		DisableFlagsInUseLine: true,
-		Annotations:           map[string]string{footerAnnotation: locations},
-		ValidArgsFunction:     completeLocations,
-		RunE: c.runE(func(ctx context.Context, args []string) error {
-			locs, err := parseLocations(args)
-			if err != nil {
-				return err
-			}
-			r, err := c.export(ctx, locs[:len(locs)-1], locs[len(locs)-1], f)
-			if err != nil {
-				return err
-			}
-			return r.print(c, f.json)
-		}),
-	}
-	f = addExportFlags(cmd)
-	return cmd
+	}, minArgs(2))
 }

@@ -23,7 +23,7 @@ func (c *cli) pruneCommand() *cobra.Command {
 		dryRun bool
 		grace  time.Duration
 	)
-	cmd := &cobra.Command{
+	cmd := locationCommand(&cobra.Command{
 		Use:   "prune LOC [--dry-run] [--grace-period D]",
 		Short: "Remove the blobs no cache uses",
 		Long: `Remove the blobs that no cache at LOC uses, and say how many blobs and
@@ -39,11 +39,7 @@ In an s3: or azblob: location: every blob under the blobs prefix that no
 cache config under the manifests prefix names, whatever its name, unless
 it is younger than --grace-period (default 1h): an export in progress
 writes its blobs before its config.`,
-		Args:                  exactArgs(1),
-		DisableFlagsInUseLine: true,
-		Annotations:           map[string]string{footerAnnotation: locations},
-		ValidArgsFunction:     completeLocations,
-	}
+	}, exactArgs(1))
 	cmd.RunE = c.runE(func(ctx context.Context, args []string) error {
 		l, err := pruneLocation(args[0])
 		if err != nil {

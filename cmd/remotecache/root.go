@@ -115,6 +115,30 @@ func minArgs(n int) cobra.PositionalArgs {
 	}
 }
 
+// locationCommand completes cmd, whose arguments are locations, as many
+// as args allows: its help ends with the forms a location takes, the
+// shell completes them, and the usage line is Use as written (it spells
+// the flags out).
+func locationCommand(cmd *cobra.Command, args cobra.PositionalArgs) *cobra.Command {
+	cmd.Args = args
+	cmd.DisableFlagsInUseLine = true
+	cmd.Annotations = map[string]string{footerAnnotation: locations}
+	cmd.ValidArgsFunction = completeLocations
+	return cmd
+}
+
+// runLocations is runE for a command whose arguments are all locations:
+// run gets them parsed, and one that does not parse is bad usage.
+func (c *cli) runLocations(run func(ctx context.Context, locs []location) error) func(*cobra.Command, []string) error {
+	return c.runE(func(ctx context.Context, args []string) error {
+		locs, err := parseLocations(args)
+		if err != nil {
+			return err
+		}
+		return run(ctx, locs)
+	})
+}
+
 // helpCommand is "help [COMMAND]": as cobra's, but a command it does not
 // know is bad usage.
 func (c *cli) helpCommand(root *cobra.Command) *cobra.Command {

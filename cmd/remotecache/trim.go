@@ -17,7 +17,7 @@ func (c *cli) trimCommand() *cobra.Command {
 		maxSize, maxAge string
 		dryRun          bool
 	)
-	cmd := &cobra.Command{
+	cmd := locationCommand(&cobra.Command{
 		Use:   "trim SRC DST [--max-size SIZE] [--max-age D] [--dry-run] [--format FORM] [--concurrency N] [--json]",
 		Short: "Cut a cache down to a size, an age or both",
 		Long: `Write into DST the cache that SRC's tag names cut down to a budget: the
@@ -34,11 +34,7 @@ as one JSON object. --dry-run says what would go and writes nothing. DST
 may be SRC: the tag moves last, once the trimmed cache is written, and
 blobs no longer used stay until prune removes them. The manifest form is
 SRC's unless --format says otherwise (or DST does not take it).`,
-		Args:                  exactArgs(2),
-		DisableFlagsInUseLine: true,
-		Annotations:           map[string]string{footerAnnotation: locations},
-		ValidArgsFunction:     completeLocations,
-	}
+	}, exactArgs(2))
 	f := addExportFlags(cmd)
 	cmd.Flags().StringVar(&maxSize, "max-size", "", "keep at most `SIZE` of layer blobs (500MB, 5GB, 2GiB; SI units are powers of 1000)")
 	cmd.Flags().StringVar(&maxAge, "max-age", "", "drop the results older than `D` (720h, 30d)")

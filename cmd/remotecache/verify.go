@@ -16,7 +16,7 @@ import (
 
 func (c *cli) verifyCommand() *cobra.Command {
 	var repair, dryRun bool
-	cmd := &cobra.Command{
+	cmd := locationCommand(&cobra.Command{
 		Use:   "verify SRC [--repair [--dry-run]]",
 		Short: "Check that a cache is whole, or repair it",
 		Long: `Check that every blob of the cache that SRC's tag names (the manifest, the
@@ -34,10 +34,6 @@ store (a refusal, an error, a size that is not the descriptor's) fails it,
 and nothing is written. With --dry-run it says what it would drop and
 writes nothing. Blobs the repaired cache no longer names stay until prune
 removes them.`,
-		Args:                  exactArgs(1),
-		DisableFlagsInUseLine: true,
-		Annotations:           map[string]string{footerAnnotation: locations},
-		ValidArgsFunction:     completeLocations,
 		RunE: c.runE(func(ctx context.Context, args []string) error {
 			if dryRun && !repair {
 				return usagef("verify: --dry-run goes with --repair")
@@ -60,7 +56,7 @@ removes them.`,
 			}
 			return c.verify(ctx, locs[0], src, desc)
 		}),
-	}
+	}, exactArgs(1))
 	cmd.Flags().BoolVar(&repair, "repair", false, "rewrite the cache without the results whose blobs are gone, then verify it")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "with --repair: say what would be dropped, write nothing")
 	return cmd

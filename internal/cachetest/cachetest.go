@@ -1,8 +1,9 @@
 // Package cachetest holds the helpers that the tests of every module of
 // the repository share: marshalling a graph to the JSON of its cache
 // config (ours or BuildKit's), exporting a generated graph, decoding
-// Finalize's response, and reading an OCI layout directory without the
-// code under test. It is for tests only.
+// Finalize's response, describing records and results to compare configs
+// by (RecordKeys, Results), and reading an OCI layout directory without
+// the code under test. It is for tests only.
 package cachetest
 
 import (
@@ -77,4 +78,24 @@ func ManifestDesc(t testing.TB, res map[string]string) ocispec.Descriptor {
 		t.Fatalf("Finalize's response %v: %v", res, err)
 	}
 	return desc
+}
+
+// Copy imports the cache at desc in src into an exporter that writes dst
+// with opts, as a copy does, and returns the descriptor of the manifest
+// it wrote. Any error fails t.
+func Copy(t testing.TB, src content.Provider, desc ocispec.Descriptor, dst content.Ingester, opts ...remotecache.ExportOption) ocispec.Descriptor {
+	t.Helper()
+	ctx := context.Background()
+	exp, err := remotecache.NewExporter(dst, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remotecache.Import(ctx, src, desc, exp); err != nil {
+		t.Fatal(err)
+	}
+	res, err := exp.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ManifestDesc(t, res)
 }

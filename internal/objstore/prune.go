@@ -99,27 +99,22 @@ func (s *Store) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) 
 	}
 
 	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(pruneConcurrency)
-	for _, b := range candidates {
-		g.Go(func() error {
-			out, err := s.pruneBlob(gctx, b, o)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			switch out {
-			case removed:
-				rep.Blobs = append(rep.Blobs, b.info)
-				rep.Bytes += b.info.Size
-			case kept:
-				rep.Kept++
-			}
-			return nil
-		})
-	}
-	err = g.Wait()
+	err = atOnce(ctx, candidates, func(ctx context.Context, b listedBlob) error {
+		out, err := s.pruneBlob(ctx, b, o)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch out {
+		case removed:
+			rep.Blobs = append(rep.Blobs, b.info)
+			rep.Bytes += b.info.Size
+		case kept:
+			rep.Kept++
+		}
+		return nil
+	})
 	slices.SortFunc(rep.Blobs, func(a, b content.Info) int { return strings.Compare(a.Digest.String(), b.Digest.String()) })
 	return rep, errors.Wrapf(err, "pruning %s", s)
 }
@@ -209,29 +204,36 @@ func (s *Store) namedBlobs(ctx context.Context) (map[digest.Digest]struct{}, err
 	}
 	named := map[digest.Digest]struct{}{}
 	var mu sync.Mutex
+	err = atOnce(ctx, keys, func(ctx context.Context, key string) error {
+		dt, err := s.readAll(ctx, key, maxConfigSize)
+		if errdefs.IsNotFound(err) {
+			// Gone since the listing: it names nothing now.
+			return nil
+		}
+		if err != nil {
+			return errors.Wrapf(err, "reading config %s", s.b.Where(key))
+		}
+		var cfg configLayers
+		if err := json.Unmarshal(dt, &cfg); err != nil {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "config %s: not a cache config: %v", s.b.Where(key), err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range cfg.Layers {
+			named[l.Blob] = struct{}{}
+		}
+		return nil
+	})
+	return named, err
+}
+
+// atOnce calls fn for each of items, pruneConcurrency at a time. The
+// first error cancels the context of the others and is returned.
+func atOnce[T any](ctx context.Context, items []T, fn func(ctx context.Context, item T) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(pruneConcurrency)
-	for _, key := range keys {
-		g.Go(func() error {
-			dt, err := s.readAll(gctx, key, maxConfigSize)
-			if errdefs.IsNotFound(err) {
-				// Gone since the listing: it names nothing now.
-				return nil
-			}
-			if err != nil {
-				return errors.Wrapf(err, "reading config %s", s.b.Where(key))
-			}
-			var cfg configLayers
-			if err := json.Unmarshal(dt, &cfg); err != nil {
-				return errors.Wrapf(errdefs.ErrInvalidArgument, "config %s: not a cache config: %v", s.b.Where(key), err)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, l := range cfg.Layers {
-				named[l.Blob] = struct{}{}
-			}
-			return nil
-		})
+	for _, item := range items {
+		g.Go(func() error { return fn(gctx, item) })
 	}
-	return named, g.Wait()
+	return g.Wait()
 }

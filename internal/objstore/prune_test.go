@@ -12,13 +12,14 @@ import (
 
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/objstore"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 )
 
 // orphans exports a cache under "gone", removes its config and ages all
 // its blobs: every blob is an old orphan.
 func orphans(t *testing.T, m *mem, s *objstore.Store) []string {
 	t.Helper()
-	export(t, s, cachegen.NewWithOptions(3, 10, cachegen.Options{BlobSize: 40}))
+	objstoretest.Export(t, s, cachegen.NewWithOptions(3, 10, cachegen.Options{BlobSize: 40}))
 	var blobs []string
 	for _, k := range m.keys() {
 		if strings.HasPrefix(k, "blobs/") {
@@ -67,7 +68,7 @@ func TestPruneBlobsAroundConfigs(t *testing.T) {
 		m := newMem()
 		s := newStore(t, m, func(c *objstore.Config) { c.BlobsDir, c.BlobsPrefix = blobsDir, blobsDir })
 		g := cachegen.NewWithOptions(4, 10, cachegen.Options{BlobSize: 40})
-		export(t, s, g)
+		objstoretest.Export(t, s, g)
 		for _, k := range m.keys() {
 			m.age(k, 2*time.Hour)
 		}
@@ -75,7 +76,7 @@ func TestPruneBlobsAroundConfigs(t *testing.T) {
 		if err != nil || len(rep.Blobs) != 0 {
 			t.Errorf("blobs under %q: removed %d, %v", blobsDir, len(rep.Blobs), err)
 		}
-		verify(t, s)
+		objstoretest.Verify(t, s)
 	}
 }
 
@@ -95,7 +96,7 @@ func TestPruneRefuses(t *testing.T) {
 	if _, err := objstore.Prune(ctx, ro, objstore.DryRun); err != nil {
 		t.Errorf("read-only dry run: %v", err)
 	}
-	export(t, s, cachegen.NewWithOptions(5, 5, cachegen.Options{}))
+	objstoretest.Export(t, s, cachegen.NewWithOptions(5, 5, cachegen.Options{}))
 	m.Put(ctx, "manifests/garbage", strings.NewReader("{not json"), 9, "")
 	if _, err := s.Prune(ctx, objstore.PruneOptions{}); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "mem://manifests/garbage") {
 		t.Errorf("prune with a config that is not one: %v", err)

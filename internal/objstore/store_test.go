@@ -17,6 +17,7 @@ import (
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/objstore"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 )
 
 func TestMain(m *testing.M) {
@@ -44,27 +45,6 @@ func newStore(t testing.TB, m *mem, mod func(*objstore.Config)) *objstore.Store 
 	return objstore.New(m, cfg)
 }
 
-func export(t testing.TB, s *objstore.Store, g *cachegen.Graph) ocispec.Descriptor {
-	t.Helper()
-	return cachetest.Export(t, s, g, nil, nil, remotecache.WithManifestFormat(remotecache.FormatConfigOnly))
-}
-
-func verify(t testing.TB, s *objstore.Store) {
-	t.Helper()
-	ctx := context.Background()
-	desc, err := s.Resolve(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := remotecache.Verify(ctx, s, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("verify: %s", p)
-	}
-}
-
 // An export writes the blobs and the config under every name; Resolve and
 // a re-export see it; a second export sends only the configs.
 func TestRoundTrip(t *testing.T) {
@@ -74,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 	g := cachegen.NewWithOptions(1, 30, cachegen.Options{BlobSize: 100})
-	desc := export(t, s, g)
+	desc := objstoretest.Export(t, s, g)
 	got, err := s.Resolve(context.Background())
 	if err != nil || got.Digest != desc.Digest || got.MediaType != remotecache.CacheConfigMediaTypeV0 {
 		t.Fatalf("Resolve = %+v, %v; Finalize said %+v", got, err, desc)
@@ -84,9 +64,9 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("key %q", k)
 		}
 	}
-	verify(t, s)
+	objstoretest.Verify(t, s)
 	puts := m.count("Put")
-	export(t, s, g)
+	objstoretest.Export(t, s, g)
 	if n := m.count("Put") - puts; n != 2 {
 		t.Errorf("re-export made %d Puts, want 2 (the configs)", n)
 	}
@@ -181,7 +161,7 @@ func TestInfoRefreshes(t *testing.T) {
 	m := newMem()
 	s := newStore(t, m, nil)
 	g := cachegen.NewWithOptions(2, 10, cachegen.Options{BlobSize: 50})
-	export(t, s, g)
+	objstoretest.Export(t, s, g)
 	d := g.BlobOrder[0]
 	ro := newStore(t, m, func(c *objstore.Config) { c.ReadOnly = true })
 	m.age(s.BlobKey(d), 25*time.Hour)

@@ -1,8 +1,11 @@
 package objstoretest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -160,4 +163,64 @@ func BlobBytes(t testing.TB, d digest.Digest, gs ...*cachegen.Graph) []byte {
 	}
 	t.Fatalf("no blob %s", d)
 	return nil
+}
+
+// ReadAtRandom reads every blob of g that is not missing back from
+// store, 20 times each at a random offset (from seed) and length up to
+// 1 MiB, and checks the bytes, the counts and io.EOF at the end.
+func ReadAtRandom(t testing.TB, store content.Provider, g *cachegen.Graph, seed uint64) {
+	t.Helper()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for d, b := range g.Blobs {
+		if b.Missing {
+			continue
+		}
+		want := b.Bytes()
+		ra, err := store.ReaderAt(ctx, ocispec.Descriptor{Digest: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ra.Size() != int64(len(want)) {
+			t.Fatalf("ReaderAt size %d, want %d", ra.Size(), len(want))
+		}
+		for range 20 {
+			off := rng.Int64N(int64(len(want)))
+			p := make([]byte, rng.IntN(1<<20)+1)
+			n, err := ra.ReadAt(p, off)
+			wantN := min(len(p), len(want)-int(off))
+			if n != wantN || (n < len(p) && err != io.EOF) || (n == len(p) && err != nil) {
+				t.Fatalf("ReadAt(%d bytes at %d) = %d, %v; want %d", len(p), off, n, err, wantN)
+			}
+			if !bytes.Equal(p[:n], want[off:int(off)+n]) {
+				t.Fatalf("ReadAt at %d: wrong bytes", off)
+			}
+		}
+		ra.Close()
+	}
+}
+
+// CopyOut imports the cache at store's first name into an exporter that
+// writes a local store, as a copy out of store does, and returns
+// Finalize's error: Finalize asks store for every blob.
+func CopyOut(t testing.TB, store Resolver) error {
+	t.Helper()
+	ctx := context.Background()
+	desc, err := store.Resolve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := remotecache.NewExporter(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remotecache.Import(ctx, store, desc, exp); err != nil {
+		t.Fatal(err)
+	}
+	_, err = exp.Finalize(ctx)
+	return err
 }

@@ -390,3 +390,27 @@ func testWriterChecksBeforeUpload(t *testing.T, s Suite) {
 		t.Fatalf("read back %d bytes, %v", len(got), err)
 	}
 }
+
+// StoreOptions returns the options of a store's package (its WithNames
+// and WithReadOnly) that give s, for an Env's Store.
+func StoreOptions[O any](s Settings, names func(...string) O, readOnly func() O) []O {
+	var opts []O
+	if s.Names != nil {
+		opts = append(opts, names(s.Names...))
+	}
+	if s.ReadOnly {
+		opts = append(opts, readOnly())
+	}
+	return opts
+}
+
+// PruneOptions returns the options of a store's package (its
+// WithGracePeriod, and WithDryRun for a dry run) that give o, for a Store
+// whose Prune takes the suite's options.
+func PruneOptions[O ~func(*objstore.PruneOptions) error](o objstore.PruneOptions, grace func(time.Duration) O, dryRun func() O) []O {
+	opts := []O{grace(o.GracePeriod)}
+	if o.DryRun {
+		opts = append(opts, dryRun())
+	}
+	return opts
+}

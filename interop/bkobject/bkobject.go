@@ -2,7 +2,8 @@
 // stores (s3/s3test, azblob/azbtest): graphs whose configs BuildKit writes
 // deterministically or whose digests a build would export, a walk of a
 // cache with BuildKit's cache manager, and a check of BuildKit's parse of
-// our config. It is not a test file, so other modules can import it.
+// our config, and the side-by-side benchmark of an export (Bench). It is
+// not a test file, so other modules can import it.
 package bkobject
 
 import (

@@ -1,9 +1,7 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
-	"strings"
 	"testing"
 
 	bks3 "github.com/moby/buildkit/cache/remotecache/s3"
@@ -12,7 +10,6 @@ import (
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/bkobject"
-	"github.com/buildcache/remotecache/interop/sidebyside"
 	s3store "github.com/buildcache/remotecache/s3"
 )
 
@@ -34,14 +31,7 @@ func bkAttrs(e *env, prefix, name string) map[string]string {
 // bkExporter returns BuildKit's s3 cache exporter with g added to it, the
 // way a build adds its cache records, and blobs from g's provider.
 func bkExporter(ctx context.Context, e *env, g *cachegen.Graph, prefix, name string) (func() error, error) {
-	exp, err := bks3.ResolveCacheExporterFunc()(ctx, nil, bkAttrs(e, prefix, name))
-	if err != nil {
-		return nil, err
-	}
-	if _, err := sidebyside.NewBKReplayer(g, nil).Replay(exp, nil); err != nil {
-		return nil, err
-	}
-	return func() error { _, err := exp.Finalize(ctx); return err }, nil
+	return bkobject.Exporter(ctx, bks3.ResolveCacheExporterFunc(), bkAttrs(e, prefix, name), g)
 }
 
 func bkExport(t testing.TB, e *env, g *cachegen.Graph, prefix, name string) {
@@ -62,30 +52,9 @@ func TestWeReadBuildKit(t *testing.T) {
 	e := newEnv(t)
 	g := bkobject.DeterministicGraph(41, 150)
 	bkExport(t, e, g, "bk/", "main")
-	bkCfg := e.object(t, "bk/manifests/main")
-	want := bkobject.SortSameSourceLinks(t, bkCfg)
-
-	store := e.store(t, s3store.WithPrefix("bk/"), s3store.WithNames("main"))
-	if got := objstoretest.Reimport(t, store); !bytes.Equal(got, want) {
-		t.Errorf("BuildKit's cache imported and exported again is another config:\n%s\nBuildKit's:\n%s", got, bkCfg)
-	}
-	objstoretest.Verify(t, store)
-
-	objstoretest.Export(t, e.store(t, s3store.WithPrefix("ours/"), s3store.WithNames("main")), g)
-	if ours := e.object(t, "ours/manifests/main"); !bytes.Equal(ours, want) {
-		t.Errorf("for the same graph our config differs from BuildKit's:\n%s\nBuildKit's:\n%s", ours, bkCfg)
-	}
-	var bkKeys, ourKeys []string
-	for _, k := range e.keys(t) {
-		if rest, ok := strings.CutPrefix(k, "bk/"); ok {
-			bkKeys = append(bkKeys, rest)
-		} else if rest, ok := strings.CutPrefix(k, "ours/"); ok {
-			ourKeys = append(ourKeys, rest)
-		}
-	}
-	if strings.Join(bkKeys, "\n") != strings.Join(ourKeys, "\n") {
-		t.Errorf("keys differ:\nBuildKit's %q\nours %q", bkKeys, ourKeys)
-	}
+	theirs := e.store(t, s3store.WithPrefix("bk/"), s3store.WithNames("main"))
+	ours := e.store(t, s3store.WithPrefix("ours/"), s3store.WithNames("main"))
+	bkobject.WeReadBuildKit(t, suiteEnv{e}, g, theirs, ours)
 }
 
 // BuildKit's s3 importer reads what we export as it reads what its own
@@ -104,38 +73,14 @@ func TestBuildKitReadsOurs(t *testing.T) {
 	// The importer reads the first name: "b;a" reads b.
 	ours, oursRead := bkWalk(t, e, "ours/", "b;a", g, vertex)
 	theirs, _ := bkWalk(t, e, "bk/", "main", g, vertex)
-	found, loaded := 0, 0
-	for i := range g.Ops {
-		if ours[i] != theirs[i] {
-			t.Errorf("op %d (%s): BuildKit reading ours: %+v; reading its own: %+v", i, g.Ops[i].Name, ours[i], theirs[i])
-		}
-		if ours[i].Keys > 0 {
-			found++
-		}
-		if ours[i].Loaded {
-			loaded++
-		}
-	}
-	t.Logf("BuildKit found %d of %d ops and loaded %d results, reading %d blobs", found, len(g.Ops), loaded, len(oursRead))
-	if found != len(g.Ops) || loaded == 0 {
-		t.Errorf("BuildKit found %d of %d ops, loaded %d results", found, len(g.Ops), loaded)
-	}
-	for d, got := range oursRead {
-		if got != d {
-			t.Errorf("blob %s read by BuildKit as %s", d, got)
-		}
-	}
+	bkobject.CompareWalks(t, g, ours, theirs, oursRead)
 }
 
 // bkWalk walks the cache at prefix and name with BuildKit's importer
 // (bkobject.Walk).
 func bkWalk(t *testing.T, e *env, prefix, name string, g *cachegen.Graph, vertex []digest.Digest) ([]bkobject.Outcome, map[digest.Digest]digest.Digest) {
 	t.Helper()
-	imp, _, err := bks3.ResolveCacheImporterFunc()(context.Background(), nil, bkAttrs(e, prefix, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bkobject.Walk(t, imp, "s3test-"+prefix, prefix+name, g, vertex)
+	return bkobject.WalkStore(t, bks3.ResolveCacheImporterFunc(), bkAttrs(e, prefix, name), "s3test-"+prefix, prefix+name, g, vertex)
 }
 
 // BuildKit's parse of our config (v1.ParseConfig, with the descriptors its

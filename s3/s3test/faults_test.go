@@ -13,49 +13,16 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/objstoretest"
 	s3store "github.com/buildcache/remotecache/s3"
 )
 
-// faultPlan answers some requests with a fault, each fault once.
-type faultPlan struct {
-	mu     sync.Mutex
-	faults []fault
-	fired  []string
-}
-
-type fault struct {
-	name  string
-	match func(r *http.Request) bool
-	do    func(w http.ResponseWriter, r *http.Request)
-	done  bool
-}
-
-func (p *faultPlan) handle(w http.ResponseWriter, r *http.Request, _ int) bool {
-	p.mu.Lock()
-	var f *fault
-	for i := range p.faults {
-		if !p.faults[i].done && p.faults[i].match(r) {
-			f = &p.faults[i]
-			f.done = true
-			p.fired = append(p.fired, f.name)
-			break
-		}
-	}
-	p.mu.Unlock()
-	if f == nil {
-		return false
-	}
-	f.do(w, r)
-	return true
-}
+// busy answers 503 SlowDown.
+func busy(w http.ResponseWriter, r *http.Request) bool { slowDown(w, r); return true }
 
 func isBlob(r *http.Request) bool {
 	return strings.Contains(r.URL.Path, "/blobs/sha256:")
@@ -75,30 +42,28 @@ func TestFaultsStillExportWhole(t *testing.T) {
 	big := objstoretest.Graph(11, 4, 6<<20+1)
 	small := objstoretest.Graph(12, 30, 2000)
 
-	plan := &faultPlan{faults: []fault{
-		{name: "503 on a blob HEAD", match: func(r *http.Request) bool { return r.Method == http.MethodHead && isBlob(r) }, do: slowDown},
-		{name: "503 on a blob PUT", match: func(r *http.Request) bool { return r.Method == http.MethodPut && isBlob(r) && !isPart(r) }, do: slowDown},
-		{name: "reset in a blob PUT", match: func(r *http.Request) bool {
+	plan := &objstoretest.FaultPlan{Faults: []objstoretest.Fault{
+		{Name: "503 on a blob HEAD", Match: func(r *http.Request) bool { return r.Method == http.MethodHead && isBlob(r) }, Do: busy},
+		{Name: "503 on a blob PUT", Match: func(r *http.Request) bool { return r.Method == http.MethodPut && isBlob(r) && !isPart(r) }, Do: busy},
+		{Name: "reset in a blob PUT", Match: func(r *http.Request) bool {
 			return r.Method == http.MethodPut && isBlob(r) && !isPart(r) && r.ContentLength > 1000
-		}, do: func(w http.ResponseWriter, r *http.Request) { objstoretest.ResetAfter(w, r, 1000) }},
-		{name: "503 on a part", match: isPart, do: slowDown},
-		{name: "reset in a part", match: isPart, do: func(w http.ResponseWriter, r *http.Request) { objstoretest.ResetAfter(w, r, 1<<20) }},
-		{name: "503 on create multipart", match: func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Query().Has("uploads") }, do: slowDown},
-		{name: "503 on complete multipart", match: func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Query().Has("uploadId") }, do: slowDown},
-		{name: "503 on the config", match: func(r *http.Request) bool {
+		}, Do: objstoretest.ResetUpload(1000)},
+		{Name: "503 on a part", Match: isPart, Do: busy},
+		{Name: "reset in a part", Match: isPart, Do: objstoretest.ResetUpload(1 << 20)},
+		{Name: "503 on create multipart", Match: func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Query().Has("uploads") }, Do: busy},
+		{Name: "503 on complete multipart", Match: func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Query().Has("uploadId") }, Do: busy},
+		{Name: "503 on the config", Match: func(r *http.Request) bool {
 			return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/")
-		}, do: slowDown},
+		}, Do: busy},
 	}}
-	e.proxy.SetFault(plan.handle)
+	e.proxy.SetFault(plan.Handle)
 	for _, g := range []*cachegen.Graph{big, small} {
 		objstoretest.Export(t, store, g)
 		if again := objstoretest.Reimport(t, store); !bytes.Equal(again, objstoretest.MarshalConfigOnly(t, g)) {
 			t.Errorf("seed %d: the cache read back is not the one exported", g.Seed)
 		}
 	}
-	if len(plan.fired) != len(plan.faults) {
-		t.Errorf("faults fired: %q, want all %d", plan.fired, len(plan.faults))
-	}
+	plan.CheckAllFired(t)
 	e.proxy.SetFault(nil)
 	objstoretest.Verify(t, store)
 	noUploadsLeft(t, e)
@@ -126,58 +91,19 @@ func TestUnavailablePastRetries(t *testing.T) {
 	ctx := context.Background()
 	g := objstoretest.Graph(13, 20, 0)
 	store := e.store(t, s3store.WithRetryMaxAttempts(2))
-	var cfg []byte
-	{
-		objstoretest.Export(t, store, g)
-		cfg = e.object(t, "manifests/buildkit")
-	}
-	bad := objstoretest.ConfigBlobs(t, cfg)[0]
-	key := "blobs/" + bad.String()
-	if _, err := e.admin.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: &key}); err != nil {
-		t.Fatal(err)
-	}
-	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
-		if strings.HasSuffix(r.URL.Path, "/"+key) {
-			slowDown(w, r)
-			return true
-		}
-		return false
-	})
-	e.proxy.Reset()
+	bad, key := objstoretest.BreakBlob(t, suiteEnv{e}, store, g, slowDown)
 
 	_, err := objstoretest.TryExport(ctx, store, g)
-	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
-		t.Errorf("export = %v; want unavailable, not not found, naming %s", err, bad)
-	}
+	objstoretest.CheckUnavailable(t, "export", err, bad)
 	if n := e.proxy.CountKey("PUT", key); n != 2 {
 		t.Errorf("%d PUTs of the blob, want 2 (WithRetryMaxAttempts(2))", n)
 	}
 	_, err = store.Info(ctx, bad)
-	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), bad.String()) {
-		t.Errorf("Info = %v; want unavailable naming %s", err, bad)
-	}
+	objstoretest.CheckUnavailable(t, "Info", err, bad)
 
 	// A copy from the store to a local one: Marshal asks the source
 	// for every blob and must not take a 503 for a missing blob.
-	desc, err := store.Resolve(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp, err := remotecache.NewExporter(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remotecache.Import(ctx, store, desc, exp); err != nil {
-		t.Fatal(err)
-	}
-	_, err = exp.Finalize(ctx)
-	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), bad.String()) {
-		t.Errorf("copy out = %v; want unavailable naming %s", err, bad)
-	}
+	objstoretest.CheckUnavailable(t, "copy out", objstoretest.CopyOut(t, store), bad)
 }
 
 // A multipart upload that fails (a part refused) or is cancelled leaves

@@ -8,12 +8,10 @@ import (
 	"io"
 	"io/fs"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	clog "github.com/containerd/log"
 
+	"github.com/buildcache/remotecache/internal/cputime"
 	"github.com/buildcache/remotecache/internal/objstoretest"
 	s3store "github.com/buildcache/remotecache/s3"
 )
@@ -100,18 +99,7 @@ type gateway struct {
 // cpu returns the user and system CPU time the gateway has used, from
 // /proc (Linux; 0 elsewhere), in clock ticks of 10 ms.
 func (g *gateway) cpu() time.Duration {
-	dt, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name, which is in parentheses.
-	f := strings.Fields(string(dt[bytes.LastIndexByte(dt, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return cputime.Of(g.pid)
 }
 
 // startVersity starts a gateway on a directory of its own, stopped when
@@ -121,7 +109,7 @@ func startVersity(t testing.TB, args ...string) *gateway {
 	dir := t.TempDir()
 	var lastErr error
 	for range 3 {
-		addr, err := freePort()
+		addr, err := objstoretest.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +123,7 @@ func startVersity(t testing.TB, args ...string) *gateway {
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
-		if err := waitListening(addr, exited); err != nil {
+		if err := objstoretest.WaitListening("versitygw", addr, exited, 20*time.Second); err != nil {
 			cmd.Process.Kill()
 			<-exited
 			lastErr = fmt.Errorf("%v; output:\n%s", err, out.String())
@@ -156,32 +144,6 @@ func startVersity(t testing.TB, args ...string) *gateway {
 	}
 	t.Fatalf("starting versitygw: %v", lastErr)
 	return nil
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func waitListening(addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("versitygw exited")
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("versitygw not listening on %s after 20s", addr)
 }
 
 // client returns a plain SDK client of the gateway (or of a proxy in

@@ -1,10 +1,7 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +9,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache/internal/objstoretest"
 	s3store "github.com/buildcache/remotecache/s3"
@@ -40,31 +36,7 @@ func TestMultipart(t *testing.T) {
 	}
 	objstoretest.Verify(t, store)
 
-	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(4, 4))
-	for d, b := range g.Blobs {
-		want := b.Bytes()
-		ra, err := store.ReaderAt(ctx, ocispec.Descriptor{Digest: d})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ra.Size() != int64(len(want)) {
-			t.Fatalf("ReaderAt size %d, want %d", ra.Size(), len(want))
-		}
-		for range 20 {
-			off := rng.Int64N(int64(len(want)))
-			p := make([]byte, rng.IntN(1<<20)+1)
-			n, err := ra.ReadAt(p, off)
-			wantN := min(len(p), len(want)-int(off))
-			if n != wantN || (n < len(p) && err != io.EOF) || (n == len(p) && err != nil) {
-				t.Fatalf("ReadAt(%d bytes at %d) = %d, %v; want %d", len(p), off, n, err, wantN)
-			}
-			if !bytes.Equal(p[:n], want[off:int(off)+n]) {
-				t.Fatalf("ReadAt at %d: wrong bytes", off)
-			}
-		}
-		ra.Close()
-	}
+	objstoretest.ReadAtRandom(t, store, g, 4)
 }
 
 // Keys are joined as plain strings: a prefix without a trailing slash runs

@@ -27,14 +27,7 @@ func TestConformance(t *testing.T) {
 type suiteEnv struct{ *env }
 
 func (e suiteEnv) Store(t testing.TB, s objstoretest.Settings) objstoretest.Store {
-	var opts []s3store.Option
-	if s.Names != nil {
-		opts = append(opts, s3store.WithNames(s.Names...))
-	}
-	if s.ReadOnly {
-		opts = append(opts, s3store.WithReadOnly())
-	}
-	return suiteStore{e.store(t, opts...)}
+	return suiteStore{e.store(t, objstoretest.StoreOptions(s, s3store.WithNames, s3store.WithReadOnly)...)}
 }
 
 func (e suiteEnv) Proxy() *objstoretest.Proxy                    { return e.proxy }
@@ -69,10 +62,6 @@ func (e suiteEnv) Delete(t testing.TB, key string) {
 type suiteStore struct{ *s3store.Store }
 
 func (s suiteStore) Prune(ctx context.Context, o objstore.PruneOptions) (objstore.PruneReport, error) {
-	opts := []s3store.PruneOption{s3store.WithGracePeriod(o.GracePeriod)}
-	if o.DryRun {
-		opts = append(opts, s3store.WithDryRun())
-	}
-	rep, err := s.Store.Prune(ctx, opts...)
+	rep, err := s.Store.Prune(ctx, objstoretest.PruneOptions(o, s3store.WithGracePeriod, s3store.WithDryRun)...)
 	return objstore.PruneReport(rep), err
 }

@@ -25,6 +25,19 @@ import (
 // it (not timed) and returns its Finalize.
 type exportFunc func(store content.Store) (func() (map[string]string, error), error)
 
+// fillSource writes every blob of g once into a new local store under
+// r.base, named for the case, which both sides read; remove removes it.
+func (r *runner) fillSource(name string, g *cachegen.Graph) (src content.Store, remove func(), err error) {
+	dir := filepath.Join(r.base, name+"-src")
+	if src, err = local.NewStore(dir); err != nil {
+		return nil, nil, err
+	}
+	if err := sidebyside.FillStore(r.ctx, src, g); err != nil {
+		return nil, nil, err
+	}
+	return src, func() { os.RemoveAll(dir) }, nil
+}
+
 func (r *runner) finalizeCase(c caseSpec) error {
 	t0 := time.Now()
 	g := cachegen.NewWithOptions(c.seed, c.records, cachegen.Options{BlobSize: c.blobSize, MaxBlobs: c.maxBlobs})
@@ -34,15 +47,11 @@ func (r *runner) finalizeCase(c caseSpec) error {
 
 	// The source store: every blob written once, read by both sides.
 	t0 = time.Now()
-	srcDir := filepath.Join(r.base, c.name+"-src")
-	src, err := local.NewStore(srcDir)
+	src, removeSrc, err := r.fillSource(c.name, g)
 	if err != nil {
 		return err
 	}
-	if err := sidebyside.FillStore(r.ctx, src, g); err != nil {
-		return err
-	}
-	defer os.RemoveAll(srcDir)
+	defer removeSrc()
 	var total int64
 	for _, b := range g.Blobs {
 		total += b.Descriptor.Size

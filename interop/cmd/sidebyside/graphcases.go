@@ -25,29 +25,13 @@ func (r *runner) marshalCase(c caseSpec) error {
 	var (
 		oursCfg, bkCfg [2]int // records, layers of the last run
 	)
-	runOurs := func() error {
-		cc := remotecache.NewCacheChains()
-		if _, err := ours.Replay(cc, order); err != nil {
-			return err
-		}
-		cfg, _, err := cc.Marshal(r.ctx)
-		if err != nil {
-			return err
-		}
-		oursCfg = [2]int{len(cfg.Records), len(cfg.Layers)}
-		return nil
+	runOurs := func() (err error) {
+		oursCfg[0], oursCfg[1], err = r.marshalOurs(ours, order)
+		return err
 	}
-	runBK := func() error {
-		cc := cacheimport.NewCacheChains()
-		if _, err := bk.Replay(cc, order); err != nil {
-			return err
-		}
-		cfg, _, err := cc.Marshal(r.ctx)
-		if err != nil {
-			return err
-		}
-		bkCfg = [2]int{len(cfg.Records), len(cfg.Layers)}
-		return nil
+	runBK := func() (err error) {
+		bkCfg[0], bkCfg[1], err = r.marshalBK(bk, order)
+		return err
 	}
 	rw := row{name: fmt.Sprintf("Add+Marshal, %s records", thousands(len(g.Ops))), unit: "µs/record", per: float64(len(g.Ops)), records: len(g.Ops)}
 	if err := r.runPairs(c, &rw, runOurs, runBK); err != nil {
@@ -56,6 +40,34 @@ func (r *runner) marshalCase(c caseSpec) error {
 	r.notes = append(r.notes, fmt.Sprintf("%s: config has %d records and %d layers (ours), %d records and %d layers (BuildKit)",
 		rw.name, oursCfg[0], oursCfg[1], bkCfg[0], bkCfg[1]))
 	return nil
+}
+
+// marshalOurs replays the graph of ours in order into our CacheChains
+// and marshals them, as an export does; it returns the config's number of
+// records and of layers.
+func (r *runner) marshalOurs(ours *cachegen.Replayer, order []int) (records, layers int, err error) {
+	cc := remotecache.NewCacheChains()
+	if _, err := ours.Replay(cc, order); err != nil {
+		return 0, 0, err
+	}
+	cfg, _, err := cc.Marshal(r.ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return len(cfg.Records), len(cfg.Layers), nil
+}
+
+// marshalBK is marshalOurs with BuildKit's CacheChains.
+func (r *runner) marshalBK(bk *sidebyside.BKReplayer, order []int) (records, layers int, err error) {
+	cc := cacheimport.NewCacheChains()
+	if _, err := bk.Replay(cc, order); err != nil {
+		return 0, 0, err
+	}
+	cfg, _, err := cc.Marshal(r.ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return len(cfg.Records), len(cfg.Layers), nil
 }
 
 // runPairs runs the warm-ups, then the measured runs of both sides in

@@ -57,15 +57,11 @@ func (r *runner) layoutCase(c caseSpec) error {
 	t0 := time.Now()
 	g := cachegen.NewWithOptions(c.seed, c.records, cachegen.Options{BlobSize: c.blobSize, MaxBlobs: c.maxBlobs})
 	order := g.InOrder()
-	srcDir := filepath.Join(r.base, c.name+"-src")
-	src, err := local.NewStore(srcDir)
+	src, removeSrc, err := r.fillSource(c.name, g)
 	if err != nil {
 		return err
 	}
-	if err := sidebyside.FillStore(r.ctx, src, g); err != nil {
-		return err
-	}
-	defer os.RemoveAll(srcDir)
+	defer removeSrc()
 	fmt.Printf("\n%s: %d records, %d blobs of %s, into OCI layouts; source store filled in %s; load average %s\n",
 		c.name, len(g.Ops), len(g.Blobs), size(c.blobSize), time.Since(t0).Round(time.Millisecond), loadAvg())
 	load0 := loadAvg()
@@ -404,22 +400,6 @@ func (r *runner) layoutTable() string {
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	wall := func(s sample) float64 { return float64(s.wall) }
 	cpu := func(s sample) float64 { return float64(s.cpu) }
-	cell := func(ss []sample, f func(sample) float64) string {
-		if len(ss) == 0 {
-			return "–"
-		}
-		return fmtVal(stat(ss, f), "ms")
-	}
-	span := func(ss []sample) string {
-		if len(ss) == 0 {
-			return "–"
-		}
-		lo, hi := wall(ss[0]), wall(ss[0])
-		for _, s := range ss {
-			lo, hi = min(lo, wall(s)), max(hi, wall(s))
-		}
-		return fmtNum(lo, "ms") + "–" + fmtNum(hi, "ms")
-	}
 	ratio := func(a, b []sample, f func(sample) float64) string {
 		if len(a) == 0 || len(b) == 0 || stat(b, f) == 0 {
 			return "–"
@@ -429,11 +409,11 @@ func (r *runner) layoutTable() string {
 	for _, rw := range r.layouts {
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s, %s, %s |\n",
 			rw.name, max(len(rw.floor), len(rw.ours), len(rw.bk)),
-			cell(rw.floor, wall), cell(rw.ours, wall), cell(rw.bk, wall),
+			cell(rw.floor, wall, "ms"), cell(rw.ours, wall, "ms"), cell(rw.bk, wall, "ms"),
 			ratio(rw.ours, rw.floor, wall), ratio(rw.ours, rw.floor, cpu),
 			ratio(rw.ours, rw.bk, wall), ratio(rw.ours, rw.bk, cpu),
-			span(rw.floor), span(rw.ours), span(rw.bk),
-			cell(rw.floor, cpu), cell(rw.ours, cpu), cell(rw.bk, cpu))
+			span(rw.floor, wall, "ms"), span(rw.ours, wall, "ms"), span(rw.bk, wall, "ms"),
+			cell(rw.floor, cpu, "ms"), cell(rw.ours, cpu, "ms"), cell(rw.bk, cpu, "ms"))
 	}
 	return b.String()
 }

@@ -57,6 +57,27 @@ func stat(ss []sample, f func(sample) float64) float64 {
 	return median(xs)
 }
 
+// cell is the median of f over ss, in unit; "–" for no samples.
+func cell(ss []sample, f func(sample) float64, unit string) string {
+	if len(ss) == 0 {
+		return "–"
+	}
+	return fmtVal(stat(ss, f), unit)
+}
+
+// span is the lowest and highest of f over ss, in unit; "–" for no
+// samples.
+func span(ss []sample, f func(sample) float64, unit string) string {
+	if len(ss) == 0 {
+		return "–"
+	}
+	lo, hi := f(ss[0]), f(ss[0])
+	for _, s := range ss {
+		lo, hi = min(lo, f(s)), max(hi, f(s))
+	}
+	return fmtNum(lo, unit) + "–" + fmtNum(hi, unit)
+}
+
 func (r *runner) table() string {
 	if len(r.rows) == 0 {
 		return ""
@@ -68,22 +89,6 @@ func (r *runner) table() string {
 		wall := func(s sample) float64 { return float64(s.wall) / rw.per }
 		cpu := func(s sample) float64 { return float64(s.cpu) / rw.per }
 		allocs := func(s sample) float64 { return float64(s.mallocs) / float64(rw.records) }
-		cell := func(ss []sample, f func(sample) float64, unit string) string {
-			if len(ss) == 0 {
-				return "–"
-			}
-			return fmtVal(stat(ss, f), unit)
-		}
-		span := func(ss []sample) string {
-			if len(ss) == 0 {
-				return "–"
-			}
-			lo, hi := wall(ss[0]), wall(ss[0])
-			for _, s := range ss {
-				lo, hi = min(lo, wall(s)), max(hi, wall(s))
-			}
-			return fmtNum(lo, rw.unit) + "–" + fmtNum(hi, rw.unit)
-		}
 		ratio := func(f func(sample) float64) string {
 			if len(rw.ours) == 0 || len(rw.bk) == 0 {
 				return "–"
@@ -106,7 +111,7 @@ func (r *runner) table() string {
 		runs := max(len(rw.ours), len(rw.bk))
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			rw.name, runs, cell(rw.ours, wall, rw.unit), cell(rw.bk, wall, rw.unit),
-			ratio(wall), ratio(cpu), span(rw.ours), span(rw.bk),
+			ratio(wall), ratio(cpu), span(rw.ours, wall, rw.unit), span(rw.bk, wall, rw.unit),
 			cell(rw.ours, allocs, ""), cell(rw.bk, allocs, ""))
 	}
 	return b.String()

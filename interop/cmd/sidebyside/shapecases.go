@@ -5,9 +5,6 @@ import (
 	"runtime/debug"
 	"strings"
 
-	cacheimport "github.com/moby/buildkit/cache/remotecache/v1"
-
-	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 )
@@ -46,32 +43,16 @@ func (r *runner) shapeCase(c caseSpec) error {
 		ours := cachegen.NewReplayer(g, g.Provider())
 		fmt.Printf("\n%s, %d records (%d ops)\n", c.name, n, len(g.Ops))
 		var oursN, bkN int
-		runOurs := func() error {
-			cc := remotecache.NewCacheChains()
-			if _, err := ours.Replay(cc, order); err != nil {
-				return err
-			}
-			cfg, _, err := cc.Marshal(r.ctx)
-			if err != nil {
-				return err
-			}
-			oursN = len(cfg.Records)
-			return nil
+		runOurs := func() (err error) {
+			oursN, _, err = r.marshalOurs(ours, order)
+			return err
 		}
 		var runBK func() error
 		if n <= bkMax {
 			bk := sidebyside.NewBKReplayer(g, g.Provider())
-			runBK = func() error {
-				cc := cacheimport.NewCacheChains()
-				if _, err := bk.Replay(cc, order); err != nil {
-					return err
-				}
-				cfg, _, err := cc.Marshal(r.ctx)
-				if err != nil {
-					return err
-				}
-				bkN = len(cfg.Records)
-				return nil
+			runBK = func() (err error) {
+				bkN, _, err = r.marshalBK(bk, order)
+				return err
 			}
 		}
 		// More runs of the small sizes, whose runs take milliseconds,
