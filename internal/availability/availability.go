@@ -5,6 +5,7 @@ package availability
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
@@ -40,32 +41,49 @@ type knower interface {
 // is available without an Info call.
 func Run(ctx context.Context, checks []Check) ([]bool, error) {
 	avail := make([]bool, len(checks))
+	// Concurrency workers take the checks in turn: a goroutine per check
+	// costs more than a local provider's Info.
+	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(Concurrency)
-	for i, c := range checks {
+	for range min(Concurrency, len(checks)) {
 		g.Go(func() error {
-			if err := gctx.Err(); err != nil {
-				return err
-			}
-			if k, ok := c.Provider.(knower); ok {
-				if _, ok := k.KnownInfo(c.Digest); ok {
-					avail[i] = true
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(checks) {
 					return nil
 				}
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				ok, err := check(gctx, checks[i])
+				if err != nil {
+					return err
+				}
+				avail[i] = ok
 			}
-			_, err := c.Provider.Info(gctx, c.Digest)
-			switch {
-			case err == nil || errdefs.IsNotImplemented(err):
-				avail[i] = true
-			case errdefs.IsNotFound(err):
-			default:
-				return errors.Wrapf(err, "checking blob %s", c.Digest)
-			}
-			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return avail, nil
+}
+
+// check asks about one blob: whether it is available, or why that cannot
+// be said.
+func check(ctx context.Context, c Check) (bool, error) {
+	if k, ok := c.Provider.(knower); ok {
+		if _, ok := k.KnownInfo(c.Digest); ok {
+			return true, nil
+		}
+	}
+	_, err := c.Provider.Info(ctx, c.Digest)
+	switch {
+	case err == nil || errdefs.IsNotImplemented(err):
+		return true, nil
+	case errdefs.IsNotFound(err):
+		return false, nil
+	default:
+		return false, errors.Wrapf(err, "checking blob %s", c.Digest)
+	}
 }
