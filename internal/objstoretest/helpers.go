@@ -16,6 +16,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // Resolver is a store whose cache Reimport and Verify read: the first
@@ -51,20 +52,7 @@ func TryExport(ctx context.Context, dst content.Ingester, g *cachegen.Graph, opt
 	if err := cachegen.Replay(e, g, nil, nil); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	return Finalize(ctx, e)
-}
-
-// Finalize finalizes e and returns the descriptor of its response.
-func Finalize(ctx context.Context, e remotecache.Exporter) (ocispec.Descriptor, error) {
-	res, err := e.Finalize(ctx)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	return desc, nil
+	return cachetest.Finalize(ctx, e)
 }
 
 // MarshalConfigOnly returns the config our exporter writes for g in the
@@ -91,7 +79,7 @@ func ConfigOf(t testing.TB, add func(remotecache.Target)) []byte {
 		t.Fatal(err)
 	}
 	add(e)
-	desc, err := Finalize(context.Background(), e)
+	desc, err := cachetest.Finalize(context.Background(), e)
 	if err != nil {
 		t.Fatal(err)
 	}

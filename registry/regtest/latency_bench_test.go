@@ -236,11 +236,7 @@ func BenchmarkRegistryLatency(b *testing.B) {
 	if concurrency > 0 {
 		conc = strconv.Itoa(concurrency)
 	}
-	cc := remotecache.NewCacheChains()
-	if err := cachegen.Replay(cc, g, nil, nil); err != nil {
-		b.Fatal(err)
-	}
-	_, descs, err := cc.Marshal(ctx)
+	_, descs, err := cachetest.Chains(b, g, nil, nil).Marshal(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -374,12 +370,8 @@ func (s *oursSide) pull(ctx context.Context, srcRef, dir string) error {
 	if err := s.importFrom(ctx, srcRef, exp); err != nil {
 		return err
 	}
-	res, err := exp.Finalize(ctx)
+	desc, err := cachetest.Finalize(ctx, exp)
 	if err != nil {
-		return err
-	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
 		return err
 	}
 	return store.Tag(ctx, "latest", desc)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/bcrypt"
 
@@ -176,6 +177,25 @@ func (s *server) CountsSince(before map[string]int) map[string]int {
 		}
 	}
 	return now
+}
+
+// deleteBlob deletes the blob d from the repository repo, straight
+// through the registry's API, as one that lost it would: the registry
+// must have been started with deletes enabled.
+func (s *server) deleteBlob(t testing.TB, repo string, d digest.Digest) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodDelete, "http://"+s.Host+"/v2/"+repo+"/blobs/"+d.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE blob %s: %s", d, resp.Status)
+	}
 }
 
 // requestKind is what a request is about: "mount" for a POST that asks to
