@@ -41,11 +41,9 @@ type tcDescIngester struct {
 }
 
 func (s *tcDescIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
+	wo, err := tcWriterOpts(opts)
+	if err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	if s.descs == nil {
@@ -111,11 +109,9 @@ func (tcMounted) Unwrap() error      { return errdefs.ErrAlreadyExists }
 func (tcMounted) SkipDetail() string { return "mounted from registry.example.com/team/base" }
 
 func (s tcMounting) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
+	wo, err := tcWriterOpts(opts)
+	if err != nil {
+		return nil, err
 	}
 	if wo.Desc.Digest == s.blob {
 		return nil, tcMounted{}
@@ -252,11 +248,9 @@ type tcLosing struct {
 }
 
 func (s *tcLosing) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
+	wo, err := tcWriterOpts(opts)
+	if err != nil {
+		return nil, err
 	}
 	if wo.Desc.MediaType == ocispec.MediaTypeImageManifest {
 		s.mu.Lock()

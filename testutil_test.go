@@ -107,6 +107,17 @@ func tcRecord(t testing.TB, cfg *remotecache.CacheConfig, dgst digest.Digest) re
 	return found[0]
 }
 
+// tcWriterOpts applies opts, as a Writer does to learn what it writes.
+func tcWriterOpts(opts []content.WriterOpt) (content.WriterOpts, error) {
+	var wo content.WriterOpts
+	for _, o := range opts {
+		if err := o(&wo); err != nil {
+			return wo, err
+		}
+	}
+	return wo, nil
+}
+
 // tcSpyIngester wraps a real store and records what is written.
 type tcSpyIngester struct {
 	content.Store
@@ -121,11 +132,9 @@ type tcSpyIngester struct {
 }
 
 func (s *tcSpyIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
+	wo, err := tcWriterOpts(opts)
+	if err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	if s.attempts == nil {
