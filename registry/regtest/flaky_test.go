@@ -215,7 +215,7 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		srv.deleteBlob(t, "cache/deleted", cliFixtureLeafA)
 		dst := filepath.Join(t.TempDir(), "out")
 		r := clitest.OK(t, bin, "copy", "--quiet", "registry:"+srv.Host+"/cache/deleted:v1", "oci:"+dst)
-		rep := cliInspectJSON(t, bin, "oci:"+dst)
+		rep := clitest.Inspect(t, bin, nil, "oci:"+dst)
 		if rep.Counts.Records != cachetest.FixtureRecords || rep.Counts.Blobs != cachetest.FixtureBlobs-1 || rep.Counts.Missing != 0 {
 			t.Errorf("copy: counts %+v, want %d records, %d blobs (all but the deleted one), none missing", rep.Counts, cachetest.FixtureRecords, cachetest.FixtureBlobs-1)
 		}
