@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -111,8 +110,8 @@ func BenchmarkRegistryLatency(b *testing.B) {
 			latencies = append(latencies, time.Duration(ms)*time.Millisecond)
 		}
 	}
-	runs := envInt(b, "REGBENCH_RUNS", 3)
-	concurrency := envInt(b, "REGBENCH_CONCURRENCY", 0)
+	runs := sidebyside.EnvInt(b, "REGBENCH_RUNS", 3)
+	concurrency := sidebyside.EnvInt(b, "REGBENCH_CONCURRENCY", 0)
 	cases := map[string]bool{}
 	for _, c := range latencyCases {
 		cases[c] = true
@@ -246,18 +245,6 @@ func BenchmarkRegistryLatency(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-func envInt(b *testing.B, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		b.Fatalf("%s=%q: want a positive number", name, v)
-	}
-	return n
-}
-
 // latencySample is one timed case of one run.
 type latencySample struct {
 	wall                 time.Duration
@@ -273,16 +260,9 @@ func (s latencySample) total() int {
 	return n
 }
 
+// latencyMedian returns the median wall time of s.
 func latencyMedian(s []latencySample) time.Duration {
-	d := make([]time.Duration, len(s))
-	for i, x := range s {
-		d[i] = x.wall
-	}
-	slices.Sort(d)
-	if n := len(d); n%2 == 0 {
-		return (d[n/2-1] + d[n/2]) / 2
-	}
-	return d[len(d)/2]
+	return sidebyside.Median(s, func(x latencySample) time.Duration { return x.wall })
 }
 
 func latencyMs(d time.Duration) string {
