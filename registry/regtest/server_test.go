@@ -24,6 +24,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/buildcache/remotecache/internal/objstoretest"
+
 	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 )
@@ -321,17 +323,7 @@ func (fp *faultProxy) Total(prefix string) int {
 // resetMidBody reads half of the request body, then drops the connection
 // with a TCP reset.
 func resetMidBody(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > 0 {
-		io.CopyN(io.Discard, r.Body, r.ContentLength/2)
-	}
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		panic(err)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	conn.Close()
+	objstoretest.ResetAfter(w, r, max(r.ContentLength/2, 0))
 }
 
 func writeRegistryError(w http.ResponseWriter, status int, code, message string) {
