@@ -125,16 +125,7 @@ func TestFinalizeReportsSkipDetail(t *testing.T) {
 	src := tcStore(t)
 	a := tcBlob(t, src, tcData(1000, "a"))
 	b := tcBlob(t, src, tcData(1000, "b"))
-	events := &tcEvents{}
-	e, err := remotecache.NewExporter(tcMounting{Store: tcStore(t), blob: a.Digest}, remotecache.WithProgress(events))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcAdd(t, e, tcDigest("r"), nil, tcResult(src, 1, a, b))
-	if _, err := e.Finalize(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	last := events.last()
+	last := tcExportEvents(t, tcMounting{Store: tcStore(t), blob: a.Digest}, src, a, b)
 	if ev := last["writing layer "+a.Digest.String()]; !ev.Skipped || ev.Detail != "mounted from registry.example.com/team/base" {
 		t.Errorf("mounted blob: %+v, want skipped with the detail", ev)
 	}

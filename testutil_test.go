@@ -211,6 +211,22 @@ func (c *tcEvents) last() map[string]remotecache.Event {
 	return m
 }
 
+// tcExportEvents exports one record, "r", with one result of blobs (from
+// src) into ing, and returns the last event of each step.
+func tcExportEvents(t *testing.T, ing content.Ingester, src content.Provider, blobs ...ocispec.Descriptor) map[string]remotecache.Event {
+	t.Helper()
+	events := &tcEvents{}
+	e, err := remotecache.NewExporter(ing, remotecache.WithProgress(events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcAdd(t, e, tcDigest("r"), nil, tcResult(src, 1, blobs...))
+	if _, err := e.Finalize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return events.last()
+}
+
 func tcData(n int, seed string) []byte {
 	b := make([]byte, n)
 	s := []byte(seed)
