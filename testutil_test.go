@@ -3,6 +3,7 @@ package remotecache_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -225,6 +226,16 @@ func tcExportEvents(t *testing.T, ing content.Ingester, src content.Provider, bl
 		t.Fatal(err)
 	}
 	return events.last()
+}
+
+// tcJSON is the JSON of v, as encoding/json writes it.
+func tcJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	dt, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dt
 }
 
 func tcData(n int, seed string) []byte {
