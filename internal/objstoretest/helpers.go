@@ -43,6 +43,19 @@ func Export(t testing.TB, dst content.Ingester, g *cachegen.Graph, opts ...remot
 	return desc
 }
 
+// ExportReadBack exports g into store (Export) and checks that the cache
+// read back from it (Reimport) is the one exported.
+func ExportReadBack(t testing.TB, store interface {
+	content.Ingester
+	Resolver
+}, g *cachegen.Graph) {
+	t.Helper()
+	Export(t, store, g)
+	if again := Reimport(t, store); !bytes.Equal(again, MarshalConfigOnly(t, g)) {
+		t.Errorf("seed %d: the cache read back is not the one exported", g.Seed)
+	}
+}
+
 // TryExport is Export that returns the error.
 func TryExport(ctx context.Context, dst content.Ingester, g *cachegen.Graph, opts ...remotecache.ExportOption) (ocispec.Descriptor, error) {
 	e, err := remotecache.NewExporter(dst, append([]remotecache.ExportOption{remotecache.WithManifestFormat(remotecache.FormatConfigOnly)}, opts...)...)
