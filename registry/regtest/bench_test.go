@@ -25,6 +25,7 @@ import (
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/cputime"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	"github.com/buildcache/remotecache/registry"
 )
@@ -183,7 +184,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		fmt.Fprintf(&tb, "| %s | %s | %s | %.2f | %s | %s | %.2f | %d / %d | %s / %s |\n",
 			name, sidebyside.Ms(mo), sidebyside.Ms(mk), float64(mo)/float64(mk), sidebyside.Ms(co), sidebyside.Ms(ck), float64(co)/float64(ck),
 			o[len(o)-1].uploaded, k[len(k)-1].uploaded,
-			benchFormatRequests(o[len(o)-1].requests), benchFormatRequests(k[len(k)-1].requests))
+			objstoretest.FormatCounts(o[len(o)-1].requests), objstoretest.FormatCounts(k[len(k)-1].requests))
 		b.ReportMetric(float64(mo)/1e6, metric+"-ours-ms")
 		b.ReportMetric(float64(mk)/1e6, metric+"-buildkit-ms")
 		b.ReportMetric(float64(co)/1e6, metric+"-ours-cpu-ms")
@@ -202,20 +203,6 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		runs, runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, 2*runs, distinct(oursSide), distinct(bkSide))
 	fmt.Print(tb.String())
 	b.ReportMetric(0, "ns/op")
-}
-
-// benchFormatRequests writes request counts as "HEAD blob 200, …", sorted.
-func benchFormatRequests(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
-	}
-	return strings.Join(parts, ", ")
 }
 
 // benchSample is one timed export.

@@ -29,6 +29,7 @@ import (
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	"github.com/buildcache/remotecache/ocilayout"
 	"github.com/buildcache/remotecache/registry"
@@ -199,7 +200,7 @@ func BenchmarkRegistryLatency(b *testing.B) {
 						s.requests[k] += n
 					}
 					fmt.Printf("%3d ms run %2d %-8s %-10s %8s  %4d requests  %10d up %10d down  %s\n",
-						lat/time.Millisecond, run, sd.name(), c, s.wall.Round(time.Millisecond), s.total(), s.uploaded, s.downloaded, benchFormatRequests(s.requests))
+						lat/time.Millisecond, run, sd.name(), c, s.wall.Round(time.Millisecond), s.total(), s.uploaded, s.downloaded, objstoretest.FormatCounts(s.requests))
 					if run < 0 {
 						continue
 					}
@@ -226,7 +227,7 @@ func BenchmarkRegistryLatency(b *testing.B) {
 			fmt.Fprintf(&tb, "| %d ms | %s | %s | %s | %.2f | %d / %d | %d / %d | %d / %d | %s | %s |\n",
 				lat/time.Millisecond, latencyCaseNames[c], latencyMs(mo), latencyMs(mk), float64(mo)/float64(mk),
 				lo.total(), lk.total(), lo.uploaded, lk.uploaded, lo.downloaded, lk.downloaded,
-				benchFormatRequests(lo.requests), benchFormatRequests(lk.requests))
+				objstoretest.FormatCounts(lo.requests), objstoretest.FormatCounts(lk.requests))
 			b.ReportMetric(float64(mo)/1e6, fmt.Sprintf("%s-%dms-ours-ms", c, lat/time.Millisecond))
 			b.ReportMetric(float64(mk)/1e6, fmt.Sprintf("%s-%dms-buildkit-ms", c, lat/time.Millisecond))
 		}
