@@ -4,7 +4,6 @@ import (
 	"bytes"
 	stdgzip "compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -282,20 +281,11 @@ func TestCompressionRoundTrips(t *testing.T) {
 				t.Fatal(err)
 			}
 			back, _ := tcMarshal(t, chains)
-			if a, b := czJSON(t, back), czJSON(t, cfg); !bytes.Equal(a, b) {
+			if a, b := tcJSON(t, back), tcJSON(t, cfg); !bytes.Equal(a, b) {
 				t.Errorf("imported config\n%s\nwant\n%s", a, b)
 			}
 		})
 	}
-}
-
-func czJSON(t testing.TB, v any) []byte {
-	t.Helper()
-	dt, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dt
 }
 
 // TestCompressionEachForm converts gzip to zstd in each form: the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/cputime"
 )
 
@@ -27,11 +28,7 @@ var cjConfigs = []struct {
 func cjConfig(b *testing.B, i int) []byte {
 	c := &cjConfigs[i]
 	c.once.Do(func() {
-		cc := remotecache.NewCacheChains()
-		if err := cachegen.Replay(cc, cachegen.New(1, c.gen), nil, nil); err != nil {
-			b.Fatal(err)
-		}
-		cfg, _, err := cc.Marshal(context.Background())
+		cfg, _, err := cachetest.Chains(b, cachegen.New(1, c.gen), nil, nil).Marshal(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -191,7 +191,6 @@ func (p *czCountingProvider) ReaderAt(ctx context.Context, desc ocispec.Descript
 // back: the destination already has every blob, so nothing is written.
 // Each source blob is read once, however many results use it.
 func TestCompressionReconvertWritesNothing(t *testing.T) {
-	ctx := context.Background()
 	src, store := tcStore(t), tcStore(t)
 	ls := czLayers(t, src, remotecache.CompressionGzip, remotecache.CompressionUncompressed)
 	counted := &czCountingProvider{Provider: src}
@@ -214,19 +213,8 @@ func TestCompressionReconvertWritesNothing(t *testing.T) {
 		{Type: remotecache.CompressionZstd, Level: new(4), Force: true}, // the same encoder level
 	} {
 		spy := &tcSpyIngester{Store: store}
-		exp, err := remotecache.NewExporter(spy, remotecache.WithCompression(c))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := remotecache.Import(ctx, store, desc, exp); err != nil {
-			t.Fatal(err)
-		}
-		res, err := exp.Finalize(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := res[remotecache.ExporterResponseManifestDesc]; !strings.Contains(got, desc.Digest.String()) || spy.writers != 0 {
-			t.Errorf("%v of the converted cache: %s and %d writers, want %s and none", c, got, spy.writers, desc.Digest)
+		if got := cachetest.Copy(t, store, desc, spy, remotecache.WithCompression(c)); got.Digest != desc.Digest || spy.writers != 0 {
+			t.Errorf("%v of the converted cache: %s and %d writers, want %s and none", c, got.Digest, spy.writers, desc.Digest)
 		}
 	}
 }

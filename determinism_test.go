@@ -29,11 +29,7 @@ type marshaled struct {
 func replayMarshal(t testing.TB, g *cachegen.Graph, order []int) marshaled {
 	t.Helper()
 	p := g.Provider()
-	cc := remotecache.NewCacheChains()
-	if err := cachegen.Replay(cc, g, order, p); err != nil {
-		t.Fatal(err)
-	}
-	cfg, dp, dt := cachetest.Marshal(t, cc)
+	cfg, dp, dt := cachetest.Marshal(t, cachetest.Chains(t, g, order, p))
 	descs := make(map[digest.Digest]ocispec.Descriptor, len(dp))
 	for d, pair := range dp {
 		descs[d] = pair.Descriptor

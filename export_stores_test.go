@@ -41,11 +41,9 @@ type tcDescIngester struct {
 }
 
 func (s *tcDescIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
+	wo, err := tcWriterOpts(opts)
+	if err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	if s.descs == nil {
@@ -111,11 +109,9 @@ func (tcMounted) Unwrap() error      { return errdefs.ErrAlreadyExists }
 func (tcMounted) SkipDetail() string { return "mounted from registry.example.com/team/base" }
 
 func (s tcMounting) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
+	wo, err := tcWriterOpts(opts)
+	if err != nil {
+		return nil, err
 	}
 	if wo.Desc.Digest == s.blob {
 		return nil, tcMounted{}
@@ -129,16 +125,7 @@ func TestFinalizeReportsSkipDetail(t *testing.T) {
 	src := tcStore(t)
 	a := tcBlob(t, src, tcData(1000, "a"))
 	b := tcBlob(t, src, tcData(1000, "b"))
-	events := &tcEvents{}
-	e, err := remotecache.NewExporter(tcMounting{Store: tcStore(t), blob: a.Digest}, remotecache.WithProgress(events))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcAdd(t, e, tcDigest("r"), nil, tcResult(src, 1, a, b))
-	if _, err := e.Finalize(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	last := events.last()
+	last := tcExportEvents(t, tcMounting{Store: tcStore(t), blob: a.Digest}, src, a, b)
 	if ev := last["writing layer "+a.Digest.String()]; !ev.Skipped || ev.Detail != "mounted from registry.example.com/team/base" {
 		t.Errorf("mounted blob: %+v, want skipped with the detail", ev)
 	}
@@ -252,11 +239,9 @@ type tcLosing struct {
 }
 
 func (s *tcLosing) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
+	wo, err := tcWriterOpts(opts)
+	if err != nil {
+		return nil, err
 	}
 	if wo.Desc.MediaType == ocispec.MediaTypeImageManifest {
 		s.mu.Lock()

@@ -252,16 +252,7 @@ func TestFinalizeSkipsBlobsInStore(t *testing.T) {
 	base := tcBlob(t, src, tcData(1000, "base"))
 	tcBlob(t, store, tcData(1000, "base"))
 	top := tcBlob(t, src, tcData(1000, "top"))
-	events := &tcEvents{}
-	e, err := remotecache.NewExporter(&tcSpyIngester{Store: store}, remotecache.WithProgress(events))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcAdd(t, e, tcDigest("r"), nil, tcResult(src, 1, base, top))
-	if _, err := e.Finalize(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	last := events.last()
+	last := tcExportEvents(t, &tcSpyIngester{Store: store}, src, base, top)
 	if ev := last["writing layer "+base.Digest.String()]; !ev.Skipped || ev.Completed.IsZero() {
 		t.Errorf("blob in store: event %+v, want skipped and completed", ev)
 	}

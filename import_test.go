@@ -248,15 +248,6 @@ type itReaderAt struct{ *bytes.Reader }
 
 func (itReaderAt) Close() error { return nil }
 
-func itJSON(t testing.TB, v any) []byte {
-	t.Helper()
-	dt, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dt
-}
-
 func itD(s string) digest.Digest { return digest.FromString(s) }
 
 // itConfigJSON is a small valid config: two layers, three records, one of
@@ -385,7 +376,7 @@ func itNewCache(t testing.TB) *itCache {
 }
 
 func (c *itCache) manifest(t testing.TB, v any) ocispec.Descriptor {
-	return c.mem.put("", itJSON(t, v))
+	return c.mem.put("", tcJSON(t, v))
 }
 
 func (c *itCache) imageManifest(config ocispec.Descriptor, layers ...ocispec.Descriptor) map[string]any {
@@ -783,7 +774,7 @@ func TestParseDeepChain(t *testing.T) {
 	if testing.Short() {
 		return
 	}
-	out := itJSON(t, cfg)
+	out := tcJSON(t, cfg)
 	cc2 := remotecache.NewCacheChains()
 	if err := remotecache.Parse(out, descs, cc2); err != nil {
 		t.Fatal(err)
@@ -1126,7 +1117,7 @@ func BenchmarkImport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		config := itJSON(b, cfg)
+		config := tcJSON(b, cfg)
 		records := len(cfg.Records)
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
 			b.SetBytes(int64(len(config)))

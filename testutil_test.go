@@ -3,6 +3,7 @@ package remotecache_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -107,6 +108,17 @@ func tcRecord(t testing.TB, cfg *remotecache.CacheConfig, dgst digest.Digest) re
 	return found[0]
 }
 
+// tcWriterOpts applies opts, as a Writer does to learn what it writes.
+func tcWriterOpts(opts []content.WriterOpt) (content.WriterOpts, error) {
+	var wo content.WriterOpts
+	for _, o := range opts {
+		if err := o(&wo); err != nil {
+			return wo, err
+		}
+	}
+	return wo, nil
+}
+
 // tcSpyIngester wraps a real store and records what is written.
 type tcSpyIngester struct {
 	content.Store
@@ -121,11 +133,9 @@ type tcSpyIngester struct {
 }
 
 func (s *tcSpyIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
+	wo, err := tcWriterOpts(opts)
+	if err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	if s.attempts == nil {
@@ -200,6 +210,32 @@ func (c *tcEvents) last() map[string]remotecache.Event {
 		m[e.ID] = e
 	}
 	return m
+}
+
+// tcExportEvents exports one record, "r", with one result of blobs (from
+// src) into ing, and returns the last event of each step.
+func tcExportEvents(t *testing.T, ing content.Ingester, src content.Provider, blobs ...ocispec.Descriptor) map[string]remotecache.Event {
+	t.Helper()
+	events := &tcEvents{}
+	e, err := remotecache.NewExporter(ing, remotecache.WithProgress(events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcAdd(t, e, tcDigest("r"), nil, tcResult(src, 1, blobs...))
+	if _, err := e.Finalize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return events.last()
+}
+
+// tcJSON is the JSON of v, as encoding/json writes it.
+func tcJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	dt, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dt
 }
 
 func tcData(n int, seed string) []byte {

@@ -10,7 +10,6 @@ import (
 	cacheimport "github.com/moby/buildkit/cache/remotecache/v1"
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
 )
@@ -72,11 +71,7 @@ const (
 func compareWithBuildKit(t *testing.T, name string, g *cachegen.Graph) match {
 	t.Helper()
 	p := g.Provider()
-	ours := remotecache.NewCacheChains()
-	if err := cachegen.Replay(ours, g, nil, p); err != nil {
-		t.Fatal(err)
-	}
-	got := cachetest.ConfigJSON(t, ours)
+	got := cachetest.ConfigJSON(t, cachetest.Chains(t, g, nil, p))
 
 	bk := cacheimport.NewCacheChains()
 	bkReplay(t, bk, g, nil, p)

@@ -152,10 +152,7 @@ func TestBuildKitBugMergeLeavesStaleRecords(t *testing.T) {
 		}
 		return n
 	}
-	ours := remotecache.NewCacheChains()
-	if err := cachegen.Replay(ours, b.g, nil, b.g.Provider()); err != nil {
-		t.Fatal(err)
-	}
+	ours := cachetest.Chains(t, b.g, nil, b.g.Provider())
 	bk := cacheimport.NewCacheChains()
 	bkReplay(t, bk, b.g, nil, b.g.Provider())
 	if n := count(cachetest.ConfigJSON(t, ours)); n != 1 {

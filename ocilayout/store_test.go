@@ -266,12 +266,8 @@ func exportAndTag(ctx context.Context, dir string, n int, pause time.Duration, n
 			return ocispec.Descriptor{}, err
 		}
 	}
-	resp, err := e.Finalize(ctx)
+	desc, err := cachetest.Finalize(ctx, e)
 	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(resp[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	for _, name := range names {

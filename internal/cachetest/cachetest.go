@@ -1,9 +1,10 @@
 // Package cachetest holds the helpers that the tests of every module of
 // the repository share: marshalling a graph to the JSON of its cache
-// config (ours or BuildKit's), exporting a generated graph, decoding
-// Finalize's response, describing records and results to compare configs
-// by (RecordKeys, Results), and reading an OCI layout directory without
-// the code under test. It is for tests only.
+// config (ours or BuildKit's), replaying a generated graph into a
+// CacheChains or exporting it, decoding Finalize's response, describing
+// records and results to compare configs by (RecordKeys, Results), and
+// reading an OCI layout directory without the code under test. It is for
+// tests only.
 package cachetest
 
 import (
@@ -48,6 +49,18 @@ func ConfigJSON[C, P any](t testing.TB, m Marshaler[C, P]) []byte {
 	return dt
 }
 
+// Chains replays g into a new CacheChains, in order (nil: g.InOrder())
+// with blobs from provider (nil: g.Provider()), and returns it. Any error
+// fails t.
+func Chains(t testing.TB, g *cachegen.Graph, order []int, provider content.Provider) *remotecache.CacheChains {
+	t.Helper()
+	cc := remotecache.NewCacheChains()
+	if err := cachegen.Replay(cc, g, order, provider); err != nil {
+		t.Fatal(err)
+	}
+	return cc
+}
+
 // Export replays g into a new exporter writing into ing, in order (nil:
 // g.InOrder()) with blobs from provider (nil: g.Provider()), finalizes it
 // and returns the descriptor of what names the cache. Any error, or an
@@ -78,6 +91,20 @@ func ManifestDesc(t testing.TB, res map[string]string) ocispec.Descriptor {
 		t.Fatalf("Finalize's response %v: %v", res, err)
 	}
 	return desc
+}
+
+// Finalize finalizes e and returns the descriptor of its response, as
+// ManifestDesc decodes it, or the error.
+func Finalize(ctx context.Context, e remotecache.Exporter) (ocispec.Descriptor, error) {
+	res, err := e.Finalize(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	var desc ocispec.Descriptor
+	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return desc, nil
 }
 
 // Copy imports the cache at desc in src into an exporter that writes dst

@@ -1,17 +1,21 @@
 // Package clitest builds the remotecache command and runs it as a user
-// would, for the end-to-end tests of cmd/remotecache, of registry/regtest
-// and of s3/s3test (which run it on cachetest.Fixture against the servers
-// they start). It is for tests only.
+// would, and reads its `inspect --json`, for the end-to-end tests of
+// cmd/remotecache, of registry/regtest and of s3/s3test (which run it on
+// cachetest.Fixture against the servers they start). It is for tests
+// only.
 package clitest
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/cachetest"
@@ -83,6 +87,38 @@ func OKEnv(t testing.TB, bin string, env []string, args ...string) Result {
 	r := RunEnv(t, bin, env, args...)
 	if r.Code != 0 {
 		t.Fatalf("remotecache %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+	}
+	return r
+}
+
+// Report is the part of the JSON of `inspect --json` that the tests read.
+type Report struct {
+	Location string             `json:"location"`
+	Format   string             `json:"format"`
+	Manifest ocispec.Descriptor `json:"manifest"`
+	Config   ocispec.Descriptor `json:"config"`
+	Counts   struct {
+		Records int `json:"records"`
+		Layers  int `json:"layers"`
+		Blobs   int `json:"blobs"`
+		Missing int `json:"missing"`
+	} `json:"counts"`
+	TotalBytes int64 `json:"totalBytes"`
+	Blobs      []struct {
+		Digest  digest.Digest `json:"digest"`
+		Size    int64         `json:"size"`
+		Problem string        `json:"problem"`
+	} `json:"blobs"`
+}
+
+// Inspect runs `inspect --json` on loc with env added to the test's
+// environment (as for RunEnv), which must exit 0, and decodes its report.
+func Inspect(t testing.TB, bin string, env []string, loc string) Report {
+	t.Helper()
+	out := OKEnv(t, bin, env, "inspect", loc, "--json").Stdout
+	var r Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("inspect --json %s: %v\n%s", loc, err, out)
 	}
 	return r
 }

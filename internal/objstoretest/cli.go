@@ -46,26 +46,10 @@ func (c *CLI) OK(t testing.TB, args ...string) clitest.Result {
 	return clitest.OKEnv(t, c.Bin, c.Env, args...)
 }
 
-// CLIReport is the part of `inspect --json` the tests read.
-type CLIReport struct {
-	Location string             `json:"location"`
-	Format   string             `json:"format"`
-	Manifest ocispec.Descriptor `json:"manifest"`
-	Config   ocispec.Descriptor `json:"config"`
-	Counts   struct {
-		Records, Layers, Blobs, Missing int
-	} `json:"counts"`
-}
-
 // Inspect runs `inspect --json` on loc, which must exit 0.
-func (c *CLI) Inspect(t testing.TB, loc string) CLIReport {
+func (c *CLI) Inspect(t testing.TB, loc string) clitest.Report {
 	t.Helper()
-	out := c.OK(t, "inspect", loc, "--json").Stdout
-	var r CLIReport
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("inspect --json %s: %v\n%s", loc, err, out)
-	}
-	return r
+	return clitest.Inspect(t, c.Bin, c.Env, loc)
 }
 
 // CLIResult is the part of `copy --json` the tests read.

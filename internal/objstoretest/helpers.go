@@ -16,6 +16,7 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // Resolver is a store whose cache Reimport and Verify read: the first
@@ -42,6 +43,19 @@ func Export(t testing.TB, dst content.Ingester, g *cachegen.Graph, opts ...remot
 	return desc
 }
 
+// ExportReadBack exports g into store (Export) and checks that the cache
+// read back from it (Reimport) is the one exported.
+func ExportReadBack(t testing.TB, store interface {
+	content.Ingester
+	Resolver
+}, g *cachegen.Graph) {
+	t.Helper()
+	Export(t, store, g)
+	if again := Reimport(t, store); !bytes.Equal(again, MarshalConfigOnly(t, g)) {
+		t.Errorf("seed %d: the cache read back is not the one exported", g.Seed)
+	}
+}
+
 // TryExport is Export that returns the error.
 func TryExport(ctx context.Context, dst content.Ingester, g *cachegen.Graph, opts ...remotecache.ExportOption) (ocispec.Descriptor, error) {
 	e, err := remotecache.NewExporter(dst, append([]remotecache.ExportOption{remotecache.WithManifestFormat(remotecache.FormatConfigOnly)}, opts...)...)
@@ -51,20 +65,7 @@ func TryExport(ctx context.Context, dst content.Ingester, g *cachegen.Graph, opt
 	if err := cachegen.Replay(e, g, nil, nil); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	return Finalize(ctx, e)
-}
-
-// Finalize finalizes e and returns the descriptor of its response.
-func Finalize(ctx context.Context, e remotecache.Exporter) (ocispec.Descriptor, error) {
-	res, err := e.Finalize(ctx)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	return desc, nil
+	return cachetest.Finalize(ctx, e)
 }
 
 // MarshalConfigOnly returns the config our exporter writes for g in the
@@ -91,7 +92,7 @@ func ConfigOf(t testing.TB, add func(remotecache.Target)) []byte {
 		t.Fatal(err)
 	}
 	add(e)
-	desc, err := Finalize(context.Background(), e)
+	desc, err := cachetest.Finalize(context.Background(), e)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,10 +155,15 @@ func (p *Proxy) Writes() int {
 func (p *Proxy) Summary() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ops := slices.Sorted(maps.Keys(p.ops))
-	parts := make([]string, len(ops))
-	for i, op := range ops {
-		parts[i] = fmt.Sprintf("%s %d", op, p.ops[op])
+	return FormatCounts(p.ops)
+}
+
+// FormatCounts writes counts by name as "GET 3, HEAD 2", sorted by name.
+func FormatCounts(m map[string]int) string {
+	names := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
 }

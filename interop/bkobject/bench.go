@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -94,14 +92,7 @@ type sample struct {
 
 // Run runs the benchmark for g, once whatever b.N.
 func (bn Bench) Run(b *testing.B, g *cachegen.Graph) {
-	runs := 5
-	if v := os.Getenv(bn.RunsEnv); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("%s=%q: want a positive number", bn.RunsEnv, v)
-		}
-		runs = n
-	}
+	runs := sidebyside.EnvInt(b, bn.RunsEnv, 5)
 	ctx := context.Background()
 	t0 := time.Now()
 	src, err := local.NewStore(filepath.Join(b.TempDir(), "src"))
@@ -230,11 +221,11 @@ func (bn Bench) Run(b *testing.B, g *cachegen.Graph) {
 	cpu := func(s sample) time.Duration { return s.cpu }
 	serverCPU := func(s sample) time.Duration { return s.serverCPU }
 	row := func(name string, j int, os, ks []sample) {
-		mo, mk := median(os, wall), median(ks, wall)
-		co, ck := median(os, cpu), median(ks, cpu)
-		so, sk := median(os, serverCPU), median(ks, serverCPU)
+		mo, mk := sidebyside.Median(os, wall), sidebyside.Median(ks, wall)
+		co, ck := sidebyside.Median(os, cpu), sidebyside.Median(ks, cpu)
+		so, sk := sidebyside.Median(os, serverCPU), sidebyside.Median(ks, serverCPU)
 		fmt.Fprintf(&tb, "| %s | %s | %s | %.2f | %s | %s | %s / %s | %d / %d | %s / %s |\n",
-			name, ms(mo), ms(mk), float64(mo)/float64(mk), ms(co), ms(ck), ms(so), ms(sk),
+			name, sidebyside.Ms(mo), sidebyside.Ms(mk), float64(mo)/float64(mk), sidebyside.Ms(co), sidebyside.Ms(ck), sidebyside.Ms(so), sidebyside.Ms(sk),
 			o.uploaded[j], k.uploaded[j], o.counts[j], k.counts[j])
 		b.ReportMetric(float64(mo)/1e6, fmt.Sprintf("%s-ours-ms", strings.Fields(name)[0]))
 		b.ReportMetric(float64(mk)/1e6, fmt.Sprintf("%s-buildkit-ms", strings.Fields(name)[0]))
@@ -245,22 +236,4 @@ func (bn Bench) Run(b *testing.B, g *cachegen.Graph) {
 		runs, bn.To, runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Print(tb.String())
 	b.ReportMetric(0, "ns/op")
-}
-
-// median returns the median of f over s.
-func median(s []sample, f func(sample) time.Duration) time.Duration {
-	d := make([]time.Duration, len(s))
-	for i, x := range s {
-		d[i] = f(x)
-	}
-	slices.Sort(d)
-	if n := len(d); n%2 == 0 {
-		return (d[n/2-1] + d[n/2]) / 2
-	}
-	return d[len(d)/2]
-}
-
-// ms prints d in whole milliseconds.
-func ms(d time.Duration) string {
-	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
 }

@@ -1,7 +1,9 @@
 // Package sidebyside holds what cmd/sidebyside and the side-by-side
-// benchmark of registry/regtest need to drive BuildKit's cache exporter
-// with a generated graph, the way cachegen.Replayer drives ours. It is not
-// a test file, so a main package and other modules can import it.
+// benchmarks (of registry/regtest, of bkobject for the object stores)
+// need to drive BuildKit's cache exporter with a generated graph, the way
+// cachegen.Replayer drives ours, and to sum up their timed runs (Median,
+// Ms, EnvInt). It is not a test file, so a main package and other
+// modules can import it.
 package sidebyside
 
 import (

@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +25,7 @@ import (
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/cputime"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	"github.com/buildcache/remotecache/registry"
 )
@@ -58,14 +57,7 @@ import (
 //
 // REGBENCH_RUNS sets the timed runs per side (default 5).
 func BenchmarkRegistrySideBySide(b *testing.B) {
-	runs := 5
-	if v := os.Getenv("REGBENCH_RUNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("REGBENCH_RUNS=%q: want a positive number", v)
-		}
-		runs = n
-	}
+	runs := sidebyside.EnvInt(b, "REGBENCH_RUNS", 5)
 	cachetest.QuietLogs()
 	ctx := context.Background()
 
@@ -187,12 +179,12 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		len(g.Ops), len(g.Blobs))
 	tb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	row := func(name, metric string, o, k []benchSample) {
-		mo, mk := benchMedian(o, benchWall), benchMedian(k, benchWall)
-		co, ck := benchMedian(o, benchCPUOf), benchMedian(k, benchCPUOf)
+		mo, mk := sidebyside.Median(o, benchWall), sidebyside.Median(k, benchWall)
+		co, ck := sidebyside.Median(o, benchCPUOf), sidebyside.Median(k, benchCPUOf)
 		fmt.Fprintf(&tb, "| %s | %s | %s | %.2f | %s | %s | %.2f | %d / %d | %s / %s |\n",
-			name, benchMs(mo), benchMs(mk), float64(mo)/float64(mk), benchMs(co), benchMs(ck), float64(co)/float64(ck),
+			name, sidebyside.Ms(mo), sidebyside.Ms(mk), float64(mo)/float64(mk), sidebyside.Ms(co), sidebyside.Ms(ck), float64(co)/float64(ck),
 			o[len(o)-1].uploaded, k[len(k)-1].uploaded,
-			benchFormatRequests(o[len(o)-1].requests), benchFormatRequests(k[len(k)-1].requests))
+			objstoretest.FormatCounts(o[len(o)-1].requests), objstoretest.FormatCounts(k[len(k)-1].requests))
 		b.ReportMetric(float64(mo)/1e6, metric+"-ours-ms")
 		b.ReportMetric(float64(mk)/1e6, metric+"-buildkit-ms")
 		b.ReportMetric(float64(co)/1e6, metric+"-ours-cpu-ms")
@@ -213,20 +205,6 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// benchFormatRequests writes request counts as "HEAD blob 200, …", sorted.
-func benchFormatRequests(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
-	}
-	return strings.Join(parts, ", ")
-}
-
 // benchSample is one timed export.
 type benchSample struct {
 	wall     time.Duration
@@ -236,22 +214,5 @@ type benchSample struct {
 	manifest string         // the digest of the manifest written
 }
 
-// benchMedian returns the median of f over s.
-func benchMedian(s []benchSample, f func(benchSample) time.Duration) time.Duration {
-	d := make([]time.Duration, len(s))
-	for i, x := range s {
-		d[i] = f(x)
-	}
-	slices.Sort(d)
-	if n := len(d); n%2 == 0 {
-		return (d[n/2-1] + d[n/2]) / 2
-	}
-	return d[len(d)/2]
-}
-
 func benchWall(s benchSample) time.Duration  { return s.wall }
 func benchCPUOf(s benchSample) time.Duration { return s.cpu }
-
-func benchMs(d time.Duration) string {
-	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
-}

@@ -2,13 +2,9 @@ package regtest
 
 import (
 	"bytes"
-	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/internal/clitest"
@@ -27,36 +23,6 @@ func buildCLI(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return bin
-}
-
-// cliReport is the part of the JSON of `inspect --json` the tests read.
-type cliReport struct {
-	Location string             `json:"location"`
-	Format   string             `json:"format"`
-	Manifest ocispec.Descriptor `json:"manifest"`
-	Config   ocispec.Descriptor `json:"config"`
-	Counts   struct {
-		Records int `json:"records"`
-		Layers  int `json:"layers"`
-		Blobs   int `json:"blobs"`
-		Missing int `json:"missing"`
-	} `json:"counts"`
-	TotalBytes int64 `json:"totalBytes"`
-	Blobs      []struct {
-		Digest  digest.Digest `json:"digest"`
-		Size    int64         `json:"size"`
-		Problem string        `json:"problem"`
-	} `json:"blobs"`
-}
-
-func cliInspectJSON(t *testing.T, bin, loc string) cliReport {
-	t.Helper()
-	out := clitest.OK(t, bin, "inspect", loc, "--json").Stdout
-	var r cliReport
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("inspect --json %s: %v\n%s", loc, err, out)
-	}
-	return r
 }
 
 // TestCLI copies the BuildKit fixture into the registry in each manifest
@@ -92,7 +58,7 @@ func TestCLI(t *testing.T) {
 			sent := srv.uploaded.Load() - before
 
 			// Inspect, as JSON and as text.
-			rep := cliInspectJSON(t, bin, loc)
+			rep := clitest.Inspect(t, bin, nil, loc)
 			if rep.Format != format {
 				t.Errorf("inspect: format %q, want %q", rep.Format, format)
 			}
@@ -156,7 +122,7 @@ func TestCLI(t *testing.T) {
 			if !strings.Contains(r.Stderr, ": skipped") {
 				t.Errorf("second copy skipped nothing:\n%s", r.Stderr)
 			}
-			if got := cliInspectJSON(t, bin, loc).Manifest; got.Digest != rep.Manifest.Digest {
+			if got := clitest.Inspect(t, bin, nil, loc).Manifest; got.Digest != rep.Manifest.Digest {
 				t.Errorf("after the second copy the tag names %s, before %s", got.Digest, rep.Manifest.Digest)
 			}
 		})

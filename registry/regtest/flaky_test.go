@@ -212,21 +212,10 @@ func TestCLICopyFromFlakySource(t *testing.T) {
 		// registry answers 404, and only the result that needs the blob
 		// is dropped.
 		clitest.OK(t, bin, "copy", "--quiet", "oci:"+cachetest.Fixture(t), "registry:"+srv.Host+"/cache/deleted:v1")
-		req, err := http.NewRequest(http.MethodDelete, "http://"+srv.Host+"/v2/cache/deleted/blobs/"+cliFixtureLeafA, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("DELETE blob %s: %s", cliFixtureLeafA, resp.Status)
-		}
+		srv.deleteBlob(t, "cache/deleted", cliFixtureLeafA)
 		dst := filepath.Join(t.TempDir(), "out")
 		r := clitest.OK(t, bin, "copy", "--quiet", "registry:"+srv.Host+"/cache/deleted:v1", "oci:"+dst)
-		rep := cliInspectJSON(t, bin, "oci:"+dst)
+		rep := clitest.Inspect(t, bin, nil, "oci:"+dst)
 		if rep.Counts.Records != cachetest.FixtureRecords || rep.Counts.Blobs != cachetest.FixtureBlobs-1 || rep.Counts.Missing != 0 {
 			t.Errorf("copy: counts %+v, want %d records, %d blobs (all but the deleted one), none missing", rep.Counts, cachetest.FixtureRecords, cachetest.FixtureBlobs-1)
 		}

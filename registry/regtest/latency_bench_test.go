@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,6 +29,7 @@ import (
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	"github.com/buildcache/remotecache/ocilayout"
 	"github.com/buildcache/remotecache/registry"
@@ -111,8 +111,8 @@ func BenchmarkRegistryLatency(b *testing.B) {
 			latencies = append(latencies, time.Duration(ms)*time.Millisecond)
 		}
 	}
-	runs := envInt(b, "REGBENCH_RUNS", 3)
-	concurrency := envInt(b, "REGBENCH_CONCURRENCY", 0)
+	runs := sidebyside.EnvInt(b, "REGBENCH_RUNS", 3)
+	concurrency := sidebyside.EnvInt(b, "REGBENCH_CONCURRENCY", 0)
 	cases := map[string]bool{}
 	for _, c := range latencyCases {
 		cases[c] = true
@@ -200,7 +200,7 @@ func BenchmarkRegistryLatency(b *testing.B) {
 						s.requests[k] += n
 					}
 					fmt.Printf("%3d ms run %2d %-8s %-10s %8s  %4d requests  %10d up %10d down  %s\n",
-						lat/time.Millisecond, run, sd.name(), c, s.wall.Round(time.Millisecond), s.total(), s.uploaded, s.downloaded, benchFormatRequests(s.requests))
+						lat/time.Millisecond, run, sd.name(), c, s.wall.Round(time.Millisecond), s.total(), s.uploaded, s.downloaded, objstoretest.FormatCounts(s.requests))
 					if run < 0 {
 						continue
 					}
@@ -227,7 +227,7 @@ func BenchmarkRegistryLatency(b *testing.B) {
 			fmt.Fprintf(&tb, "| %d ms | %s | %s | %s | %.2f | %d / %d | %d / %d | %d / %d | %s | %s |\n",
 				lat/time.Millisecond, latencyCaseNames[c], latencyMs(mo), latencyMs(mk), float64(mo)/float64(mk),
 				lo.total(), lk.total(), lo.uploaded, lk.uploaded, lo.downloaded, lk.downloaded,
-				benchFormatRequests(lo.requests), benchFormatRequests(lk.requests))
+				objstoretest.FormatCounts(lo.requests), objstoretest.FormatCounts(lk.requests))
 			b.ReportMetric(float64(mo)/1e6, fmt.Sprintf("%s-%dms-ours-ms", c, lat/time.Millisecond))
 			b.ReportMetric(float64(mk)/1e6, fmt.Sprintf("%s-%dms-buildkit-ms", c, lat/time.Millisecond))
 		}
@@ -236,11 +236,7 @@ func BenchmarkRegistryLatency(b *testing.B) {
 	if concurrency > 0 {
 		conc = strconv.Itoa(concurrency)
 	}
-	cc := remotecache.NewCacheChains()
-	if err := cachegen.Replay(cc, g, nil, nil); err != nil {
-		b.Fatal(err)
-	}
-	_, descs, err := cc.Marshal(ctx)
+	_, descs, err := cachetest.Chains(b, g, nil, nil).Marshal(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -248,18 +244,6 @@ func BenchmarkRegistryLatency(b *testing.B) {
 		runs, len(g.Ops), len(descs), conc, limited.DefaultMaxConcurrency)
 	fmt.Print(tb.String())
 	b.ReportMetric(0, "ns/op")
-}
-
-func envInt(b *testing.B, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		b.Fatalf("%s=%q: want a positive number", name, v)
-	}
-	return n
 }
 
 // latencySample is one timed case of one run.
@@ -277,16 +261,9 @@ func (s latencySample) total() int {
 	return n
 }
 
+// latencyMedian returns the median wall time of s.
 func latencyMedian(s []latencySample) time.Duration {
-	d := make([]time.Duration, len(s))
-	for i, x := range s {
-		d[i] = x.wall
-	}
-	slices.Sort(d)
-	if n := len(d); n%2 == 0 {
-		return (d[n/2-1] + d[n/2]) / 2
-	}
-	return d[len(d)/2]
+	return sidebyside.Median(s, func(x latencySample) time.Duration { return x.wall })
 }
 
 func latencyMs(d time.Duration) string {
@@ -374,12 +351,8 @@ func (s *oursSide) pull(ctx context.Context, srcRef, dir string) error {
 	if err := s.importFrom(ctx, srcRef, exp); err != nil {
 		return err
 	}
-	res, err := exp.Finalize(ctx)
+	desc, err := cachetest.Finalize(ctx, exp)
 	if err != nil {
-		return err
-	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
 		return err
 	}
 	return store.Tag(ctx, "latest", desc)

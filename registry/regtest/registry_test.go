@@ -66,13 +66,10 @@ func export(ctx context.Context, ing content.Ingester, g *cachegen.Graph, f remo
 	if err := cachegen.Replay(exp, g, nil, nil); err != nil {
 		return res, err
 	}
-	out, err := exp.Finalize(ctx)
+	desc, err := cachetest.Finalize(ctx, exp)
 	mu.Lock()
 	defer mu.Unlock()
-	if err != nil {
-		return res, err
-	}
-	err = json.Unmarshal([]byte(out[remotecache.ExporterResponseManifestDesc]), &res.desc)
+	res.desc = desc
 	return res, err
 }
 
@@ -80,11 +77,7 @@ func export(ctx context.Context, ing content.Ingester, g *cachegen.Graph, f remo
 // export of it uploads: its distinct layer blobs and the config.
 func wantConfig(ctx context.Context, t *testing.T, g *cachegen.Graph) ([]byte, int64) {
 	t.Helper()
-	cc := remotecache.NewCacheChains()
-	if err := cachegen.Replay(cc, g, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	dt := cachetest.ConfigJSON(t, cc)
+	dt := cachetest.ConfigJSON(t, cachetest.Chains(t, g, nil, nil))
 	var cfg remotecache.CacheConfig
 	if err := json.Unmarshal(dt, &cfg); err != nil {
 		t.Fatal(err)

@@ -20,8 +20,11 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/buildcache/remotecache/internal/objstoretest"
 
 	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
@@ -178,6 +181,25 @@ func (s *server) CountsSince(before map[string]int) map[string]int {
 	return now
 }
 
+// deleteBlob deletes the blob d from the repository repo, straight
+// through the registry's API, as one that lost it would: the registry
+// must have been started with deletes enabled.
+func (s *server) deleteBlob(t testing.TB, repo string, d digest.Digest) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodDelete, "http://"+s.Host+"/v2/"+repo+"/blobs/"+d.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE blob %s: %s", d, resp.Status)
+	}
+}
+
 // requestKind is what a request is about: "mount" for a POST that asks to
 // mount a blob from another repository, "upload" for the other requests of
 // uploads, "blob", "manifest", or "other" (/v2/, a token).
@@ -301,17 +323,7 @@ func (fp *faultProxy) Total(prefix string) int {
 // resetMidBody reads half of the request body, then drops the connection
 // with a TCP reset.
 func resetMidBody(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > 0 {
-		io.CopyN(io.Discard, r.Body, r.ContentLength/2)
-	}
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		panic(err)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	conn.Close()
+	objstoretest.ResetAfter(w, r, max(r.ContentLength/2, 0))
 }
 
 func writeRegistryError(w http.ResponseWriter, status int, code, message string) {

@@ -3,7 +3,6 @@ package regtest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"maps"
 	"net/http"
 	"slices"
@@ -17,6 +16,7 @@ import (
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	"github.com/buildcache/remotecache/registry"
 )
 
@@ -51,13 +51,10 @@ func copyCache(ctx context.Context, t *testing.T, src, dst *registry.Remote) (co
 	if err := remotecache.Import(ctx, src, desc, exp); err != nil {
 		return res, err
 	}
-	out, err := exp.Finalize(ctx)
+	desc, err = cachetest.Finalize(ctx, exp)
 	mu.Lock()
 	defer mu.Unlock()
-	if err != nil {
-		return res, err
-	}
-	err = json.Unmarshal([]byte(out[remotecache.ExporterResponseManifestDesc]), &res.desc)
+	res.desc = desc
 	return res, err
 }
 
@@ -305,11 +302,7 @@ func TestTagMovedDuringExport(t *testing.T) {
 // exportedBlobs returns the layer blobs of g's cache, sorted.
 func exportedBlobs(ctx context.Context, t *testing.T, g *cachegen.Graph) []digest.Digest {
 	t.Helper()
-	cc := remotecache.NewCacheChains()
-	if err := cachegen.Replay(cc, g, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	_, descs, err := cc.Marshal(ctx)
+	_, descs, err := cachetest.Chains(t, g, nil, nil).Marshal(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,18 +341,7 @@ func TestBlobDeletedUnderTag(t *testing.T) {
 			break
 		}
 	}
-	req, err := http.NewRequest(http.MethodDelete, "http://"+srv.Host+"/v2/cache/blobs/"+gone.String(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("DELETE blob %s: %s", gone, resp.Status)
-	}
+	srv.deleteBlob(t, "cache", gone)
 
 	before := srv.Counts()
 	if _, err := export(ctx, newRemote(t, ref), g2, remotecache.FormatImageManifest); err != nil {
