@@ -70,9 +70,9 @@ func (e *Error) Error() string {
 			continue
 		}
 		seen[k] = true
-		b.WriteString(sep + d.Code)
+		b.WriteString(sep + printable(d.Code))
 		if d.Message != "" {
-			b.WriteString(": " + d.Message)
+			b.WriteString(": " + printable(d.Message))
 		}
 		sep = "; "
 	}
@@ -173,7 +173,14 @@ func (e *Error) setBody(body []byte) {
 	if len(s) > maxBodyText {
 		s = s[:maxBodyText] + "…"
 	}
-	e.Body = strings.Map(func(r rune) rune {
+	e.Body = printable(s)
+}
+
+// printable is s with every character that is not printable (a newline, a
+// control code) made a space: a registry's words stay on the error's one
+// line.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
 			return r
 		}
