@@ -48,6 +48,12 @@
 // blobs and manifests; Info says whether the repository has a blob, and
 // how large it is, with the repository as the blob's distribution source
 // label, so that a copy into another repository of the registry mounts it.
+// A manifest read through the Remote teaches it the blobs it names
+// (KnownInfo, remotecache.KnownInfoProvider): a copy from here takes them
+// as there and reads each with one GET, no HEAD before it; one gone after
+// all is that GET's not-found, and the export drops what needs it. Info
+// itself still asks, so that inspect, verify and repair see what the
+// repository has now.
 //
 // # Hosts, TLS and credentials
 //
