@@ -12,9 +12,10 @@ func (c *cli) copyCommand() *cobra.Command {
 		Short: "Copy a cache to another location",
 		Long: `Copy the cache that SRC's tag names to DST, in the manifest form that
 --format gives: image-manifest by default, config-only (the only form they
-take) into s3: and azblob: locations. Up to --concurrency layer blobs are copied at
-once (4 by default, more where SRC or DST advises it). Blobs DST has already are not copied again. DST's tag moves last,
-once everything it names is written. It prints "DST DIGEST FORMAT", or with
+take) into s3: and azblob: locations. Up to --concurrency layer blobs are
+copied at once (4 by default, more where SRC or DST advises it: 16 for a
+registry). Blobs DST has already are not copied again. DST's tag moves
+last, once everything it names is written. It prints "DST DIGEST FORMAT", or with
 --json the manifest's descriptor and the blobs and bytes written and
 skipped as one JSON object. Nothing is written into SRC.
 

@@ -34,7 +34,7 @@ func addExportFlags(cmd *cobra.Command) *exportFlags {
 	fs := cmd.Flags()
 	f := &exportFlags{given: fs.Changed}
 	fs.StringVar(&f.format, "format", "", "write the manifest as `FORM`: image-manifest (the default), oci-index or manifest-list; config-only into s3: and azblob: (their only form)")
-	fs.IntVar(&f.concurrency, "concurrency", remotecache.DefaultConcurrency, "copy up to `N` layer blobs at once (default: 4, or more where SRC or DST advises it)")
+	fs.IntVar(&f.concurrency, "concurrency", remotecache.DefaultConcurrency, "copy up to `N` layer blobs at once; without it, 4 or what SRC or DST advises (16 for a registry)")
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fs.StringVar(&f.compression, "compression", "", "convert layers to `TYPE` as they are copied: gzip, zstd or uncompressed (default: copy them as they are)")
 	fs.IntVar(&f.level, "compression-level", 0, "compress at level `N`: gzip -2 to 9 (default 5), zstd 1 to 22 (default 3); needs --compression gzip or zstd")
