@@ -154,6 +154,13 @@ func (m *marshaler) checkBlobs(blobState []uint8) error {
 			seen[x] = true
 			if b := c.nodes.at(x).blob; !asked[b] {
 				asked[b] = true
+				if checks == nil {
+					// At most one check per blob: room for them all
+					// at once, not append's doubling copies (which
+					// the garbage collector counts).
+					checks = make([]availability.Check, 0, c.blobs.len())
+					ids = make([]int32, 0, c.blobs.len())
+				}
 				checks = append(checks, availability.Check{Digest: c.blobs.at(b).dgst, Provider: ip})
 				ids = append(ids, b)
 			}
