@@ -25,9 +25,8 @@ type exportFlags struct {
 	given func(name string) bool
 
 	compression string // --compression: "" to copy layers as they are
-	level       int    // --compression-level, if levelSet says it was given
-	levelSet    func() bool
-	force       bool // --force-compression
+	level       int    // --compression-level, if given
+	force       bool   // --force-compression
 }
 
 func addExportFlags(cmd *cobra.Command) *exportFlags {
@@ -41,7 +40,6 @@ func addExportFlags(cmd *cobra.Command) *exportFlags {
 	fs.BoolVar(&f.force, "force-compression", false, "recompress at the level asked the layers that already have the --compression asked too")
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions(
 		[]string{"gzip", "zstd", "uncompressed"}, cobra.ShellCompDirectiveNoFileComp))
-	f.levelSet = func() bool { return f.given("compression-level") }
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(
 		[]string{"image-manifest", "oci-index", "manifest-list", "config-only"}, cobra.ShellCompDirectiveNoFileComp))
 	return f
@@ -62,7 +60,7 @@ func (f *exportFlags) check() error {
 func (f *exportFlags) compressionConfig() (*remotecache.CompressionConfig, error) {
 	if f.compression == "" {
 		switch {
-		case f.levelSet():
+		case f.given("compression-level"):
 			return nil, usagef("--compression-level %d: needs --compression gzip or zstd", f.level)
 		case f.force:
 			return nil, usagef("--force-compression: needs --compression")
@@ -74,7 +72,7 @@ func (f *exportFlags) compressionConfig() (*remotecache.CompressionConfig, error
 		return nil, usagef("--compression %s: want gzip, zstd or uncompressed", f.compression)
 	}
 	cc := &remotecache.CompressionConfig{Type: t, Force: f.force}
-	if f.levelSet() {
+	if f.given("compression-level") {
 		lo, hi := remotecache.MinGzipLevel, remotecache.MaxGzipLevel
 		switch t {
 		case remotecache.CompressionZstd:
