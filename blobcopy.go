@@ -34,7 +34,11 @@ func (e *exporter) writeBlob(ctx context.Context, st *step, kind blobKind, desc 
 		}
 	}
 	ref := e.opts.ref + kind.refPrefix() + desc.Digest.String()
-	w, err := content.OpenWriter(ctx, e.ingester, content.WithRef(ref), content.WithDescriptor(withSources(ctx, desc, provider)))
+	wdesc := desc
+	if m, ok := e.ingester.(BlobMounter); ok && m.MountsBlobs() {
+		wdesc = withSources(ctx, desc, provider)
+	}
+	w, err := content.OpenWriter(ctx, e.ingester, content.WithRef(ref), content.WithDescriptor(wdesc))
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
 			st.e.Skipped = true
@@ -164,10 +168,11 @@ func (e *sourceMissingError) Unwrap() error { return e.err }
 const distributionSource = "containerd.io/distribution.source."
 
 // withSources returns desc with the distribution source labels that its
-// provider's Info gives added to its annotations, for the ingester's
-// Writer only (the manifest keeps desc as it is): a registry ingester
-// mounts a blob that another repository of the same registry has instead
-// of having it uploaded. A provider that cannot say adds nothing.
+// provider's Info gives added to its annotations, for the Writer of an
+// ingester that mounts (BlobMounter) only (the manifest keeps desc as it
+// is): a registry ingester mounts a blob that another repository of the
+// same registry has instead of having it uploaded. A provider that cannot
+// say adds nothing.
 func withSources(ctx context.Context, desc ocispec.Descriptor, provider content.Provider) ocispec.Descriptor {
 	info, ok := content.Info{}, false
 	if kp, isKnower := provider.(KnownInfoProvider); isKnower {

@@ -36,9 +36,14 @@ func (p tcLabelled) Info(ctx context.Context, dgst digest.Digest) (content.Info,
 // tcDescIngester records the descriptors its Writer is given.
 type tcDescIngester struct {
 	content.Store
-	mu    sync.Mutex
-	descs map[digest.Digest]ocispec.Descriptor
+	mounts bool
+	mu     sync.Mutex
+	descs  map[digest.Digest]ocispec.Descriptor
 }
+
+// MountsBlobs implements remotecache.BlobMounter, as a registry does: its
+// Writer gets the providers' distribution source labels.
+func (s *tcDescIngester) MountsBlobs() bool { return s.mounts }
 
 func (s *tcDescIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
 	wo, err := tcWriterOpts(opts)
@@ -65,8 +70,8 @@ func TestFinalizePassesSourceLabelsToWriter(t *testing.T) {
 	layer := tcLayer(t, src, tcData(1000, "layer"), map[string]string{key: "team/base"})
 	labelled := tcLabelled{Store: src, labels: map[string]string{key: "team/app,team/base", "other": "x"}}
 
-	export := func(p content.Provider) (*tcDescIngester, ocispec.Descriptor) {
-		dst := &tcDescIngester{Store: tcStore(t)}
+	export := func(p content.Provider, mounts bool) (*tcDescIngester, ocispec.Descriptor) {
+		dst := &tcDescIngester{Store: tcStore(t), mounts: mounts}
 		e, err := remotecache.NewExporter(dst)
 		if err != nil {
 			t.Fatal(err)
@@ -78,7 +83,7 @@ func TestFinalizePassesSourceLabelsToWriter(t *testing.T) {
 		}
 		return dst, tcManifestDesc(t, res)
 	}
-	dst, withLabels := export(labelled)
+	dst, withLabels := export(labelled, true)
 	got := dst.descs[layer.Digest].Annotations
 	if got[key] != "team/base,team/app" || got["other"] != "" {
 		t.Errorf("the writer got annotations %v, want %s = team/base,team/app and no other label", got, key)
@@ -86,7 +91,11 @@ func TestFinalizePassesSourceLabelsToWriter(t *testing.T) {
 	if layer.Annotations[key] != "team/base" {
 		t.Errorf("the caller's descriptor was changed: %v", layer.Annotations)
 	}
-	_, without := export(src)
+	// An ingester that does not mount gets the descriptor as it is.
+	if plain, _ := export(labelled, false); plain.descs[layer.Digest].Annotations[key] != "team/base" || plain.descs[layer.Digest].Annotations["other"] != "" {
+		t.Errorf("a writer that does not mount got annotations %v, want the descriptor's", plain.descs[layer.Digest].Annotations)
+	}
+	_, without := export(src, true)
 	if withLabels.Digest != without.Digest {
 		t.Errorf("manifest %s with labels, %s without: the labels must not reach it", withLabels.Digest, without.Digest)
 	}

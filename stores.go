@@ -62,3 +62,13 @@ type ExportPreparer interface {
 type KnownInfoProvider interface {
 	KnownInfo(dgst digest.Digest) (content.Info, bool)
 }
+
+// BlobMounter is implemented by ingesters that can take a blob from
+// elsewhere in their store instead of its bytes: a registry mounts it from
+// another repository. Only the Writer of such an ingester is given the
+// distribution source labels of each blob's provider, which may cost a
+// request per blob (an object store's Info is a HEAD) that no other
+// ingester has any use for.
+type BlobMounter interface {
+	MountsBlobs() bool
+}

@@ -232,3 +232,8 @@ func (r *Remote) KnownInfo(dgst digest.Digest) (content.Info, bool) {
 	}
 	return content.Info{Digest: dgst, Size: size, Labels: r.sourceLabels()}, true
 }
+
+// MountsBlobs implements remotecache.BlobMounter: a blob whose descriptor
+// names another repository of this registry as its source is mounted from
+// there (see Writer).
+func (r *Remote) MountsBlobs() bool { return true }
