@@ -142,29 +142,3 @@ func buildkitDeterministic(t testing.TB, dt []byte) bool {
 	}
 	return true
 }
-
-// sortSameSourceLinks orders the links of a slot that come from one source
-// by selector. BuildKit sorts a slot by source index only, with an unstable
-// sort, so their order is that of a map walk; we order them by selector.
-func sortSameSourceLinks(t testing.TB, dt []byte) []byte {
-	t.Helper()
-	var cfg remotecache.CacheConfig
-	if err := json.Unmarshal(dt, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range cfg.Records {
-		for _, slot := range r.Inputs {
-			slices.SortStableFunc(slot, func(a, b remotecache.CacheInput) int {
-				if a.LinkIndex != b.LinkIndex {
-					return a.LinkIndex - b.LinkIndex
-				}
-				return strings.Compare(a.Selector, b.Selector)
-			})
-		}
-	}
-	out, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
+	"github.com/buildcache/remotecache/interop/bkobject"
 )
 
 // TestConfigBytesMatchBuildKit feeds the same Add calls to BuildKit's
@@ -89,7 +90,7 @@ func compareConfigs(t *testing.T, name string, got []byte, buildkit func() []byt
 		}
 		// The one order BuildKit leaves to chance here: links of a slot
 		// that come from one source.
-		if bytes.Equal(got, sortSameSourceLinks(t, want)) {
+		if bytes.Equal(got, bkobject.SortSameSourceLinks(t, want)) {
 			return matchSameSource
 		}
 		t.Fatalf("%s: config differs from BuildKit's\nours:     %s\nbuildkit: %s", name, got, want)

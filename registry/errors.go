@@ -12,13 +12,14 @@ import (
 	"syscall"
 	"unicode"
 
-	"github.com/buildcache/remotecache/internal/errclass"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/errclass"
 )
 
 // Error is an error status the registry answered a request with, and the
@@ -122,27 +123,16 @@ func hintIndexRefused(err error, mediaType string) error {
 
 // Unwrap returns the errdefs class of the status.
 func (e *Error) Unwrap() error {
-	switch c := e.StatusCode; {
-	case c == http.StatusBadRequest:
+	switch e.StatusCode {
+	case http.StatusBadRequest:
 		return errdefs.ErrInvalidArgument
-	case c == http.StatusUnauthorized:
-		return errdefs.ErrUnauthenticated
-	case c == http.StatusForbidden:
-		return errdefs.ErrPermissionDenied
-	case c == http.StatusNotFound:
-		return errdefs.ErrNotFound
-	case c == http.StatusMethodNotAllowed, c == http.StatusNotImplemented:
+	case http.StatusMethodNotAllowed:
 		return errdefs.ErrNotImplemented
-	case c == http.StatusConflict:
-		return errdefs.ErrConflict
-	case c == http.StatusPreconditionFailed:
-		return errdefs.ErrFailedPrecondition
-	case c == http.StatusRequestedRangeNotSatisfiable:
-		return errdefs.ErrOutOfRange
-	case c == http.StatusTooManyRequests:
+	case http.StatusTooManyRequests:
 		return errdefs.ErrResourceExhausted
-	case c >= 500:
-		return errdefs.ErrUnavailable
+	}
+	if class, ok := errclass.OfStatus(e.StatusCode); ok {
+		return class
 	}
 	return errdefs.ErrUnknown
 }

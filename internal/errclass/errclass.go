@@ -6,6 +6,7 @@ package errclass
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"github.com/containerd/errdefs"
 )
@@ -58,3 +59,30 @@ type classed struct {
 
 func (e *classed) Error() string   { return e.err.Error() }
 func (e *classed) Unwrap() []error { return []error{e.err, e.class} }
+
+// statusClasses are the classes of the HTTP status codes that mean one
+// thing to every store: registries and object stores alike.
+var statusClasses = map[int]error{
+	http.StatusUnauthorized:                 errdefs.ErrUnauthenticated,
+	http.StatusForbidden:                    errdefs.ErrPermissionDenied,
+	http.StatusNotFound:                     errdefs.ErrNotFound,
+	http.StatusConflict:                     errdefs.ErrConflict,
+	http.StatusPreconditionFailed:           errdefs.ErrFailedPrecondition,
+	http.StatusRequestedRangeNotSatisfiable: errdefs.ErrOutOfRange,
+	http.StatusNotImplemented:               errdefs.ErrNotImplemented,
+}
+
+// OfStatus returns the class of an HTTP status code that means one thing
+// to every store, and whether it has one: not found only for 404, so that
+// a 503 or a refused credential never reads as a missing blob, and
+// unavailable for 5xx but 501. The codes that stores read apart (400,
+// 405, 408, 429, the other 4xx) are each caller's.
+func OfStatus(code int) (error, bool) {
+	if class, ok := statusClasses[code]; ok {
+		return class, true
+	}
+	if code >= 500 {
+		return errdefs.ErrUnavailable, true
+	}
+	return nil, false
+}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
-	"github.com/buildcache/remotecache/internal/cputime"
 	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 )
@@ -144,10 +143,9 @@ func (bn Bench) Run(b *testing.B, g *cachegen.Graph) {
 		if err != nil {
 			return sample{}, err
 		}
-		runtime.GC()
-		cpu0, srv0, start := cputime.Process(), bn.ServerCPU(), time.Now()
-		err = fin()
-		return sample{wall: time.Since(start), cpu: cputime.Process() - cpu0, serverCPU: bn.ServerCPU() - srv0}, err
+		srv0 := bn.ServerCPU()
+		wall, cpu, err := sidebyside.Time(fin)
+		return sample{wall: wall, cpu: cpu, serverCPU: bn.ServerCPU() - srv0}, err
 	}
 
 	type side struct {
@@ -159,31 +157,27 @@ func (bn Bench) Run(b *testing.B, g *cachegen.Graph) {
 		config       string
 	}
 	sides := []*side{{name: "ours", export: oursExport}, {name: "buildkit", export: bkExport}}
-	for i := range runs + 1 { // run 0 is the warm-up
-		for _, sd := range sides {
-			where := bn.Place(sd.name, strconv.Itoa(i))
-			first, err := timed(sd.export, bn.URL, where)
-			if err != nil {
-				b.Fatalf("%s: first export into %s: %v", sd.name, where, err)
-			}
-			again, err := timed(sd.export, bn.URL, where)
-			if err != nil {
-				b.Fatalf("%s: re-export into %s: %v", sd.name, where, err)
-			}
-			label := fmt.Sprintf("run %d/%d", i, runs)
-			if i == 0 {
-				label = "warm-up"
-			} else {
-				sd.first = append(sd.first, first)
-				sd.again = append(sd.again, again)
-			}
-			fmt.Printf("%-9s %-8s first %8s (CPU %7s, %s CPU %7s)  re-export %6s (CPU %6s, %s CPU %6s)\n",
-				label, sd.name, first.wall.Round(time.Millisecond), first.cpu.Round(time.Millisecond), bn.Server, first.serverCPU.Round(time.Millisecond),
-				again.wall.Round(time.Millisecond), again.cpu.Round(time.Millisecond), bn.Server, again.serverCPU.Round(time.Millisecond))
-			// Keep the disk from filling.
-			bn.Free(where)
+	sidebyside.Alternate(runs, len(sides), func(i, side int, label string) {
+		sd := sides[side]
+		where := bn.Place(sd.name, strconv.Itoa(i))
+		first, err := timed(sd.export, bn.URL, where)
+		if err != nil {
+			b.Fatalf("%s: first export into %s: %v", sd.name, where, err)
 		}
-	}
+		again, err := timed(sd.export, bn.URL, where)
+		if err != nil {
+			b.Fatalf("%s: re-export into %s: %v", sd.name, where, err)
+		}
+		if i > 0 {
+			sd.first = append(sd.first, first)
+			sd.again = append(sd.again, again)
+		}
+		fmt.Printf("%-9s %-8s first %8s (CPU %7s, %s CPU %7s)  re-export %6s (CPU %6s, %s CPU %6s)\n",
+			label, sd.name, first.wall.Round(time.Millisecond), first.cpu.Round(time.Millisecond), bn.Server, first.serverCPU.Round(time.Millisecond),
+			again.wall.Round(time.Millisecond), again.cpu.Round(time.Millisecond), bn.Server, again.serverCPU.Round(time.Millisecond))
+		// Keep the disk from filling.
+		bn.Free(where)
+	})
 	// One counted run of each side, through the proxy.
 	for _, sd := range sides {
 		where := bn.Place(sd.name, "counted")

@@ -3,10 +3,13 @@ package sidebyside
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/buildcache/remotecache/internal/cputime"
 )
 
 // EnvInt returns the positive number that the environment variable name
@@ -42,4 +45,30 @@ func Median[S any](s []S, f func(S) time.Duration) time.Duration {
 // Ms writes d in whole milliseconds: "12 ms".
 func Ms(d time.Duration) string {
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+}
+
+// Alternate calls run runs+1 times for each of sides sides in turn (ours,
+// BuildKit, ours, …): i is 0 for the untimed warm-up run of each side,
+// then 1 to runs, and label names the run in the lines a benchmark prints
+// ("warm-up", "run 2/5").
+func Alternate(runs, sides int, run func(i, side int, label string)) {
+	for i := range runs + 1 {
+		label := "warm-up"
+		if i > 0 {
+			label = fmt.Sprintf("run %d/%d", i, runs)
+		}
+		for s := range sides {
+			run(i, s, label)
+		}
+	}
+}
+
+// Time runs f after a garbage collection, so that the collection of what
+// came before is not charged to it, and returns its wall time and the CPU
+// time this process used meanwhile.
+func Time(f func() error) (wall, cpu time.Duration, err error) {
+	runtime.GC()
+	cpu0, start := cputime.Process(), time.Now()
+	err = f()
+	return time.Since(start), cputime.Process() - cpu0, err
 }

@@ -24,7 +24,6 @@ import (
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/cachetest"
-	"github.com/buildcache/remotecache/internal/cputime"
 	"github.com/buildcache/remotecache/internal/objstoretest"
 	"github.com/buildcache/remotecache/interop/sidebyside"
 	"github.com/buildcache/remotecache/registry"
@@ -122,16 +121,17 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		if err != nil {
 			return benchSample{}, err
 		}
-		runtime.GC()
 		before, reqs := srv.uploaded.Load(), srv.Counts()
 		var res map[string]string
-		cpu0, start := cputime.Process(), time.Now()
-		// With -cpuprofile, samples carry the labels side and phase:
-		// go tool pprof -tagfocus side=ours regtest.test cpu.prof
-		pprof.Do(ctx, pprof.Labels("side", side, "phase", phase), func(context.Context) {
-			res, err = fin()
+		wall, cpu, err := sidebyside.Time(func() (err error) {
+			// With -cpuprofile, samples carry the labels side and phase:
+			// go tool pprof -tagfocus side=ours regtest.test cpu.prof
+			pprof.Do(ctx, pprof.Labels("side", side, "phase", phase), func(context.Context) {
+				res, err = fin()
+			})
+			return err
 		})
-		s := benchSample{wall: time.Since(start), cpu: cputime.Process() - cpu0, uploaded: srv.uploaded.Load() - before, requests: srv.CountsSince(reqs)}
+		s := benchSample{wall: wall, cpu: cpu, uploaded: srv.uploaded.Load() - before, requests: srv.CountsSince(reqs)}
 		if err != nil {
 			return s, err
 		}
@@ -149,29 +149,25 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		first, repeat []benchSample
 	}
 	sides := []*side{{name: "ours", export: oursExport}, {name: "buildkit", export: bkExport}}
-	for i := range runs + 1 { // run 0 is the warm-up
-		for _, sd := range sides {
-			ref := fmt.Sprintf("%s/bench/%s-%d:cache", srv.Host, sd.name, i)
-			first, err := timed(sd.name, "first", sd.export, ref)
-			if err != nil {
-				b.Fatalf("%s: first export to %s: %v", sd.name, ref, err)
-			}
-			repeat, err := timed(sd.name, "repeated", sd.export, ref)
-			if err != nil {
-				b.Fatalf("%s: repeated export to %s: %v", sd.name, ref, err)
-			}
-			label := fmt.Sprintf("run %d/%d", i, runs)
-			if i == 0 {
-				label = "warm-up"
-			} else {
-				sd.first = append(sd.first, first)
-				sd.repeat = append(sd.repeat, repeat)
-			}
-			fmt.Printf("%-9s %-8s first %8s (CPU %8s, %d bytes uploaded)  repeated %6s (CPU %6s, %d bytes uploaded)  manifest %s\n",
-				label, sd.name, first.wall.Round(time.Millisecond), first.cpu.Round(time.Millisecond), first.uploaded,
-				repeat.wall.Round(time.Millisecond), repeat.cpu.Round(time.Millisecond), repeat.uploaded, first.manifest)
+	sidebyside.Alternate(runs, len(sides), func(i, n int, label string) {
+		sd := sides[n]
+		ref := fmt.Sprintf("%s/bench/%s-%d:cache", srv.Host, sd.name, i)
+		first, err := timed(sd.name, "first", sd.export, ref)
+		if err != nil {
+			b.Fatalf("%s: first export to %s: %v", sd.name, ref, err)
 		}
-	}
+		repeat, err := timed(sd.name, "repeated", sd.export, ref)
+		if err != nil {
+			b.Fatalf("%s: repeated export to %s: %v", sd.name, ref, err)
+		}
+		if i > 0 {
+			sd.first = append(sd.first, first)
+			sd.repeat = append(sd.repeat, repeat)
+		}
+		fmt.Printf("%-9s %-8s first %8s (CPU %8s, %d bytes uploaded)  repeated %6s (CPU %6s, %d bytes uploaded)  manifest %s\n",
+			label, sd.name, first.wall.Round(time.Millisecond), first.cpu.Round(time.Millisecond), first.uploaded,
+			repeat.wall.Round(time.Millisecond), repeat.cpu.Round(time.Millisecond), repeat.uploaded, first.manifest)
+	})
 
 	oursSide, bkSide := sides[0], sides[1]
 	var tb strings.Builder
