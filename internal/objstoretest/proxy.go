@@ -103,7 +103,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		if p.cfg.IsBlob(key) {
 			ctr = append(ctr, &p.BlobUploaded)
 		}
-		r.Body = &countingBody{ReadCloser: r.Body, n: ctr}
+		r.Body = CountBody(r.Body, ctr...)
 	}
 	if fault != nil && fault(w, r, n) {
 		return
@@ -175,6 +175,13 @@ func (p *Proxy) Reset() {
 	p.ops, p.keys = map[string]int{}, map[string]int{}
 	p.Uploaded.Store(0)
 	p.BlobUploaded.Store(0)
+}
+
+// CountBody returns body, adding the bytes read from it to each of the
+// counters: what a test server or proxy wraps a request's body in to count
+// the bytes uploaded.
+func CountBody(body io.ReadCloser, counters ...*atomic.Int64) io.ReadCloser {
+	return &countingBody{ReadCloser: body, n: counters}
 }
 
 // countingBody adds the bytes read from a request body to counters.

@@ -133,7 +133,7 @@ func (s *server) count(h http.Handler) http.Handler {
 		s.mu.Unlock()
 		switch {
 		case (kind == "upload" || kind == "mount") && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch):
-			r.Body = &countingBody{ReadCloser: r.Body, n: &s.uploaded}
+			r.Body = objstoretest.CountBody(r.Body, &s.uploaded)
 		case kind == "blob" && r.Method == http.MethodGet:
 			w = &countingWriter{ResponseWriter: w, n: &s.downloaded}
 		}
@@ -216,17 +216,6 @@ func requestKind(r *http.Request) string {
 		return "manifest"
 	}
 	return "other"
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
-	return n, err
 }
 
 // faultProxy is a reverse proxy in front of a registry that lets fault
