@@ -292,20 +292,37 @@ type oursSide struct {
 
 func (*oursSide) name() string { return "ours" }
 
-func (s *oursSide) export(ctx context.Context, c string, g *cachegen.Graph, ref string) error {
+// finalizer is what the exporters of both sides have.
+type finalizer interface {
+	Finalize(context.Context) (map[string]string, error)
+}
+
+// finish finalizes exp once it is filled: filled is the error of filling
+// it, which, if not nil, is returned instead.
+func finish(ctx context.Context, exp finalizer, filled error) error {
+	if filled != nil {
+		return filled
+	}
+	_, err := exp.Finalize(ctx)
+	return err
+}
+
+// exporter returns our exporter to ref.
+func (s *oursSide) exporter(ref string) (remotecache.Exporter, error) {
 	r, err := registry.New(ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	exp, err := remotecache.NewExporter(r, s.opts...)
+	return remotecache.NewExporter(r, s.opts...)
+}
+
+func (s *oursSide) export(ctx context.Context, c string, g *cachegen.Graph, ref string) error {
+	exp, err := s.exporter(ref)
 	if err != nil {
 		return err
 	}
-	if _, err := s.replayers[c].Replay(exp, nil); err != nil {
-		return err
-	}
-	_, err = exp.Finalize(ctx)
-	return err
+	_, err = s.replayers[c].Replay(exp, nil)
+	return finish(ctx, exp, err)
 }
 
 // importFrom imports the cache srcRef's tag names into exp, as the
@@ -323,19 +340,11 @@ func (s *oursSide) importFrom(ctx context.Context, srcRef string, exp remotecach
 }
 
 func (s *oursSide) copy(ctx context.Context, srcRef, dstRef string) error {
-	dst, err := registry.New(dstRef)
+	exp, err := s.exporter(dstRef)
 	if err != nil {
 		return err
 	}
-	exp, err := remotecache.NewExporter(dst, s.opts...)
-	if err != nil {
-		return err
-	}
-	if err := s.importFrom(ctx, srcRef, exp); err != nil {
-		return err
-	}
-	_, err = exp.Finalize(ctx)
-	return err
+	return finish(ctx, exp, s.importFrom(ctx, srcRef, exp))
 }
 
 func (s *oursSide) pull(ctx context.Context, srcRef, dir string) error {
@@ -396,11 +405,8 @@ func (s *bkSide) export(ctx context.Context, c string, g *cachegen.Graph, ref st
 	if err != nil {
 		return err
 	}
-	if _, err := s.replayers[c].Replay(exp, nil); err != nil {
-		return err
-	}
-	_, err = exp.Finalize(ctx)
-	return err
+	_, err = s.replayers[c].Replay(exp, nil)
+	return finish(ctx, exp, err)
 }
 
 // importInto does what BuildKit's registry cache importer does before its
@@ -451,11 +457,7 @@ func (s *bkSide) copy(ctx context.Context, srcRef, dstRef string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.importInto(ctx, srcRef, exp); err != nil {
-		return err
-	}
-	_, err = exp.Finalize(ctx)
-	return err
+	return finish(ctx, exp, s.importInto(ctx, srcRef, exp))
 }
 
 func (s *bkSide) pull(ctx context.Context, srcRef, dir string) error {
@@ -464,9 +466,5 @@ func (s *bkSide) pull(ctx context.Context, srcRef, dir string) error {
 		return err
 	}
 	exp := bkremotecache.NewExporter(store, srcRef, true, true, compression.Config{})
-	if err := s.importInto(ctx, srcRef, exp); err != nil {
-		return err
-	}
-	_, err = exp.Finalize(ctx)
-	return err
+	return finish(ctx, exp, s.importInto(ctx, srcRef, exp))
 }
