@@ -20,7 +20,6 @@ func exOpenLatest(dir string, opts ...ocilayout.Option) (*ocilayout.Store, ocisp
 	}
 	desc, err := s.Resolve(context.Background(), "latest")
 	if err != nil {
-		s.Close()
 		log.Fatal(err)
 	}
 	return s, desc
