@@ -47,12 +47,7 @@ func (c Compression) String() string {
 
 // ParseCompression parses the name String returns.
 func ParseCompression(s string) (Compression, error) {
-	for _, c := range compressions {
-		if c.String() == s {
-			return c, nil
-		}
-	}
-	return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown compression %q (want gzip, zstd or uncompressed)", s)
+	return parseName(compressions, s, "compression", "gzip, zstd or uncompressed")
 }
 
 // mediaType is the OCI layer media type of c.

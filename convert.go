@@ -15,7 +15,6 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
-	"golang.org/x/sync/errgroup"
 )
 
 // Annotations that mark a layer as one that conversion leaves alone, or
@@ -142,28 +141,17 @@ func (e *exporter) convertLayers(ctx context.Context, pr *progress, cfg *CacheCo
 			os.Remove(cv.path)
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.concurrency(descs))
-	for _, d := range todo {
-		if gctx.Err() != nil {
-			break
+	err := eachLimited(ctx, e.concurrency(descs), todo, func(ctx context.Context, d ocispec.Descriptor) error {
+		st := pr.start("converting layer "+d.Digest.String(), d.Size)
+		cv, err := e.convertBlob(ctx, st, c, from[d.Digest], d, descs[d.Digest])
+		if err != nil {
+			return st.done(errors.Wrapf(err, "converting layer %s", d.Digest))
 		}
-		g.Go(func() error {
-			st := pr.start("converting layer "+d.Digest.String(), d.Size)
-			cv, err := e.convertBlob(gctx, st, c, from[d.Digest], d, descs[d.Digest])
-			if err != nil {
-				return st.done(errors.Wrapf(err, "converting layer %s", d.Digest))
-			}
-			mu.Lock()
-			convs[d.Digest] = cv
-			mu.Unlock()
-			return st.done(nil)
-		})
-	}
-	err := g.Wait()
-	if err == nil {
-		err = ctx.Err()
-	}
+		mu.Lock()
+		convs[d.Digest] = cv
+		mu.Unlock()
+		return st.done(nil)
+	})
 	if err != nil {
 		cleanup()
 		return nil, nil, nil, err

@@ -2,14 +2,12 @@ package remotecache_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"os"
 	"path/filepath"
 
 	"github.com/containerd/containerd/v2/plugins/content/local"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/ocilayout"
@@ -20,19 +18,9 @@ import (
 // layers get new digests and keep their diffIDs.
 func ExampleWithCompression() {
 	ctx := context.Background()
-	src, err := ocilayout.Open("testdata/buildkit-local-cache", ocilayout.WithReadOnly())
-	if err != nil {
-		log.Fatal(err)
-	}
+	src, desc := exOpenLatest("testdata/buildkit-local-cache", ocilayout.WithReadOnly())
 	defer src.Close()
-	desc, err := src.Resolve(ctx, "latest")
-	if err != nil {
-		log.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "remotecache-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
+	dir := exTempDir("remotecache-example-")
 	defer os.RemoveAll(dir)
 	dst, err := local.NewStore(filepath.Join(dir, "cache"))
 	if err != nil {
@@ -47,17 +35,10 @@ func ExampleWithCompression() {
 	if err := remotecache.Import(ctx, src, desc, exp); err != nil {
 		log.Fatal(err)
 	}
-	resp, err := exp.Finalize(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
+	mdesc := exFinalize(ctx, exp)
 
 	before, err := remotecache.ReadManifest(ctx, src, desc)
 	if err != nil {
-		log.Fatal(err)
-	}
-	var mdesc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(resp[remotecache.ExporterResponseManifestDesc]), &mdesc); err != nil {
 		log.Fatal(err)
 	}
 	after, err := remotecache.ReadManifest(ctx, dst, mdesc)

@@ -5,23 +5,31 @@ import (
 	"fmt"
 	"log"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/ocilayout"
 )
 
-// exReadCache reads the manifest and config of the cache tagged "latest" in
-// the OCI layout dir.
-func exReadCache(dir string) (*remotecache.Manifest, *remotecache.CacheConfig) {
+// exOpenLatest opens the OCI layout dir, as ExampleImport does, and
+// resolves its tag "latest". Close the store when done with it.
+func exOpenLatest(dir string, opts ...ocilayout.Option) (*ocilayout.Store, ocispec.Descriptor) {
+	s, err := ocilayout.Open(dir, opts...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	desc, err := s.Resolve(context.Background(), "latest")
+	if err != nil {
+		log.Fatal(err)
+	}
+	return s, desc
+}
+
+// exReadCache opens the OCI layout dir read-only and reads the manifest and
+// config of the cache tagged "latest". Close the store when done with it.
+func exReadCache(dir string) (*ocilayout.Store, *remotecache.Manifest, *remotecache.CacheConfig) {
 	ctx := context.Background()
-	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer s.Close()
-	desc, err := s.Resolve(ctx, "latest")
-	if err != nil {
-		log.Fatal(err)
-	}
+	s, desc := exOpenLatest(dir, ocilayout.WithReadOnly())
 	m, err := remotecache.ReadManifest(ctx, s, desc)
 	if err != nil {
 		log.Fatal(err)
@@ -30,7 +38,7 @@ func exReadCache(dir string) (*remotecache.Manifest, *remotecache.CacheConfig) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	return m, cfg
+	return s, m, cfg
 }
 
 // Compare two caches BuildKit wrote of one Dockerfile, before and after a
@@ -38,8 +46,10 @@ func exReadCache(dir string) (*remotecache.Manifest, *remotecache.CacheConfig) {
 // divergence point. The COPY --from of the step's output is keyed also by
 // the copied content, a new root record: a consequence, not a cause.
 func ExampleDiff() {
-	ma, a := exReadCache("testdata/diff-pair/A")
-	mb, b := exReadCache("testdata/diff-pair/B")
+	sa, ma, a := exReadCache("testdata/diff-pair/A")
+	defer sa.Close()
+	sb, mb, b := exReadCache("testdata/diff-pair/B")
+	defer sb.Close()
 	r, err := remotecache.Diff(a, b, ma.BlobSizes(), mb.BlobSizes())
 	if err != nil {
 		log.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/buildcache/remotecache"
-	"github.com/buildcache/remotecache/ocilayout"
 )
 
 // A store lost a blob that a cache names (a lifecycle rule, a registry's
@@ -16,10 +15,7 @@ import (
 // --repair oci:DIR" would, and move the tag, last.
 func ExampleRepair() {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "repair")
-	if err != nil {
-		log.Fatal(err)
-	}
+	dir := exTempDir("repair")
 	defer os.RemoveAll(dir)
 	if err := os.CopyFS(dir, os.DirFS("testdata/buildkit-local-cache")); err != nil {
 		log.Fatal(err)
@@ -30,15 +26,8 @@ func ExampleRepair() {
 		log.Fatal(err)
 	}
 
-	store, err := ocilayout.Open(dir)
-	if err != nil {
-		log.Fatal(err)
-	}
+	store, desc := exOpenLatest(dir)
 	defer store.Close()
-	desc, err := store.Resolve(ctx, "latest")
-	if err != nil {
-		log.Fatal(err)
-	}
 	rep, err := remotecache.Repair(ctx, store, desc, store)
 	if err != nil {
 		log.Fatal(err)
@@ -66,4 +55,14 @@ func ExampleRepair() {
 	// dropped the result of ee1010d6a49d
 	// 6 of 8 results kept
 	// repaired image-manifest cache: 0 problems
+}
+
+// exTempDir makes a new directory, its name starting with pattern, in the
+// directory for temporary files. Remove it when done with it.
+func exTempDir(pattern string) string {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return dir
 }

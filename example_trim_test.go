@@ -21,23 +21,8 @@ import (
 // size, then, the oldest left, whose two blobs no newer result uses.
 func ExampleTrim() {
 	ctx := context.Background()
-	src, err := ocilayout.Open("testdata/buildkit-local-cache", ocilayout.WithReadOnly())
-	if err != nil {
-		log.Fatal(err)
-	}
+	src, m, cfg := exReadCache("testdata/buildkit-local-cache")
 	defer src.Close()
-	desc, err := src.Resolve(ctx, "latest")
-	if err != nil {
-		log.Fatal(err)
-	}
-	m, err := remotecache.ReadManifest(ctx, src, desc)
-	if err != nil {
-		log.Fatal(err)
-	}
-	cfg, err := remotecache.ReadConfig(ctx, src, m)
-	if err != nil {
-		log.Fatal(err)
-	}
 
 	// "Now" is the time of the cache's newest result, for a stable output.
 	now := time.Date(2026, 11, 27, 0, 24, 2, 75672773, time.UTC)
@@ -59,10 +44,7 @@ func ExampleTrim() {
 
 	// Write it: the trimmed config into an Exporter, with the source's
 	// blobs; Finalize writes layers, config, manifest; then the tag moves.
-	dir, err := os.MkdirTemp("", "trimmed")
-	if err != nil {
-		log.Fatal(err)
-	}
+	dir := exTempDir("trimmed")
 	defer os.RemoveAll(dir)
 	dst, err := ocilayout.Open(dir)
 	if err != nil {
@@ -76,14 +58,7 @@ func ExampleTrim() {
 	if err := remotecache.ParseConfig(trimmed, m.Descriptors(src), exp); err != nil {
 		log.Fatal(err)
 	}
-	res, err := exp.Finalize(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	var md ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &md); err != nil {
-		log.Fatal(err)
-	}
+	md := exFinalize(ctx, exp)
 	if err := dst.Tag(ctx, "latest", md); err != nil {
 		log.Fatal(err)
 	}
@@ -102,4 +77,18 @@ func ExampleTrim() {
 	// dropped ee1010d6a49d (age): 2026-11-27T00:24:01.83505267Z, freed 0 bytes
 	// dropped 1e81099fa100 (size): 2026-11-27T00:24:01.951053249Z, freed 503 bytes
 	// written: 0 problems
+}
+
+// exFinalize finalizes exp and returns the descriptor of the manifest it
+// wrote, from Finalize's response.
+func exFinalize(ctx context.Context, exp remotecache.Exporter) ocispec.Descriptor {
+	res, err := exp.Finalize(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var desc ocispec.Descriptor
+	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
+		log.Fatal(err)
+	}
+	return desc
 }

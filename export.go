@@ -235,41 +235,48 @@ func (e *exporter) writeLayers(ctx context.Context, pr *progress, layers []ocisp
 			todo = append(todo, desc)
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.concurrency(descs))
-	for _, desc := range todo {
-		if gctx.Err() != nil {
-			break
+	err := eachLimited(ctx, e.concurrency(descs), todo, func(ctx context.Context, desc ocispec.Descriptor) error {
+		st := pr.start("writing layer "+desc.Digest.String()+suffix, desc.Size)
+		err := e.writeBlob(ctx, st, kindLayer, desc, descs[desc.Digest])
+		var sm *sourceMissingError
+		if errors.As(err, &sm) {
+			st.e.Skipped = true
+			st.warn("not found in its source when read: the results that need it are dropped")
+			st.done(nil)
+			mu.Lock()
+			missing = append(missing, desc.Digest)
+			mu.Unlock()
+			return nil
 		}
-		g.Go(func() error {
-			st := pr.start("writing layer "+desc.Digest.String()+suffix, desc.Size)
-			err := e.writeBlob(gctx, st, kindLayer, desc, descs[desc.Digest])
-			var sm *sourceMissingError
-			if errors.As(err, &sm) {
-				st.e.Skipped = true
-				st.warn("not found in its source when read: the results that need it are dropped")
-				st.done(nil)
-				mu.Lock()
-				missing = append(missing, desc.Digest)
-				mu.Unlock()
-				return nil
-			}
-			if err == nil {
-				mu.Lock()
-				written[desc.Digest] = true
-				mu.Unlock()
-			}
-			return st.done(errors.Wrapf(err, "writing layer %s", desc.Digest))
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
+		if err == nil {
+			mu.Lock()
+			written[desc.Digest] = true
+			mu.Unlock()
+		}
+		return st.done(errors.Wrapf(err, "writing layer %s", desc.Digest))
+	})
+	if err != nil {
 		return nil, err
 	}
 	slices.Sort(missing)
 	return missing, nil
+}
+
+// eachLimited runs do on each of items, at most limit at once, and starts
+// none once one has failed. It returns the first error, else ctx's.
+func eachLimited[T any](ctx context.Context, limit int, items []T, do func(ctx context.Context, item T) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	for _, it := range items {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { return do(gctx, it) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // writeConfigAndManifest writes the config, then the manifest, once every

@@ -21,7 +21,14 @@ import (
 // tag.
 func lcLayout(t testing.TB, dir string) (*ocilayout.Store, ocispec.Descriptor) {
 	t.Helper()
-	s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
+	return lcOpen(t, dir, ocilayout.WithReadOnly())
+}
+
+// lcOpen opens the OCI layout in dir with opts, until the test ends, and
+// resolves its "latest" tag.
+func lcOpen(t testing.TB, dir string, opts ...ocilayout.Option) (*ocilayout.Store, ocispec.Descriptor) {
+	t.Helper()
+	s, err := ocilayout.Open(dir, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,12 +61,20 @@ func (f ManifestFormat) String() string {
 
 // ParseManifestFormat parses the name String returns.
 func ParseManifestFormat(s string) (ManifestFormat, error) {
-	for _, f := range formats {
-		if f.String() == s {
-			return f, nil
+	return parseName(formats, s, "manifest format", "image-manifest, oci-index, manifest-list or config-only")
+}
+
+// parseName returns the one of all whose String is s. Any other s is an
+// errdefs.ErrInvalidArgument error that says what it is not and the names
+// wanted.
+func parseName[T fmt.Stringer](all []T, s, what, want string) (T, error) {
+	for _, v := range all {
+		if v.String() == s {
+			return v, nil
 		}
 	}
-	return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown manifest format %q (want image-manifest, oci-index, manifest-list or config-only)", s)
+	var zero T
+	return zero, errors.Wrapf(errdefs.ErrInvalidArgument, "unknown %s %q (want %s)", what, s, want)
 }
 
 // Manifest is a cache manifest read from a store: its form, the cache

@@ -24,15 +24,7 @@ import (
 func rpFixture(t *testing.T) (string, *ocilayout.Store, ocispec.Descriptor) {
 	t.Helper()
 	dir := cachetest.Fixture(t)
-	s, err := ocilayout.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	desc, err := s.Resolve(context.Background(), "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, desc := lcOpen(t, dir)
 	return dir, s, desc
 }
 

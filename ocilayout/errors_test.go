@@ -58,6 +58,14 @@ func TestErrorsHaveClasses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// damaged makes a layout with layout, opens it, then damages it: the
+	// Store finds the damage when it next reads.
+	damaged := func(t *testing.T, damage func(dir string)) (*ocilayout.Store, ocispec.Descriptor) {
+		dir, desc := layout(t)
+		s := openT(t, dir)
+		damage(dir)
+		return s, desc
+	}
 	readOnly := func(t *testing.T) (*ocilayout.Store, ocispec.Descriptor) {
 		dir, desc := layout(t)
 		s, err := ocilayout.Open(dir, ocilayout.WithReadOnly())
@@ -160,15 +168,11 @@ func TestErrorsHaveClasses(t *testing.T) {
 			return s.Tag(ctx, "x", desc)
 		}},
 		{name: "Tag: index.json a directory", run: func(t *testing.T) error {
-			dir, desc := layout(t)
-			s := openT(t, dir)
-			replaceWithDir(t, dir, "index.json")
+			s, desc := damaged(t, func(dir string) { replaceWithDir(t, dir, "index.json") })
 			return s.Tag(ctx, "other", desc)
 		}},
 		{name: "Tag: index.json.lock a directory", run: func(t *testing.T) error {
-			dir, desc := layout(t)
-			s := openT(t, dir)
-			replaceWithDir(t, dir, "index.json.lock")
+			s, desc := damaged(t, func(dir string) { replaceWithDir(t, dir, "index.json.lock") })
 			return s.Tag(ctx, "other", desc)
 		}},
 		{name: "Resolve: no such tag", want: errdefs.ErrNotFound, run: func(t *testing.T) error {
@@ -176,30 +180,22 @@ func TestErrorsHaveClasses(t *testing.T) {
 			return err
 		}},
 		{name: "Resolve: no index.json", want: errdefs.ErrNotFound, run: func(t *testing.T) error {
-			dir, _ := layout(t)
-			s := openT(t, dir)
-			os.Remove(filepath.Join(dir, "index.json"))
+			s, _ := damaged(t, func(dir string) { os.Remove(filepath.Join(dir, "index.json")) })
 			_, err := s.Resolve(ctx, "latest")
 			return err
 		}},
 		{name: "Resolve: index.json not JSON", want: errdefs.ErrFailedPrecondition, run: func(t *testing.T) error {
-			dir, _ := layout(t)
-			s := openT(t, dir)
-			write(t, dir, "index.json", "not JSON")
+			s, _ := damaged(t, func(dir string) { write(t, dir, "index.json", "not JSON") })
 			_, err := s.Resolve(ctx, "latest")
 			return err
 		}},
 		{name: "Resolve: index.json a directory", run: func(t *testing.T) error {
-			dir, _ := layout(t)
-			s := openT(t, dir)
-			replaceWithDir(t, dir, "index.json")
+			s, _ := damaged(t, func(dir string) { replaceWithDir(t, dir, "index.json") })
 			_, err := s.Resolve(ctx, "latest")
 			return err
 		}},
 		{name: "Tags: index.json a directory", run: func(t *testing.T) error {
-			dir, _ := layout(t)
-			s := openT(t, dir)
-			replaceWithDir(t, dir, "index.json")
+			s, _ := damaged(t, func(dir string) { replaceWithDir(t, dir, "index.json") })
 			_, err := s.Tags(ctx)
 			return err
 		}},
@@ -211,9 +207,7 @@ func TestErrorsHaveClasses(t *testing.T) {
 			return openT(t, t.TempDir()).Untag(ctx, "nope")
 		}},
 		{name: "Untag: index.json.lock a directory", run: func(t *testing.T) error {
-			dir, _ := layout(t)
-			s := openT(t, dir)
-			replaceWithDir(t, dir, "index.json.lock")
+			s, _ := damaged(t, func(dir string) { replaceWithDir(t, dir, "index.json.lock") })
 			return s.Untag(ctx, "latest")
 		}},
 		{name: "Prune: read-only", want: errdefs.ErrFailedPrecondition, run: func(t *testing.T) error {
@@ -246,9 +240,7 @@ func TestErrorsHaveClasses(t *testing.T) {
 			return err
 		}},
 		{name: "Prune: index.json not JSON", want: errdefs.ErrFailedPrecondition, run: func(t *testing.T) error {
-			dir, _ := layout(t)
-			s := openT(t, dir)
-			write(t, dir, "index.json", "not JSON")
+			s, _ := damaged(t, func(dir string) { write(t, dir, "index.json", "not JSON") })
 			_, err := s.Prune(ctx)
 			return err
 		}},

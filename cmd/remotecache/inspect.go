@@ -137,15 +137,11 @@ type result struct {
 
 // inspect reads the cache at l into a report.
 func inspect(ctx context.Context, l location) (*report, error) {
-	src, err := openSource(ctx, l)
+	src, desc, err := openTagged(ctx, l, true)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	desc, err := src.manifest(ctx)
-	if err != nil {
-		return nil, err
-	}
 	m, err := remotecache.ReadManifest(ctx, src, desc)
 	if err != nil {
 		return nil, err

@@ -157,17 +157,28 @@ type destination interface {
 	Close() error
 }
 
-// openSource opens l to read. Nothing is written into it: an OCI layout
-// is opened read-only (not even a lock file), and so is a bucket (no
-// refresh of the blobs an export finds there).
-func openSource(ctx context.Context, l location) (source, error) {
-	return open(ctx, l, true)
-}
-
 // openDestination opens l to write, making an OCI layout if there is none.
 // It waits for a prune of the layout in progress as long as ctx allows.
 func openDestination(ctx context.Context, l location) (destination, error) {
 	return open(ctx, l, false)
+}
+
+// openTagged opens l, read-only if asked, and resolves the manifest its
+// tag names. Close the store when done with it; on an error it is closed.
+// Read-only, nothing is written into l: an OCI layout is opened read-only
+// (not even a lock file), and so is a bucket (no refresh of the blobs an
+// export finds there).
+func openTagged(ctx context.Context, l location, readOnly bool) (store, ocispec.Descriptor, error) {
+	st, err := open(ctx, l, readOnly)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, err
+	}
+	desc, err := st.manifest(ctx)
+	if err != nil {
+		st.Close()
+		return nil, ocispec.Descriptor{}, err
+	}
+	return st, desc, nil
 }
 
 // A store is both: every kind of location is.

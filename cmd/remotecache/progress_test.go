@@ -66,12 +66,19 @@ func steps(sink remotecache.ProgressSink) {
 	sink.Progress(failed)
 }
 
-func TestLineProgress(t *testing.T) {
-	var out strings.Builder
-	c := &cli{stderr: &out, mode: progressPlain}
+// showSteps shows steps as a cli in mode does, and returns the cli and
+// what it wrote.
+func showSteps(mode progressMode) (*cli, *strings.Builder) {
+	out := &strings.Builder{}
+	c := &cli{stderr: out, mode: mode}
 	sink, stop := c.progress(plan{})
 	steps(sink)
 	stop(true)
+	return c, out
+}
+
+func TestLineProgress(t *testing.T) {
+	c, out := showSteps(progressPlain)
 	want := layerID + " (2.0 KiB)\n" +
 		"writing config sha256:x: warning: too big\n" +
 		"writing config sha256:x (10 B)\n" +
@@ -92,11 +99,7 @@ func TestLineProgress(t *testing.T) {
 }
 
 func TestJSONProgress(t *testing.T) {
-	var out strings.Builder
-	c := &cli{stderr: &out, mode: progressJSON}
-	sink, stop := c.progress(plan{})
-	steps(sink)
-	stop(true)
+	c, out := showSteps(progressJSON)
 	c.note("waiting")
 	var got []string
 	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {

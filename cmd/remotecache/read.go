@@ -22,7 +22,7 @@ type storedCache struct {
 // readCache opens l read-only and reads the manifest its tag names and the
 // cache config. Close the cache's src when done with it.
 func readCache(ctx context.Context, l location) (_ *storedCache, err error) {
-	src, err := openSource(ctx, l)
+	src, desc, err := openTagged(ctx, l, true)
 	if err != nil {
 		return nil, err
 	}
@@ -31,10 +31,6 @@ func readCache(ctx context.Context, l location) (_ *storedCache, err error) {
 			src.Close()
 		}
 	}()
-	desc, err := src.manifest(ctx)
-	if err != nil {
-		return nil, err
-	}
 	m, err := remotecache.ReadManifest(ctx, src, desc)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%s", l)

@@ -45,15 +45,11 @@ removes them.`,
 			if repair {
 				return c.repair(ctx, locs[0], dryRun)
 			}
-			src, err := openSource(ctx, locs[0])
+			src, desc, err := openTagged(ctx, locs[0], true)
 			if err != nil {
 				return err
 			}
 			defer src.Close()
-			desc, err := src.manifest(ctx)
-			if err != nil {
-				return err
-			}
 			return c.verify(ctx, locs[0], src, desc)
 		}),
 	}, exactArgs(1))
@@ -89,29 +85,17 @@ func (c *cli) verify(ctx context.Context, l location, src source, desc ocispec.D
 // repair rewrites the cache of l without the results whose blobs are
 // gone, moves the tag to it and verifies it.
 func (c *cli) repair(ctx context.Context, l location, dryRun bool) error {
-	var (
-		st  store
-		err error
-	)
-	if dryRun {
-		st, err = open(ctx, l, true)
-	} else {
-		// Opening a layout to write makes one where there is none.
-		if l.scheme == schemeOCI {
-			if _, err := os.Stat(filepath.Join(l.path, ocispec.ImageLayoutFile)); err != nil {
-				return errors.Wrapf(err, "%s: not an OCI image layout", l)
-			}
+	// Opening a layout to write makes one where there is none.
+	if !dryRun && l.scheme == schemeOCI {
+		if _, err := os.Stat(filepath.Join(l.path, ocispec.ImageLayoutFile)); err != nil {
+			return errors.Wrapf(err, "%s: not an OCI image layout", l)
 		}
-		st, err = open(ctx, l, false)
 	}
+	st, desc, err := openTagged(ctx, l, dryRun)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	desc, err := st.manifest(ctx)
-	if err != nil {
-		return err
-	}
 	m, err := remotecache.ReadManifest(ctx, st, desc)
 	if err != nil {
 		return errors.Wrapf(err, "%s", l)
