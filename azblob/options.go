@@ -84,41 +84,30 @@ type Option func(*options) error
 // the configs at "ci/manifests/NAME". It must not start with "/" or hold a
 // ".." element. Default: "" (the container's root).
 func WithPrefix(prefix string) Option {
-	return func(o *options) error {
-		p, err := cleanDir("prefix", prefix)
-		if err != nil {
-			return err
-		}
-		o.Prefix = p
-		return nil
-	}
+	return func(o *options) error { return setDir(&o.Prefix, "prefix", prefix) }
 }
 
 // WithManifestsPrefix sets the directory of the cache configs under the
 // prefix (BuildKit's manifests_prefix). Default: "manifests".
 func WithManifestsPrefix(prefix string) Option {
-	return func(o *options) error {
-		p, err := cleanDir("manifests prefix", prefix)
-		if err != nil {
-			return err
-		}
-		o.ManifestsPrefix = p
-		return nil
-	}
+	return func(o *options) error { return setDir(&o.ManifestsPrefix, "manifests prefix", prefix) }
 }
 
 // WithBlobsPrefix sets the directory of the layer blobs under the prefix
 // (BuildKit's blobs_prefix), each named by its digest ("sha256:…").
 // Default: "blobs".
 func WithBlobsPrefix(prefix string) Option {
-	return func(o *options) error {
-		p, err := cleanDir("blobs prefix", prefix)
-		if err != nil {
-			return err
-		}
-		o.BlobsPrefix = p
-		return nil
+	return func(o *options) error { return setDir(&o.BlobsPrefix, "blobs prefix", prefix) }
+}
+
+// setDir sets *dst to dir as cleanDir leaves it.
+func setDir(dst *string, what, dir string) error {
+	d, err := cleanDir(what, dir)
+	if err != nil {
+		return err
 	}
+	*dst = d
+	return nil
 }
 
 // cleanDir returns dir as path.Join leaves it ("" for the root), or
@@ -144,9 +133,7 @@ func cleanDir(what, dir string) (string, error) {
 // name may hold slashes (a path under the manifests directory), not a ".."
 // element, nor be empty. Default: "buildkit".
 func WithNames(names ...string) Option {
-	return func(o *options) error {
-		return o.SetNames(names, func(n string) (string, error) { return cleanDir("cache name", n) })
-	}
+	return objstore.Names[*options](names, func(n string) (string, error) { return cleanDir("cache name", n) })
 }
 
 // WithAccountURL sets the URL of the storage account's blob service
@@ -227,13 +214,7 @@ func WithClientOptions(opts *azblob.ClientOptions) Option {
 // WithConnectionString, WithSharedKey, WithDefaultCredential,
 // WithClientOptions). Default: a client New makes.
 func WithClient(client *azblob.Client) Option {
-	return func(o *options) error {
-		if client == nil {
-			return errors.Wrap(errdefs.ErrInvalidArgument, "nil client")
-		}
-		o.client = client
-		return nil
-	}
+	return func(o *options) error { return objstore.SetClient(&o.client, client) }
 }
 
 // WithTouchRefresh sets the age above which a blob that Info finds (as an
@@ -242,20 +223,13 @@ func WithClient(client *azblob.Client) Option {
 // rules which delete blobs by age keep the blobs a live cache uses. 0
 // refreshes every blob found. BuildKit's azblob exporter has no such
 // setting (its s3 exporter's touch_refresh). Default: 24h.
-func WithTouchRefresh(d time.Duration) Option {
-	return func(o *options) error { return o.SetTouchRefresh(d) }
-}
+func WithTouchRefresh(d time.Duration) Option { return objstore.TouchRefresh[*options](d) }
 
 // WithReadOnly makes a store that sends no request that writes: no
 // upload, no refresh, no delete, no container creation. Writers and
 // Prune (but a dry run) fail with errdefs.ErrFailedPrecondition. Default:
 // read and write.
-func WithReadOnly() Option {
-	return func(o *options) error {
-		o.ReadOnly = true
-		return nil
-	}
-}
+func WithReadOnly() Option { return objstore.ReadOnly[*options] }
 
 // WithCreateContainer says whether a write into a container that does
 // not exist creates it (as BuildKit's exporter does) and is made again.
@@ -298,9 +272,7 @@ func WithBlockConcurrency(n int) Option {
 
 // WithSpoolDir sets the directory where writes larger than 4 MiB are kept
 // until they are verified and uploaded. Default: os.TempDir().
-func WithSpoolDir(dir string) Option {
-	return func(o *options) error { return o.SetSpoolDir(dir) }
-}
+func WithSpoolDir(dir string) Option { return objstore.SpoolDir[*options](dir) }
 
 // validate checks what single options cannot.
 func (o *options) validate(container string) error {

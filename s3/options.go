@@ -106,9 +106,7 @@ func WithBlobsPrefix(prefix string) Option {
 // WithNames sets the names of the cache config (BuildKit's name=a;b): an
 // export writes the config under every name, Resolve reads the first.
 // Names must not be empty. Default: "buildkit".
-func WithNames(names ...string) Option {
-	return func(o *options) error { return o.SetNames(names, nil) }
-}
+func WithNames(names ...string) Option { return objstore.Names[*options](names, nil) }
 
 // WithEndpoint sets the URL of an S3-compatible server
 // ("http://127.0.0.1:7070"), BuildKit's endpoint_url. Default: the SDK's
@@ -177,32 +175,19 @@ func WithRetryMaxAttempts(n int) Option {
 // cannot be combined with WithEndpoint, WithRegion, WithCredentials,
 // WithPathStyle or WithRetryMaxAttempts. Default: a client New makes.
 func WithClient(client *s3.Client) Option {
-	return func(o *options) error {
-		if client == nil {
-			return errors.Wrap(errdefs.ErrInvalidArgument, "nil client")
-		}
-		o.client = client
-		return nil
-	}
+	return func(o *options) error { return objstore.SetClient(&o.client, client) }
 }
 
 // WithTouchRefresh sets the age above which a blob that Info finds (as an
 // export does, for each blob it would write) is copied onto itself with new
 // metadata, so that lifecycle rules which expire old objects keep the blobs
 // a live cache uses. 0 refreshes every blob found. Default: 24h.
-func WithTouchRefresh(d time.Duration) Option {
-	return func(o *options) error { return o.SetTouchRefresh(d) }
-}
+func WithTouchRefresh(d time.Duration) Option { return objstore.TouchRefresh[*options](d) }
 
 // WithReadOnly makes a store that sends no request that writes: no
 // upload, no refresh copy, no delete. Writers and Prune (but a dry run)
 // fail with errdefs.ErrFailedPrecondition. Default: read and write.
-func WithReadOnly() Option {
-	return func(o *options) error {
-		o.ReadOnly = true
-		return nil
-	}
-}
+func WithReadOnly() Option { return objstore.ReadOnly[*options] }
 
 // WithMultipartThreshold sets the size from which a blob is uploaded in
 // parts. Default: 16 MiB.
@@ -257,9 +242,7 @@ func WithMaxCopySize(n int64) Option {
 
 // WithSpoolDir sets the directory where writes larger than 4 MiB are kept
 // until they are verified and uploaded. Default: os.TempDir().
-func WithSpoolDir(dir string) Option {
-	return func(o *options) error { return o.SetSpoolDir(dir) }
-}
+func WithSpoolDir(dir string) Option { return objstore.SpoolDir[*options](dir) }
 
 // validate checks what single options cannot.
 func (o *options) validate(bucket string) error {

@@ -50,6 +50,44 @@ func DefaultOptions(manifestsPrefix, blobsPrefix string) Options {
 	}
 }
 
+// Embedder is a store's options, which embed Options: the option
+// functions below work on it.
+type Embedder interface{ base() *Options }
+
+func (o *Options) base() *Options { return o }
+
+// Names returns the option that sets the cache names (SetNames).
+func Names[O Embedder](names []string, clean func(string) (string, error)) func(O) error {
+	return func(o O) error { return o.base().SetNames(names, clean) }
+}
+
+// TouchRefresh returns the option that sets the touch refresh age
+// (SetTouchRefresh).
+func TouchRefresh[O Embedder](d time.Duration) func(O) error {
+	return func(o O) error { return o.base().SetTouchRefresh(d) }
+}
+
+// ReadOnly is the option of a store that sends no request that writes.
+func ReadOnly[O Embedder](o O) error {
+	o.base().ReadOnly = true
+	return nil
+}
+
+// SpoolDir returns the option that sets the spool directory
+// (SetSpoolDir).
+func SpoolDir[O Embedder](dir string) func(O) error {
+	return func(o O) error { return o.base().SetSpoolDir(dir) }
+}
+
+// SetClient sets a store's SDK client, refusing nil.
+func SetClient[C any](dst **C, client *C) error {
+	if client == nil {
+		return errors.Wrap(errdefs.ErrInvalidArgument, "nil client")
+	}
+	*dst = client
+	return nil
+}
+
 // SetNames sets the cache names, refusing none and empty ones. clean, if
 // not nil, returns a name as the store will join it, or refuses it; a
 // name that it cleans to "" is empty. The names are kept as given.
