@@ -12,6 +12,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	azbstore "github.com/buildcache/remotecache/azblob"
+	"github.com/buildcache/remotecache/internal/objstoretest/offline"
 )
 
 // azuriteKey is Azurite's well-known key of devstoreaccount1 (Azurite's
@@ -122,79 +123,26 @@ func TestKeysAndString(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := store.String(); s != tc.str {
-			t.Errorf("String() = %q, want %q", s, tc.str)
-		}
-		if k := store.ConfigKey(store.Names()[0]); k != tc.config {
-			t.Errorf("ConfigKey = %q, want %q", k, tc.config)
-		}
-		if k := store.BlobKey(d); k != tc.blob {
-			t.Errorf("BlobKey = %q, want %q", k, tc.blob)
-		}
-		if !store.TagsManifests() {
-			t.Error("TagsManifests() = false")
-		}
+		offline.CheckKeys(t, store, d, tc.str, tc.config, tc.blob)
 	}
 }
 
-// A read-only store refuses writers and Prune without a request.
-func TestReadOnlyRefusesWrites(t *testing.T) {
+// The checks that need no server (offline.Checks): a read-only store
+// refuses writers and Prune without a request, Info refuses a digest that
+// is not one, and a write that cannot be spooled fails, and so does its
+// Commit.
+func TestOffline(t *testing.T) {
 	isolate(t)
-	ctx := context.Background()
-	store, err := azbstore.New(ctx, "c01", append(local, azbstore.WithReadOnly())...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Writer(ctx); !errdefs.IsFailedPrecondition(err) {
-		t.Errorf("Writer = %v", err)
-	}
-	if _, err := store.Prune(ctx); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "read-only") {
-		t.Errorf("Prune = %v", err)
-	}
-	if _, err := store.Prune(ctx, azbstore.WithGracePeriod(-1)); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("Prune with a negative grace period = %v", err)
-	}
-}
-
-func TestInvalidDigests(t *testing.T) {
-	isolate(t)
-	ctx := context.Background()
-	store, err := azbstore.New(ctx, "c01", local...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Info(ctx, "sha256:../../x"); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("Info = %v", err)
-	}
-}
-
-// A write that cannot be spooled fails, and so does its Commit: nothing
-// is uploaded.
-func TestSpoolFailure(t *testing.T) {
-	isolate(t)
-	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := azbstore.New(ctx, "c01", append(local, azbstore.WithSpoolDir(dir))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(dir); err != nil {
-		t.Fatal(err)
-	}
-	w, err := store.Writer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	big := make([]byte, 5<<20)
-	if _, err := w.Write(big); err == nil {
-		t.Fatal("Write to a missing spool directory succeeded")
-	}
-	if _, err := w.Write([]byte("more")); err == nil {
-		t.Error("Write after a failed write succeeded")
-	}
-	err = w.Commit(ctx, 0, "")
-	if err == nil || !strings.Contains(err.Error(), "spooling") || !errdefs.IsUnknown(err) {
-		t.Errorf("Commit = %v, want the spool's failure, of a class", err)
-	}
+	offline.Checks[azbstore.Option, azbstore.PruneOption, azbstore.PruneReport]{
+		Open: func(t testing.TB, opts ...azbstore.Option) offline.Store[azbstore.PruneOption, azbstore.PruneReport] {
+			store, err := azbstore.New(context.Background(), "c01", append(local, opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return store
+		},
+		ReadOnly:      azbstore.WithReadOnly(),
+		SpoolDir:      azbstore.WithSpoolDir,
+		NegativeGrace: azbstore.WithGracePeriod(-1),
+	}.Run(t)
 }

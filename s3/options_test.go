@@ -4,13 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/buildcache/remotecache/internal/objstoretest/offline"
 	"github.com/buildcache/remotecache/s3"
 )
 
@@ -87,78 +87,26 @@ func TestKeysAndString(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := store.String(); s != tc.str {
-			t.Errorf("String() = %q, want %q", s, tc.str)
-		}
-		if k := store.ConfigKey(store.Names()[0]); k != tc.config {
-			t.Errorf("ConfigKey = %q, want %q", k, tc.config)
-		}
-		if k := store.BlobKey(d); k != tc.blob {
-			t.Errorf("BlobKey = %q, want %q", k, tc.blob)
-		}
-		if !store.TagsManifests() {
-			t.Error("TagsManifests() = false")
-		}
+		offline.CheckKeys(t, store, d, tc.str, tc.config, tc.blob)
 	}
 }
 
-// A read-only store refuses writers and Prune without a request.
-func TestReadOnlyRefusesWrites(t *testing.T) {
+// The checks that need no server (offline.Checks): a read-only store
+// refuses writers and Prune without a request, Info refuses a digest that
+// is not one, and a write that cannot be spooled fails, and so does its
+// Commit.
+func TestOffline(t *testing.T) {
 	isolate(t)
-	ctx := context.Background()
-	store, err := s3.New(ctx, "b", append(local, s3.WithReadOnly())...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Writer(ctx); !errdefs.IsFailedPrecondition(err) {
-		t.Errorf("Writer = %v", err)
-	}
-	if _, err := store.Prune(ctx); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "read-only") {
-		t.Errorf("Prune = %v", err)
-	}
-	if _, err := store.Prune(ctx, s3.WithGracePeriod(-1)); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("Prune with a negative grace period = %v", err)
-	}
-}
-
-func TestInvalidDigests(t *testing.T) {
-	isolate(t)
-	ctx := context.Background()
-	store, err := s3.New(ctx, "b", local...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Info(ctx, "sha256:../../x"); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("Info = %v", err)
-	}
-}
-
-// A write that cannot be spooled fails, and so does its Commit: nothing
-// is uploaded.
-func TestSpoolFailure(t *testing.T) {
-	isolate(t)
-	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := s3.New(ctx, "b", append(local, s3.WithSpoolDir(dir))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(dir); err != nil {
-		t.Fatal(err)
-	}
-	w, err := store.Writer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	big := make([]byte, 5<<20)
-	if _, err := w.Write(big); err == nil {
-		t.Fatal("Write to a missing spool directory succeeded")
-	}
-	if _, err := w.Write([]byte("more")); err == nil {
-		t.Error("Write after a failed write succeeded")
-	}
-	if err := w.Commit(ctx, 0, ""); err == nil || !strings.Contains(err.Error(), "spooling") {
-		t.Errorf("Commit = %v, want the spool's failure", err)
-	}
+	offline.Checks[s3.Option, s3.PruneOption, s3.PruneReport]{
+		Open: func(t testing.TB, opts ...s3.Option) offline.Store[s3.PruneOption, s3.PruneReport] {
+			store, err := s3.New(context.Background(), "b", append(local, opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return store
+		},
+		ReadOnly:      s3.WithReadOnly(),
+		SpoolDir:      s3.WithSpoolDir,
+		NegativeGrace: s3.WithGracePeriod(-1),
+	}.Run(t)
 }
