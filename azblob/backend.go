@@ -66,11 +66,7 @@ func (b *backend) Get(ctx context.Context, name string, off int64) (objstore.Bod
 	if err != nil {
 		return objstore.Body{}, classify(err)
 	}
-	size := int64(-1)
-	if resp.ContentLength != nil {
-		size = *resp.ContentLength
-	}
-	return objstore.Body{ReadCloser: resp.Body, Size: size}, nil
+	return objstore.NewBody(resp.Body, resp.ContentLength), nil
 }
 
 // List lists the blobs whose names start with prefix, with their

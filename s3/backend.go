@@ -51,11 +51,7 @@ func (b *backend) Get(ctx context.Context, key string, off int64) (objstore.Body
 	if err != nil {
 		return objstore.Body{}, classify(err)
 	}
-	size := int64(-1)
-	if out.ContentLength != nil {
-		size = *out.ContentLength
-	}
-	return objstore.Body{ReadCloser: out.Body, Size: size}, nil
+	return objstore.NewBody(out.Body, out.ContentLength), nil
 }
 
 // List lists the objects under prefix with ListObjectsV2, which gives no

@@ -61,3 +61,13 @@ type Body struct {
 	// the response did not say.
 	Size int64
 }
+
+// NewBody returns the Body of rc, of the length a response gave (nil if
+// it gave none).
+func NewBody(rc io.ReadCloser, length *int64) Body {
+	size := int64(-1)
+	if length != nil {
+		size = *length
+	}
+	return Body{ReadCloser: rc, Size: size}
+}
