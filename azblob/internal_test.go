@@ -19,6 +19,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/objstore"
+	"github.com/buildcache/remotecache/internal/objstoretest/offline"
 )
 
 // response makes the SDK's error for a response of status code with
@@ -95,12 +96,7 @@ func TestClassify(t *testing.T) {
 			t.Errorf("classify(%v) = %v, want unavailable", err, got)
 		}
 	}
-	if got := classify(context.Canceled); got != context.Canceled {
-		t.Errorf("classify(context.Canceled) = %v", got)
-	}
-	if classify(nil) != nil {
-		t.Error("classify(nil) is not nil")
-	}
+	offline.CheckClassifyPassesThrough(t, classify)
 }
 
 func TestUpdatedAt(t *testing.T) {

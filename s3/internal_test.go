@@ -15,6 +15,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/objstore"
+	"github.com/buildcache/remotecache/internal/objstoretest/offline"
 )
 
 func TestIsLocalEndpoint(t *testing.T) {
@@ -119,12 +120,7 @@ func TestClassify(t *testing.T) {
 			t.Errorf("classify(%v) is not found", tc.err)
 		}
 	}
-	if got := classify(context.Canceled); got != context.Canceled {
-		t.Errorf("classify(context.Canceled) = %v", got)
-	}
-	if classify(nil) != nil {
-		t.Error("classify(nil) is not nil")
-	}
+	offline.CheckClassifyPassesThrough(t, classify)
 }
 
 func TestUpdatedAt(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package offline holds the checks of an object store that make no
 // request, which the s3 and azblob packages' own tests share: a store's
-// keys and name, and what it refuses before it asks the server. It needs
+// keys and name, what it refuses before it asks the server, and what its
+// backend's error classifier passes through. It needs
 // nothing the store modules do not already require (objstoretest needs
 // the layout and generated caches), and is for tests only.
 package offline
@@ -119,5 +120,18 @@ func checkSpoolFailure[P, R any](t testing.TB, store Store[P, R], dir string) {
 	err = w.Commit(ctx, 0, "")
 	if err == nil || !strings.Contains(err.Error(), "spooling") || !errdefs.IsUnknown(err) {
 		t.Errorf("Commit = %v, want the spool's failure, of a class", err)
+	}
+}
+
+// CheckClassifyPassesThrough checks that a backend's classifier of SDK
+// errors returns nil and a context error as they are (see
+// objstore.Backend).
+func CheckClassifyPassesThrough(t testing.TB, classify func(error) error) {
+	t.Helper()
+	if got := classify(context.Canceled); got != context.Canceled {
+		t.Errorf("classify(context.Canceled) = %v", got)
+	}
+	if classify(nil) != nil {
+		t.Error("classify(nil) is not nil")
 	}
 }
