@@ -3,13 +3,11 @@ package azbtest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/containerd/containerd/v2/core/content"
@@ -109,31 +107,22 @@ func noUncommitted(t testing.TB, e *env, none bool) {
 
 // A blob the server keeps answering 503 for, past the SDK's retries,
 // fails the export with a class that is not "not found", naming the blob;
-// and a copy out of the store fails rather than drop the blob's results.
+// and a copy out of the store fails rather than drop the blob's results
+// (objstoretest.CheckUnavailablePastRetries).
 func TestUnavailablePastRetries(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	ctx := context.Background()
-	g := objstoretest.Graph(13, 20, 0)
 	store := e.store(t, azbstore.WithClientOptions(clientOptions(t, 1)))
-	bad, name := objstoretest.BreakBlob(t, suiteEnv{e}, store, g, serverBusy)
-
-	_, err := objstoretest.TryExport(ctx, store, g)
-	objstoretest.CheckUnavailable(t, "export", err, bad)
-	// The exporter's Info failed (and did not say not found), so it
-	// wrote the blob, which failed too.
-	if h, p := e.proxy.CountKey("HEAD", name), e.proxy.CountKey("PUT", name); h != 2 || p != 2 {
-		t.Errorf("%d HEADs and %d Put Blobs of the blob, want 2 each (one retry)", h, p)
-	}
-	_, err = store.Info(ctx, bad)
-	objstoretest.CheckUnavailable(t, "Info", err, bad)
+	err := objstoretest.CheckUnavailablePastRetries(t, suiteEnv{e}, store, serverBusy, func(name string) {
+		// The exporter's Info failed (and did not say not found), so it
+		// wrote the blob, which failed too.
+		if h, p := e.proxy.CountKey("HEAD", name), e.proxy.CountKey("PUT", name); h != 2 || p != 2 {
+			t.Errorf("%d HEADs and %d Put Blobs of the blob, want 2 each (one retry)", h, p)
+		}
+	})
 	if err != nil && strings.Contains(err.Error(), "\n") {
 		t.Errorf("Info = %v; want it in one line", err)
 	}
-
-	// A copy from the store to a local one: Marshal asks the source
-	// for every blob and must not take a 503 for a missing blob.
-	objstoretest.CheckUnavailable(t, "copy out", objstoretest.CopyOut(t, store), bad)
 }
 
 // A staged upload that fails (a block refused) or is cancelled leaves no
@@ -146,18 +135,23 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 	dt := bytes.Repeat([]byte("remotecache"), 5<<17) // 6.9 MiB: 7 blocks
 	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(dt), Size: int64(len(dt))}
 
-	// Block 3 is refused: a 400 the SDK does not retry.
+	// block counts the Put Blocks: it returns the number of r, 0 for
+	// another request.
 	var mu sync.Mutex
 	blocks := 0
-	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+	block := func(r *http.Request) int {
 		if opOf(r) != "BLOCK" {
-			return false
+			return 0
 		}
 		mu.Lock()
+		defer mu.Unlock()
 		blocks++
-		n := blocks
-		mu.Unlock()
-		if n == 3 {
+		return blocks
+	}
+
+	// Block 3 is refused: a 400 the SDK does not retry.
+	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if block(r) == 3 {
 			io.Copy(io.Discard, r.Body)
 			w.Header().Set("x-ms-error-code", "InvalidBlobOrBlock")
 			w.WriteHeader(http.StatusBadRequest)
@@ -175,26 +169,8 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 	}
 
 	// Cancelled while the second block is in flight.
-	cctx, cancel := context.WithCancel(ctx)
 	blocks = 0
-	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
-		if opOf(r) == "BLOCK" {
-			mu.Lock()
-			blocks++
-			n := blocks
-			mu.Unlock()
-			if n == 2 {
-				cancel()
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-		return false
-	})
-	err = content.WriteBlob(cctx, store, "cancelled", bytes.NewReader(dt), desc)
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled WriteBlob = %v", err)
-	}
-	e.proxy.SetFault(nil)
+	objstoretest.CheckCancelledWrite(t, e.proxy.Proxy, store, dt, desc, func(r *http.Request) bool { return block(r) == 2 })
 	if n := e.proxy.Count("BLOCKLIST"); n != 0 {
 		t.Errorf("%d block lists committed", n)
 	}

@@ -1,14 +1,19 @@
 package objstoretest
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache/internal/cachegen"
 )
@@ -101,4 +106,53 @@ func CheckUnavailable(t testing.TB, op string, err error, d digest.Digest) {
 	if !errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), d.String()) {
 		t.Errorf("%s = %v; want unavailable, not not found, naming %s", op, err, d)
 	}
+}
+
+// CheckUnavailablePastRetries exports a graph into store, in e, with a
+// blob that e's server answers busy for from then on (BreakBlob), past
+// the store's retries: the export fails with a class that is not "not
+// found", naming the blob; then sent, given the blob's key, checks the
+// requests the store sent for it; and Info of the blob, and a copy out
+// of the store (Marshal asks the source for every blob and must not take
+// a 503 for a missing blob), fail alike. It returns Info's error.
+func CheckUnavailablePastRetries(t testing.TB, e Env, store interface {
+	Resolver
+	content.InfoProvider
+	content.Ingester
+}, busy func(w http.ResponseWriter, r *http.Request), sent func(key string)) error {
+	t.Helper()
+	ctx := context.Background()
+	g := Graph(13, 20, 0)
+	bad, key := BreakBlob(t, e, store, g, busy)
+
+	_, err := TryExport(ctx, store, g)
+	CheckUnavailable(t, "export", err, bad)
+	sent(key)
+	_, infoErr := store.Info(ctx, bad)
+	CheckUnavailable(t, "Info", infoErr, bad)
+	CheckUnavailable(t, "copy out", CopyOut(t, store), bad)
+	return infoErr
+}
+
+// CheckCancelledWrite writes dt, of desc, into store, and cancels the
+// write when p sees the first request that cancelAt takes, which p passes
+// on 100ms later: the write fails with context.Canceled. It leaves p
+// with no fault.
+func CheckCancelledWrite(t testing.TB, p *Proxy, store content.Ingester, dt []byte, desc ocispec.Descriptor, cancelAt func(r *http.Request) bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once sync.Once
+	p.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if cancelAt(r) {
+			once.Do(cancel)
+			time.Sleep(100 * time.Millisecond)
+		}
+		return false
+	})
+	err := content.WriteBlob(ctx, store, "cancelled", bytes.NewReader(dt), desc)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled WriteBlob = %v", err)
+	}
+	p.SetFault(nil)
 }

@@ -3,13 +3,10 @@ package s3test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/containerd/containerd/v2/core/content"
@@ -81,26 +78,17 @@ func noUploadsLeft(t testing.TB, e *env) {
 
 // A blob the server keeps answering 503 for, past the SDK's retries,
 // fails the export with a class that is not "not found", naming the blob;
-// and a copy out of the store fails rather than drop the blob's results.
+// and a copy out of the store fails rather than drop the blob's results
+// (objstoretest.CheckUnavailablePastRetries).
 func TestUnavailablePastRetries(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	ctx := context.Background()
-	g := objstoretest.Graph(13, 20, 0)
 	store := e.store(t, s3store.WithRetryMaxAttempts(2))
-	bad, key := objstoretest.BreakBlob(t, suiteEnv{e}, store, g, slowDown)
-
-	_, err := objstoretest.TryExport(ctx, store, g)
-	objstoretest.CheckUnavailable(t, "export", err, bad)
-	if n := e.proxy.CountKey("PUT", key); n != 2 {
-		t.Errorf("%d PUTs of the blob, want 2 (WithRetryMaxAttempts(2))", n)
-	}
-	_, err = store.Info(ctx, bad)
-	objstoretest.CheckUnavailable(t, "Info", err, bad)
-
-	// A copy from the store to a local one: Marshal asks the source
-	// for every blob and must not take a 503 for a missing blob.
-	objstoretest.CheckUnavailable(t, "copy out", objstoretest.CopyOut(t, store), bad)
+	objstoretest.CheckUnavailablePastRetries(t, suiteEnv{e}, store, slowDown, func(key string) {
+		if n := e.proxy.CountKey("PUT", key); n != 2 {
+			t.Errorf("%d PUTs of the blob, want 2 (WithRetryMaxAttempts(2))", n)
+		}
+	})
 }
 
 // A multipart upload that fails (a part refused) or is cancelled leaves
@@ -133,20 +121,9 @@ func TestFailedUploadsLeaveNothing(t *testing.T) {
 	}
 
 	// Cancelled while parts are in flight.
-	cctx, cancel := context.WithCancel(ctx)
-	var once sync.Once
-	e.proxy.SetFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
-		if isPart(r) && r.URL.Query().Get("partNumber") == "2" {
-			once.Do(cancel)
-			time.Sleep(100 * time.Millisecond)
-		}
-		return false
+	objstoretest.CheckCancelledWrite(t, e.proxy, store, dt, desc, func(r *http.Request) bool {
+		return isPart(r) && r.URL.Query().Get("partNumber") == "2"
 	})
-	err = content.WriteBlob(cctx, store, "cancelled", bytes.NewReader(dt), desc)
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled WriteBlob = %v", err)
-	}
-	e.proxy.SetFault(nil)
 	for _, k := range e.keys(t) {
 		t.Errorf("object %s left (want none; blob key %s)", k, key)
 	}
