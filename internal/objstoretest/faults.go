@@ -135,9 +135,9 @@ func CheckUnavailablePastRetries(t testing.TB, e Env, store interface {
 }
 
 // CheckCancelledWrite writes dt, of desc, into store, and cancels the
-// write when p sees the first request that cancelAt takes, which p passes
-// on 100ms later: the write fails with context.Canceled. It leaves p
-// with no fault.
+// write when p sees the first request that cancelAt takes (p passes each
+// such request on 100ms late): the write fails with context.Canceled. It
+// leaves p with no fault.
 func CheckCancelledWrite(t testing.TB, p *Proxy, store content.Ingester, dt []byte, desc ocispec.Descriptor, cancelAt func(r *http.Request) bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
