@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/pkg/errors"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/buildcache/remotecache/internal/objstore"
 )
@@ -89,54 +88,28 @@ func (b *backend) Touch(ctx context.Context, obj objstore.Object) (time.Time, er
 		return now, nil
 	}
 
-	mpu, err := b.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-		Bucket:      &b.bucket,
-		Key:         &key,
-		Metadata:    meta,
-		ContentType: contentType,
-	})
-	if err != nil {
-		return time.Time{}, classify(err)
-	}
 	n := (size + b.opts.maxCopySize - 1) / b.opts.maxCopySize
-	parts := make([]types.CompletedPart, n)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(b.opts.partConcurrency)
-	for i := range n {
-		g.Go(func() error {
-			start := i * b.opts.maxCopySize
-			end := min(start+b.opts.maxCopySize, size) - 1
-			num := int32(i + 1)
-			out, err := b.client.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
-				Bucket:          &b.bucket,
-				Key:             &key,
-				CopySource:      &source,
-				CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", start, end)),
-				PartNumber:      &num,
-				UploadId:        mpu.UploadId,
-			})
-			if err != nil {
-				return errors.Wrapf(classify(err), "copying part %d", num)
-			}
-			parts[i] = types.CompletedPart{PartNumber: &num}
-			if out.CopyPartResult != nil {
-				parts[i].ETag = out.CopyPartResult.ETag
-			}
-			return nil
-		})
-	}
-	err = g.Wait()
-	if err == nil {
-		_, err = b.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	err := b.multipart(ctx, key, meta, contentType, n, nil, func(ctx context.Context, uploadID *string, num int32) (*string, error) {
+		start := int64(num-1) * b.opts.maxCopySize
+		end := min(start+b.opts.maxCopySize, size) - 1
+		out, err := b.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
 			Bucket:          &b.bucket,
 			Key:             &key,
-			UploadId:        mpu.UploadId,
-			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+			CopySource:      &source,
+			CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", start, end)),
+			PartNumber:      &num,
+			UploadId:        uploadID,
 		})
-		err = classify(err)
-	}
+		if err != nil {
+			return nil, errors.Wrapf(classify(err), "copying part %d", num)
+		}
+		var etag *string
+		if out.CopyPartResult != nil {
+			etag = out.CopyPartResult.ETag
+		}
+		return etag, nil
+	})
 	if err != nil {
-		b.abort(ctx, key, mpu.UploadId)
 		return time.Time{}, err
 	}
 	return now, nil

@@ -5,7 +5,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/pkg/errors"
@@ -33,15 +32,41 @@ func (b *backend) Put(ctx context.Context, key string, body io.ReaderAt, size in
 	}
 
 	partSize := max(b.opts.partSize, (size+maxParts-1)/maxParts)
+	n := (size + partSize - 1) / partSize
+	return b.multipart(ctx, key, nil, contentType, n, &size, func(ctx context.Context, uploadID *string, num int32) (*string, error) {
+		off := int64(num-1) * partSize
+		length := min(partSize, size-off)
+		out, err := b.client.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket:        &b.bucket,
+			Key:           &key,
+			UploadId:      uploadID,
+			PartNumber:    &num,
+			Body:          io.NewSectionReader(body, off, length),
+			ContentLength: &length,
+		})
+		if err != nil {
+			return nil, errors.Wrapf(classify(err), "part %d", num)
+		}
+		return out.ETag, nil
+	})
+}
+
+// multipart makes the object at key, with meta and contentType, as a
+// multipart upload of n parts: part sends part num (from 1) of the upload
+// and returns its ETag, at most the part concurrency at once. When every
+// part is sent the upload is completed (with size, if not nil, for the
+// server to check); if any fails, or ctx is done, it is aborted.
+func (b *backend) multipart(ctx context.Context, key string, meta map[string]string, contentType *string, n int64, size *int64,
+	part func(ctx context.Context, uploadID *string, num int32) (*string, error)) error {
 	mpu, err := b.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:      &b.bucket,
 		Key:         &key,
+		Metadata:    meta,
 		ContentType: contentType,
 	})
 	if err != nil {
 		return classify(err)
 	}
-	n := (size + partSize - 1) / partSize
 	parts := make([]types.CompletedPart, n)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(b.opts.partConcurrency)
@@ -50,21 +75,12 @@ func (b *backend) Put(ctx context.Context, key string, body io.ReaderAt, size in
 			break
 		}
 		g.Go(func() error {
-			off := i * partSize
-			length := min(partSize, size-off)
 			num := int32(i + 1)
-			out, err := b.client.UploadPart(gctx, &s3.UploadPartInput{
-				Bucket:        &b.bucket,
-				Key:           &key,
-				UploadId:      mpu.UploadId,
-				PartNumber:    &num,
-				Body:          io.NewSectionReader(body, off, length),
-				ContentLength: &length,
-			})
+			etag, err := part(gctx, mpu.UploadId, num)
 			if err != nil {
-				return errors.Wrapf(classify(err), "part %d", num)
+				return err
 			}
-			parts[i] = types.CompletedPart{PartNumber: &num, ETag: out.ETag}
+			parts[i] = types.CompletedPart{PartNumber: &num, ETag: etag}
 			return nil
 		})
 	}
@@ -78,7 +94,7 @@ func (b *backend) Put(ctx context.Context, key string, body io.ReaderAt, size in
 			Key:             &key,
 			UploadId:        mpu.UploadId,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-			MpuObjectSize:   aws.Int64(size),
+			MpuObjectSize:   size,
 		})
 		err = classify(err)
 	}
