@@ -1,7 +1,6 @@
 package azbtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -92,7 +91,7 @@ type azurite struct {
 	cmd *exec.Cmd
 
 	exited chan struct{}
-	out    *bytes.Buffer
+	out    *cachetest.SyncBuffer
 }
 
 var (
@@ -146,9 +145,8 @@ func launch(bin string) (*azurite, error) {
 		// SIGTERM. --silent: no access log.
 		cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", port, "--location", dir,
 			"--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent")
-		a := &azurite{URL: "http://" + addr, bin: bin, dir: dir, cmd: cmd, exited: make(chan struct{}), out: &bytes.Buffer{}}
-		w := &lockedWriter{w: a.out}
-		cmd.Stdout, cmd.Stderr = w, w
+		a := &azurite{URL: "http://" + addr, bin: bin, dir: dir, cmd: cmd, exited: make(chan struct{}), out: &cachetest.SyncBuffer{}}
+		cmd.Stdout, cmd.Stderr = a.out, a.out
 		if err := cmd.Start(); err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("starting %s: %v", bin, err)
@@ -191,18 +189,6 @@ func (a *azurite) output() string {
 // used, from /proc (Linux; 0 elsewhere), in clock ticks of 10 ms.
 func (a *azurite) cpu() time.Duration {
 	return cputime.Of(a.cmd.Process.Pid)
-}
-
-// lockedWriter is a writer for the two output streams of a process.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // connectionString is the connection string of the account at service

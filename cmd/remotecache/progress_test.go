@@ -6,11 +6,11 @@ import (
 	"errors"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 	pkgerrors "github.com/pkg/errors"
 )
 
@@ -24,25 +24,6 @@ func event(id string, total, current int64, done bool) remotecache.Event {
 }
 
 const layerID = "writing layer sha256:2f1e915ac5a53cb4a17ffc512c9e7248f63ae51f02cc6c083a1ce16ba39d5521"
-
-// syncBuilder is a strings.Builder that mpb's goroutine and the test may
-// use at once.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // steps sends the events of a small export: a layer written, a config
 // with a warning, a layer skipped and a step that failed.
@@ -150,7 +131,7 @@ var overallBar = regexp.MustCompile(`^blobs (\d+)/(\d+) +\[[=> ]+\] `)
 // overall bar, a bar for the step in flight, and at the end the overall
 // bar alone, complete, and the cursor shown again.
 func TestBarProgress(t *testing.T) {
-	var out syncBuilder
+	var out cachetest.SyncBuffer
 	c := &cli{stderr: &out, mode: progressTTY}
 	sink, stop := c.progress(plan{blobs: 3, bytes: 4096})
 	sink.Progress(event(layerID, 2048, 0, false))
