@@ -1,0 +1,335 @@
+package remotecache
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
+)
+
+// Parse rebuilds the graph of a decoded config on two goroutines where
+// the work allows: the layers' checks and chains beside the records'
+// checks, then the records' results beside the Adds, which must run one
+// after the other. Neither changes what Parse does: the same problem is
+// reported first, the same records are added in the same order with the
+// same results.
+
+// parseConfig is Parse of a decoded config.
+func parseConfig(cfg *CacheConfig, provider DescriptorProvider, t Target) error {
+	if t == nil {
+		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil target")
+	}
+	p := parser{cfg: cfg, provider: provider, t: t}
+	if err := p.check(); err != nil {
+		return err
+	}
+	return p.addRecords()
+}
+
+type parser struct {
+	cfg      *CacheConfig
+	st       structure // what the checks found: orders and totals
+	provider DescriptorProvider
+	t        Target
+
+	// chains[i] is the chain of layer i, base first, or nil when one of
+	// its blobs is not in provider. Chains share backing arrays: each is
+	// handed out with its capacity cut to its length.
+	chains [][]ocispec.Descriptor
+}
+
+// check runs checkConfig's checks, stopping at the first problem of each
+// side, and builds the layers' chains: the layers' checks and chains on
+// another goroutine, beside the records' checks. It returns the problem
+// checkConfig would meet first (its checks in its order), else the first
+// error of the chains.
+func (p *parser) check() error {
+	var checkL, orderL, checkR, orderR, chainsErr error
+	first := func(dst *error) func(error) bool {
+		return func(err error) bool {
+			*dst = err
+			return false
+		}
+	}
+	// The two sides write different fields of p.st.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if checkLayers(p.cfg, first(&checkL)) && p.st.orderLayers(p.cfg, first(&orderL)) {
+			chainsErr = p.buildChains()
+		}
+	})
+	if p.st.checkRecords(p.cfg, first(&checkR)) {
+		p.st.orderRecords(p.cfg, first(&orderR))
+	}
+	wg.Wait()
+	for _, err := range []error{checkL, checkR, orderL, orderR, chainsErr} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildChains finds each layer's chain of descriptors, parents first.
+func (p *parser) buildChains() error {
+	p.chains = make([][]ocispec.Descriptor, len(p.cfg.Layers))
+	// extended[i]: a child of layer i has taken the array slot after
+	// chains[i], so other children must copy.
+	extended := make([]bool, len(p.cfg.Layers))
+	for _, l := range p.st.layerOrder {
+		chain, err := p.extendChain(int(l), extended)
+		if err != nil {
+			return err
+		}
+		p.chains[l] = chain
+	}
+	return nil
+}
+
+// extendChain returns the chain of layer l: its parent's with l's
+// descriptor on top, sharing the parent's array when it can.
+func (p *parser) extendChain(l int, extended []bool) ([]ocispec.Descriptor, error) {
+	layer := &p.cfg.Layers[l]
+	var base []ocispec.Descriptor
+	if pi := layer.ParentIndex; pi >= 0 {
+		base = p.chains[pi]
+		if base == nil {
+			return nil, nil
+		}
+	}
+	d, ok, err := p.descriptor(layer.Blob)
+	if err != nil {
+		return nil, errors.Wrapf(err, "layer %d", l)
+	}
+	if !ok {
+		return nil, nil
+	}
+	if pi := layer.ParentIndex; pi >= 0 && !extended[pi] && len(base) < cap(base) {
+		extended[pi] = true
+		return append(base, d), nil
+	}
+	chain := make([]ocispec.Descriptor, len(base)+1, 2*len(base)+2)
+	copy(chain, base)
+	chain[len(base)] = d
+	return chain, nil
+}
+
+// descriptor returns the descriptor of blob from the provider.
+func (p *parser) descriptor(blob digest.Digest) (ocispec.Descriptor, bool, error) {
+	pair, ok := p.provider[blob]
+	if !ok {
+		return ocispec.Descriptor{}, false, nil
+	}
+	d := pair.Descriptor
+	if d.Digest != blob {
+		return ocispec.Descriptor{}, false, errors.Wrapf(errdefs.ErrInvalidArgument, "blob %s: provider gives a descriptor of digest %q", blob, d.Digest)
+	}
+	return d, true, nil
+}
+
+// addRecords adds every record after the records it links from, in the
+// order the checks found (a depth-first walk from each record in turn, as
+// BuildKit does). The results of each record are made ahead, in that
+// order, on another goroutine (see prepared).
+func (p *parser) addRecords() error {
+	order := p.st.recordOrder
+	added := make([]Record, len(p.cfg.Records)) // nil for records t did not export
+	b := builder{
+		slots: make([][]Link, p.st.nslots),
+		links: make([]Link, p.st.nlinks),
+	}
+	pr := newPrepared(len(order), p.st.nresults)
+	var wg sync.WaitGroup
+	wg.Go(func() { p.prepare(pr) })
+	defer wg.Wait()
+	defer pr.quit.Store(true)
+	ready := 0 // records of order whose results are made
+	for pos, i := range order {
+		for pos >= ready {
+			n, ok := <-pr.ready
+			if !ok {
+				return errors.Wrap(errdefs.ErrInternal, "parse: results of the records stopped early")
+			}
+			ready = n
+		}
+		results, err := pr.results(pos)
+		r, err := p.addRecord(int(i), added, &b, results, err)
+		if err != nil {
+			return err
+		}
+		added[i] = r
+	}
+	return nil
+}
+
+// builder hands out slices of bulk allocations, each capped at its length
+// so that a Target that appends to one cannot reach into the next.
+type builder struct {
+	slots [][]Link
+	links []Link
+}
+
+// addRecord adds record idx, whose sources are all in added, with its
+// results; resErr, if not nil, is the error that making them gave, which
+// is returned if the record is to be added.
+func (p *parser) addRecord(idx int, added []Record, b *builder, results []Result, resErr error) (Record, error) {
+	rec := &p.cfg.Records[idx]
+
+	var deps [][]Link
+	if n := len(rec.Inputs); n > 0 {
+		deps, b.slots = b.slots[:n:n], b.slots[n:]
+		for j, slot := range rec.Inputs {
+			links := b.links[:0:len(slot)]
+			for _, in := range slot {
+				if src := added[in.LinkIndex]; src != nil {
+					links = append(links, Link{Src: src, Selector: in.Selector})
+				}
+			}
+			b.links = b.links[len(slot):]
+			if len(links) == 0 {
+				// Every source of this slot was left out: so is this record.
+				return nil, nil
+			}
+			deps[j] = links
+		}
+	}
+	if resErr != nil {
+		return nil, resErr
+	}
+
+	r, ok, err := p.t.Add(rec.Digest, deps, results)
+	if err != nil {
+		return nil, errors.Wrapf(err, "record %d (%s)", idx, rec.Digest)
+	}
+	if !ok {
+		return nil, nil
+	}
+	if r == nil {
+		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "record %d (%s): target returned no record", idx, rec.Digest)
+	}
+	return r, nil
+}
+
+// prepared is the results of the records, in the order they are added,
+// made ahead of the Adds by prepare: a goroutine that sends on ready how
+// many records are done, batch by batch, until all are or quit is set.
+type prepared struct {
+	all     []Result
+	remotes []Remote
+	// The results of the record at pos are all[at[pos]:][:n[pos]], with
+	// room up to at[pos+1]; n[pos] is -1 when they could not be made,
+	// for the error in errs.
+	at, n []int32
+	mu    sync.Mutex
+	errs  map[int32]error
+	ready chan int
+	quit  atomic.Bool
+}
+
+// preparedBatch is the number of records prepare makes results for
+// between two sends.
+const preparedBatch = 512
+
+func newPrepared(nrec, nresults int) *prepared {
+	return &prepared{
+		all:     make([]Result, nresults),
+		remotes: make([]Remote, nresults),
+		at:      make([]int32, nrec+1),
+		n:       make([]int32, nrec),
+		ready:   make(chan int, nrec/preparedBatch+2),
+	}
+}
+
+// results returns the results of the record at pos, nil for none, or
+// the error that making them gave.
+func (pr *prepared) results(pos int) ([]Result, error) {
+	switch n := pr.n[pos]; n {
+	case 0:
+		return nil, nil
+	case -1:
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		return nil, pr.errs[int32(pos)]
+	default:
+		at := pr.at[pos]
+		return pr.all[at : at+n : pr.at[pos+1]], nil
+	}
+}
+
+// prepare makes the results of every record, in the order they are added:
+// each from the top layer's chain or from the list of layers, a result
+// with a blob the provider does not have left out.
+func (p *parser) prepare(pr *prepared) {
+	defer close(pr.ready)
+	order := p.st.recordOrder
+	off := int32(0)
+	for pos, i := range order {
+		pr.at[pos] = off
+		if pos%preparedBatch == 0 && pos > 0 {
+			if pr.quit.Load() {
+				return
+			}
+			pr.ready <- pos
+		}
+		rec := &p.cfg.Records[i]
+		k := off
+		for _, res := range rec.Results {
+			if chain := p.chains[res.LayerIndex]; chain != nil {
+				pr.all[k] = p.result(res.CreatedAt, chain[:len(chain):len(chain)], &pr.remotes[k])
+				k++
+			}
+		}
+		failed := false
+		for j, res := range rec.ChainedResults {
+			chain, err := p.chainOf(res)
+			if err != nil {
+				pr.mu.Lock()
+				if pr.errs == nil {
+					pr.errs = map[int32]error{}
+				}
+				pr.errs[int32(pos)] = errors.Wrapf(err, "record %d: chain %d", i, j)
+				pr.mu.Unlock()
+				failed = true
+				break
+			}
+			if chain != nil {
+				pr.all[k] = p.result(res.CreatedAt, chain, &pr.remotes[k])
+				k++
+			}
+		}
+		pr.n[pos] = k - off
+		if failed {
+			pr.n[pos] = -1
+		}
+		off += int32(len(rec.Results) + len(rec.ChainedResults))
+	}
+	pr.at[len(order)] = off
+	pr.ready <- len(order)
+}
+
+// chainOf returns the descriptors of a chained result's layers, or nil
+// when the provider lacks one.
+func (p *parser) chainOf(res ChainedResult) ([]ocispec.Descriptor, error) {
+	chain := make([]ocispec.Descriptor, 0, len(res.LayerIndexes))
+	for _, l := range res.LayerIndexes {
+		d, ok, err := p.descriptor(p.cfg.Layers[l].Blob)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, nil
+		}
+		chain = append(chain, d)
+	}
+	return chain, nil
+}
+
+func (p *parser) result(createdAt time.Time, chain []ocispec.Descriptor, rm *Remote) Result {
+	rm.Descriptors = chain
+	rm.Provider = p.provider
+	return Result{CreatedAt: createdAt, Remote: rm}
+}
