@@ -176,10 +176,7 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) (err error)
 		Layers:  make([]CacheLayer, 0, min(bytes.Count(configJSON, []byte{'o'}), maxEntries)),
 		Records: make([]CacheRecord, 0, min(bytes.Count(configJSON, []byte{'g'}), maxEntries)),
 	}
-	if err := decodeConfigInto(configJSON, &cfg); err != nil {
-		return invalidf(err, "malformed JSON")
-	}
-	return parseConfig(&cfg, provider, t)
+	return parseJSON(configJSON, &cfg, provider, t)
 }
 
 // ParseConfig is Parse of a config already decoded (by ReadConfig, or made

@@ -11,23 +11,48 @@ import (
 	"github.com/pkg/errors"
 )
 
-// Parse rebuilds the graph of a decoded config on two goroutines where
-// the work allows: the layers' checks and chains beside the records'
-// checks, then the records' results beside the Adds, which must run one
-// after the other. Neither changes what Parse does: the same problem is
-// reported first, the same records are added in the same order with the
-// same results.
+// Parse rebuilds the graph of a config on two goroutines where the work
+// allows: the layers' checks and chains as soon as the layers are decoded,
+// beside the decoding and checks of the records; then the records'
+// results beside the Adds, which must run one after the other. Neither
+// changes what Parse does: the same problem is reported first, the same
+// records are added in the same order with the same results.
 
 // parseConfig is Parse of a decoded config.
 func parseConfig(cfg *CacheConfig, provider DescriptorProvider, t Target) error {
 	if t == nil {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil target")
 	}
-	p := parser{cfg: cfg, provider: provider, t: t}
-	if err := p.check(); err != nil {
-		return err
+	p := &parser{cfg: cfg, provider: provider, t: t}
+	return p.run(p.startLayers(cfg.Layers))
+}
+
+// parseJSON is Parse of configJSON decoded into cfg: the layers' side
+// starts when the layers are decoded (and again, from the start, if the
+// config has another "layers" key).
+func parseJSON(configJSON []byte, cfg *CacheConfig, provider DescriptorProvider, t Target) error {
+	p := &parser{provider: provider, t: t}
+	var ls *layerSide
+	err := decodeConfigWatched(configJSON, cfg, func(decoded bool) {
+		if ls != nil {
+			ls.wg.Wait()
+			ls = nil
+		}
+		if decoded {
+			ls = p.startLayers(cfg.Layers)
+		}
+	})
+	if err != nil {
+		if ls != nil {
+			ls.wg.Wait()
+		}
+		return invalidf(err, "malformed JSON")
 	}
-	return p.addRecords()
+	if ls == nil {
+		ls = p.startLayers(cfg.Layers)
+	}
+	p.cfg = cfg
+	return p.run(ls)
 }
 
 type parser struct {
@@ -42,46 +67,62 @@ type parser struct {
 	chains [][]ocispec.Descriptor
 }
 
-// check runs checkConfig's checks, stopping at the first problem of each
-// side, and builds the layers' chains: the layers' checks and chains on
-// another goroutine, beside the records' checks. It returns the problem
-// checkConfig would meet first (its checks in its order), else the first
-// error of the chains.
-func (p *parser) check() error {
-	var checkL, orderL, checkR, orderR, chainsErr error
-	first := func(dst *error) func(error) bool {
-		return func(err error) bool {
-			*dst = err
-			return false
-		}
+// layerSide is the layers' part of the checks and the chains, on a
+// goroutine of its own: what checkLayers and orderLayers found, and the
+// error of buildChains. It writes p.st.layerOrder and p.chains, no other
+// field of p.
+type layerSide struct {
+	wg                       sync.WaitGroup
+	checkL, orderL, chainErr error
+}
+
+// stopAt returns a report function for the checks that keeps the first
+// problem in dst and stops.
+func stopAt(dst *error) func(error) bool {
+	return func(err error) bool {
+		*dst = err
+		return false
 	}
-	// The two sides write different fields of p.st.
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if checkLayers(p.cfg, first(&checkL)) && p.st.orderLayers(p.cfg, first(&orderL)) {
-			chainsErr = p.buildChains()
+}
+
+// startLayers starts the layers' side on layers, which must not change
+// until it is waited for.
+func (p *parser) startLayers(layers []CacheLayer) *layerSide {
+	ls := &layerSide{}
+	view := &CacheConfig{Layers: layers}
+	ls.wg.Go(func() {
+		if checkLayers(view, stopAt(&ls.checkL)) && p.st.orderLayers(view, stopAt(&ls.orderL)) {
+			ls.chainErr = p.buildChains(layers)
 		}
 	})
-	if p.st.checkRecords(p.cfg, first(&checkR)) {
-		p.st.orderRecords(p.cfg, first(&orderR))
+	return ls
+}
+
+// run checks the records beside the layers' side ls, then adds them. The
+// problem reported is the one checkConfig would meet first (its checks in
+// its order), else the first error of the chains.
+func (p *parser) run(ls *layerSide) error {
+	var checkR, orderR error
+	if p.st.checkRecords(p.cfg, stopAt(&checkR)) {
+		p.st.orderRecords(p.cfg, stopAt(&orderR))
 	}
-	wg.Wait()
-	for _, err := range []error{checkL, checkR, orderL, orderR, chainsErr} {
+	ls.wg.Wait()
+	for _, err := range []error{ls.checkL, checkR, ls.orderL, orderR, ls.chainErr} {
 		if err != nil {
 			return err
 		}
 	}
-	return nil
+	return p.addRecords()
 }
 
 // buildChains finds each layer's chain of descriptors, parents first.
-func (p *parser) buildChains() error {
-	p.chains = make([][]ocispec.Descriptor, len(p.cfg.Layers))
+func (p *parser) buildChains(layers []CacheLayer) error {
+	p.chains = make([][]ocispec.Descriptor, len(layers))
 	// extended[i]: a child of layer i has taken the array slot after
 	// chains[i], so other children must copy.
-	extended := make([]bool, len(p.cfg.Layers))
+	extended := make([]bool, len(layers))
 	for _, l := range p.st.layerOrder {
-		chain, err := p.extendChain(int(l), extended)
+		chain, err := p.extendChain(layers, int(l), extended)
 		if err != nil {
 			return err
 		}
@@ -92,8 +133,8 @@ func (p *parser) buildChains() error {
 
 // extendChain returns the chain of layer l: its parent's with l's
 // descriptor on top, sharing the parent's array when it can.
-func (p *parser) extendChain(l int, extended []bool) ([]ocispec.Descriptor, error) {
-	layer := &p.cfg.Layers[l]
+func (p *parser) extendChain(layers []CacheLayer, l int, extended []bool) ([]ocispec.Descriptor, error) {
+	layer := &layers[l]
 	var base []ocispec.Descriptor
 	if pi := layer.ParentIndex; pi >= 0 {
 		base = p.chains[pi]
