@@ -35,7 +35,7 @@ type CacheChains struct {
 	// way. Its keys and values hold no pointers, so the garbage collector
 	// does not scan it; a key's second and later records, rare, are in
 	// childMore.
-	children  map[uint32]int32 // first record + 1
+	children  u32Table // first record + 1
 	childMore map[uint32][]int32
 	seed      maphash.Seed
 
@@ -63,9 +63,7 @@ const handleChunk = 1024
 func NewCacheChains() *CacheChains {
 	return &CacheChains{
 		roots:     map[digest.Digest]int32{},
-		children:  map[uint32]int32{},
 		childMore: map[uint32][]int32{},
-		blobIDs:   newHashIndex(),
 		nodeIDs:   map[uint64]int32{},
 		seed:      maphash.MakeSeed(),
 	}
@@ -216,7 +214,7 @@ func (c *CacheChains) addNewLinks(r int32, dkey uint64) {
 			if i == 0 && c.addFree[j] {
 				// match found the key free: the first entry, no lookup.
 				c.addKid(l.src, r)
-				c.children[key(l.src, 0, l.sh, dkey)] = r + 1
+				c.children.set(key(l.src, 0, l.sh, dkey), r+1)
 				continue
 			}
 			c.indexNew(l.src, i, l.sh, r, dkey)
@@ -244,7 +242,7 @@ func (c *CacheChains) match(dgst digest.Digest, dkey uint64) (int32, bool) {
 	c.addFree, c.addKeys = c.addFree[:0], c.addKeys[:0]
 	for _, l := range c.addLinks[:c.addSlots[0]] {
 		k := key(l.src, 0, l.sh, dkey)
-		f := c.children[k]
+		f, _ := c.children.get(k)
 		// Free, unless another link of the slot has the key too.
 		c.addFree = append(c.addFree, f == 0 && !slices.Contains(c.addKeys, k))
 		c.addKeys = append(c.addKeys, k)

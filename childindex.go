@@ -43,8 +43,8 @@ func (c *CacheChains) hash(s string) uint64 {
 
 // childAdd lists r under k.
 func (c *CacheChains) childAdd(k uint32, r int32) {
-	if c.children[k] == 0 {
-		c.children[k] = r + 1
+	if f, _ := c.children.get(k); f == 0 {
+		c.children.set(k, r+1)
 		return
 	}
 	c.childMore[k] = append(c.childMore[k], r)
@@ -53,12 +53,12 @@ func (c *CacheChains) childAdd(k uint32, r int32) {
 // childRemove takes one entry of r off k's list.
 func (c *CacheChains) childRemove(k uint32, r int32) {
 	more := c.childMore[k]
-	if c.children[k] == r+1 {
+	if f, _ := c.children.get(k); f == r+1 {
 		if len(more) == 0 {
-			delete(c.children, k)
+			c.children.del(k)
 			return
 		}
-		c.children[k] = more[0] + 1
+		c.children.set(k, more[0]+1)
 		more = more[1:]
 	} else if i := slices.Index(more, r); i >= 0 {
 		more = slices.Delete(more, i, i+1)
