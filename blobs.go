@@ -77,14 +77,12 @@ func (c *CacheChains) chainHint(r int32) *resEntry {
 }
 
 func (c *CacheChains) internBlob(d digest.Digest) int32 {
-	h := uint32(c.hash(string(d))) & hashMask
-	id, ok, taken := c.blobIDs.find(h, string(d), func(id int32) string { return string(c.blobs.at(id).dgst) })
-	if !ok {
-		k0, hex := hexKey(d)
-		id = c.blobs.add(blob{dgst: d, k0: k0, hexKey: hex})
-		c.blobIDs.add(h, string(d), id, taken)
-	}
-	return id
+	return c.blobIDs.intern(c.hash32(string(d)), string(d),
+		func(id int32) string { return string(c.blobs.at(id).dgst) },
+		func() int32 {
+			k0, hex := hexKey(d)
+			return c.blobs.add(blob{dgst: d, k0: k0, hexKey: hex})
+		})
 }
 
 // hashIndex finds the ids of interned strings by a 32-bit hash of them:
@@ -94,6 +92,17 @@ func (c *CacheChains) internBlob(d digest.Digest) int32 {
 type hashIndex struct {
 	byHash u32Table
 	more   map[string]int32
+}
+
+// intern returns the id of s, whose hash is h, after making it with mk if
+// s is not there; str gives the string of an id.
+func (x *hashIndex) intern(h uint32, s string, str func(int32) string, mk func() int32) int32 {
+	id, ok, taken := x.find(h, s, str)
+	if !ok {
+		id = mk()
+		x.add(h, s, id, taken)
+	}
+	return id
 }
 
 // find returns the id of s, whose hash is h; str gives the string of an

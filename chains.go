@@ -14,8 +14,10 @@ import (
 // CacheChains collects a cache graph through Add and turns it into a cache
 // config with Marshal. It is safe for concurrent use.
 type CacheChains struct {
-	mu    sync.Mutex
-	roots map[digest.Digest]int32
+	mu sync.Mutex
+	// roots are the records without inputs, by digest (blobs.go's
+	// hashIndex, on the digest's hash).
+	roots hashIndex
 
 	// The graph (links.go): records, their slots and links, children.
 	recs  chunks[rec]
@@ -62,7 +64,6 @@ const handleChunk = 1024
 // NewCacheChains returns an empty graph.
 func NewCacheChains() *CacheChains {
 	return &CacheChains{
-		roots:     map[digest.Digest]int32{},
 		childMore: map[uint32][]int32{},
 		nodeIDs:   map[uint64]int32{},
 		seed:      maphash.MakeSeed(),
@@ -116,7 +117,7 @@ func (c *CacheChains) newLink(src int32, s string) link {
 	if c.sels.len() == 0 {
 		c.sels.add("")
 	}
-	return link{src: src, sel: c.sels.add(s), sh: uint32(c.hash(s)) & hashMask}
+	return link{src: src, sel: c.sels.add(s), sh: c.hash32(s)}
 }
 
 // Add implements Target. See docs/design.md §4 for the rules: records are matched
@@ -130,11 +131,9 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	defer c.mu.Unlock()
 
 	if len(deps) == 0 {
-		r, ok := c.roots[dgst]
-		if !ok {
-			r = c.newRecord(dgst)
-			c.roots[dgst] = r
-		}
+		r := c.roots.intern(c.hash32(string(dgst)), string(dgst),
+			func(id int32) string { return string(c.dgst(id)) },
+			func() int32 { return c.newRecord(dgst) })
 		c.addResults(r, results)
 		return c.handle(r), true, nil
 	}

@@ -34,6 +34,9 @@ func mix(x uint64) uint64 {
 	return x
 }
 
+// hash32 is hash cut to the 32 bits of the indexes' keys.
+func (c *CacheChains) hash32(s string) uint32 { return uint32(c.hash(s)) & hashMask }
+
 func (c *CacheChains) hash(s string) uint64 {
 	if s == "" {
 		return 0
