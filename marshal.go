@@ -61,8 +61,10 @@ func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProv
 	if layersErr != nil {
 		return nil, nil, layersErr
 	}
-	wg.Go(m.pickDescriptors)
+	f := newDescFill()
+	wg.Go(func() { m.pickDescriptors(f) })
 	cfg := m.build()
+	m.helpDescriptors(f)
 	wg.Wait()
 	return cfg, m.descs, nil
 }
