@@ -68,12 +68,12 @@ type parser struct {
 }
 
 // layerSide is the layers' part of the checks and the chains, on a
-// goroutine of its own: what checkLayers and orderLayers found, and the
-// error of buildChains. It writes p.st.layerOrder and p.chains, no other
-// field of p.
+// goroutine of its own: what orderLayers found, and the error of
+// buildChains. It writes p.st.layerOrder and p.chains, no other field of
+// p. (checkLayers, which they do not need, runs beside them, in run.)
 type layerSide struct {
-	wg                       sync.WaitGroup
-	checkL, orderL, chainErr error
+	wg               sync.WaitGroup
+	orderL, chainErr error
 }
 
 // stopAt returns a report function for the checks that keeps the first
@@ -91,23 +91,25 @@ func (p *parser) startLayers(layers []CacheLayer) *layerSide {
 	ls := &layerSide{}
 	view := &CacheConfig{Layers: layers}
 	ls.wg.Go(func() {
-		if checkLayers(view, stopAt(&ls.checkL)) && p.st.orderLayers(view, stopAt(&ls.orderL)) {
+		if p.st.orderLayers(view, stopAt(&ls.orderL)) {
 			ls.chainErr = p.buildChains(layers)
 		}
 	})
 	return ls
 }
 
-// run checks the records beside the layers' side ls, then adds them. The
-// problem reported is the one checkConfig would meet first (its checks in
-// its order), else the first error of the chains.
+// run checks the records, and then the layers' digests and parents,
+// beside the layers' side ls, then adds the records. The problem reported
+// is the one checkConfig would meet first (its checks in its order), else
+// the first error of the chains.
 func (p *parser) run(ls *layerSide) error {
-	var checkR, orderR error
+	var checkL, checkR, orderR error
 	if p.st.checkRecords(p.cfg, stopAt(&checkR)) {
 		p.st.orderRecords(p.cfg, stopAt(&orderR))
 	}
+	checkLayers(p.cfg, stopAt(&checkL))
 	ls.wg.Wait()
-	for _, err := range []error{ls.checkL, checkR, ls.orderL, orderR, ls.chainErr} {
+	for _, err := range []error{checkL, checkR, ls.orderL, orderR, ls.chainErr} {
 		if err != nil {
 			return err
 		}
@@ -132,11 +134,15 @@ func (p *parser) buildChains(layers []CacheLayer) error {
 }
 
 // extendChain returns the chain of layer l: its parent's with l's
-// descriptor on top, sharing the parent's array when it can.
+// descriptor on top, sharing the parent's array when it can. A parent out
+// of range (which checkLayers reports, beside this) gives no chain.
 func (p *parser) extendChain(layers []CacheLayer, l int, extended []bool) ([]ocispec.Descriptor, error) {
 	layer := &layers[l]
 	var base []ocispec.Descriptor
 	if pi := layer.ParentIndex; pi >= 0 {
+		if pi >= len(layers) {
+			return nil, nil
+		}
 		base = p.chains[pi]
 		if base == nil {
 			return nil, nil
