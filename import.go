@@ -158,7 +158,10 @@ func readBlob(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 // Bad input is an error of class errdefs.ErrInvalidArgument that names the
 // record or layer at fault: a malformed config, an invalid digest, an index
 // out of range, an empty input slot, a loop among records or among layers.
-// Parse uses no recursion, so chains of any depth work.
+// Parse uses no recursion, so chains of any depth work. It calls t's Add
+// on the caller's goroutine only, one call at a time, but reads provider
+// on other goroutines too (see parser.go): provider must not change until
+// Parse returns.
 func Parse(configJSON []byte, provider DescriptorProvider, t Target) (err error) {
 	defer ensureClass(&err)
 	if t == nil {
