@@ -189,7 +189,7 @@ func (p *parser) addRecords() error {
 		slots: make([][]Link, p.st.nslots),
 		links: make([]Link, p.st.nlinks),
 	}
-	pr := newPrepared(len(order), p.st.nresults)
+	pr := newPrepared(len(order), p.st.nslots, p.st.nlinks, p.st.nresults)
 	var wg sync.WaitGroup
 	wg.Go(func() { p.prepare(pr) })
 	defer wg.Wait()
@@ -203,8 +203,7 @@ func (p *parser) addRecords() error {
 			}
 			ready = n
 		}
-		results, err := pr.results(pos)
-		r, err := p.addRecord(int(i), added, &b, results, err)
+		r, err := p.addRecord(pr, pos, int(i), added, &b)
 		if err != nil {
 			return err
 		}
@@ -220,20 +219,22 @@ type builder struct {
 	links []Link
 }
 
-// addRecord adds record idx, whose sources are all in added, with its
-// results; resErr, if not nil, is the error that making them gave, which
-// is returned if the record is to be added.
-func (p *parser) addRecord(idx int, added []Record, b *builder, results []Result, resErr error) (Record, error) {
-	rec := &p.cfg.Records[idx]
-
+// addRecord adds record idx, at pos in the order, whose sources are all
+// in added: its digest, inputs and results as pr has them.
+func (p *parser) addRecord(pr *prepared, pos, idx int, added []Record, b *builder) (Record, error) {
 	var deps [][]Link
-	if n := len(rec.Inputs); n > 0 {
+	s0, s1 := pr.slotAt[pos], pr.slotAt[pos+1]
+	if n := int(s1 - s0); n > 0 {
 		deps, b.slots = b.slots[:n:n], b.slots[n:]
-		for j, slot := range rec.Inputs {
+		start := pr.linkAt[pos]
+		for j := range n {
+			end := pr.slotEnd[int(s0)+j]
+			slot := pr.ins[start:end]
+			start = end
 			links := b.links[:0:len(slot)]
 			for _, in := range slot {
-				if src := added[in.LinkIndex]; src != nil {
-					links = append(links, Link{Src: src, Selector: in.Selector})
+				if src := added[in.src]; src != nil {
+					links = append(links, Link{Src: src, Selector: in.sel})
 				}
 			}
 			b.links = b.links[len(slot):]
@@ -244,27 +245,39 @@ func (p *parser) addRecord(idx int, added []Record, b *builder, results []Result
 			deps[j] = links
 		}
 	}
-	if resErr != nil {
-		return nil, resErr
+	results, err := pr.results(pos)
+	if err != nil {
+		return nil, err
 	}
 
-	r, ok, err := p.t.Add(rec.Digest, deps, results)
+	dgst := pr.digest[pos]
+	r, ok, err := p.t.Add(dgst, deps, results)
 	if err != nil {
-		return nil, errors.Wrapf(err, "record %d (%s)", idx, rec.Digest)
+		return nil, errors.Wrapf(err, "record %d (%s)", idx, dgst)
 	}
 	if !ok {
 		return nil, nil
 	}
 	if r == nil {
-		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "record %d (%s): target returned no record", idx, rec.Digest)
+		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "record %d (%s): target returned no record", idx, dgst)
 	}
 	return r, nil
 }
 
-// prepared is the results of the records, in the order they are added,
-// made ahead of the Adds by prepare: a goroutine that sends on ready how
-// many records are done, batch by batch, until all are or quit is set.
+// prepared is what the Adds need of the records, in the order they are
+// added, made ahead of them by prepare: a goroutine that sends on ready
+// how many records are done, batch by batch, until all are or quit is
+// set. The Adds then read it in order, where the config's records, in
+// that order, are all over memory.
 type prepared struct {
+	digest []digest.Digest
+	// The inputs of the record at pos are the slots slotEnd[slotAt[pos]:
+	// slotAt[pos+1]], each the end of its links in ins; the first starts
+	// at linkAt[pos].
+	slotAt, linkAt []int32
+	slotEnd        []int32
+	ins            []preparedInput
+
 	all     []Result
 	remotes []Remote
 	// The results of the record at pos are all[at[pos]:][:n[pos]], with
@@ -277,12 +290,24 @@ type prepared struct {
 	quit  atomic.Bool
 }
 
+// preparedInput is a link of an input slot: the index of its source and
+// its selector.
+type preparedInput struct {
+	src int32
+	sel string
+}
+
 // preparedBatch is the number of records prepare makes results for
 // between two sends.
 const preparedBatch = 512
 
-func newPrepared(nrec, nresults int) *prepared {
+func newPrepared(nrec, nslots, nlinks, nresults int) *prepared {
 	return &prepared{
+		digest:  make([]digest.Digest, nrec),
+		slotAt:  make([]int32, nrec+1),
+		linkAt:  make([]int32, nrec),
+		slotEnd: make([]int32, nslots),
+		ins:     make([]preparedInput, nlinks),
 		all:     make([]Result, nresults),
 		remotes: make([]Remote, nresults),
 		at:      make([]int32, nrec+1),
@@ -307,15 +332,17 @@ func (pr *prepared) results(pos int) ([]Result, error) {
 	}
 }
 
-// prepare makes the results of every record, in the order they are added:
-// each from the top layer's chain or from the list of layers, a result
-// with a blob the provider does not have left out.
+// prepare copies the digest and inputs of every record, in the order they
+// are added, and makes its results: each from the top layer's chain or
+// from the list of layers, a result with a blob the provider does not
+// have left out.
 func (p *parser) prepare(pr *prepared) {
 	defer close(pr.ready)
 	order := p.st.recordOrder
-	off := int32(0)
+	off, sOff, lOff := int32(0), int32(0), int32(0)
 	for pos, i := range order {
 		pr.at[pos] = off
+		pr.slotAt[pos] = sOff
 		if pos%preparedBatch == 0 && pos > 0 {
 			if pr.quit.Load() {
 				return
@@ -323,6 +350,16 @@ func (p *parser) prepare(pr *prepared) {
 			pr.ready <- pos
 		}
 		rec := &p.cfg.Records[i]
+		pr.digest[pos] = rec.Digest
+		pr.linkAt[pos] = lOff
+		for _, slot := range rec.Inputs {
+			for _, in := range slot {
+				pr.ins[lOff] = preparedInput{src: int32(in.LinkIndex), sel: in.Selector}
+				lOff++
+			}
+			pr.slotEnd[sOff] = lOff
+			sOff++
+		}
 		k := off
 		for _, res := range rec.Results {
 			if chain := p.chains[res.LayerIndex]; chain != nil {
@@ -355,6 +392,7 @@ func (p *parser) prepare(pr *prepared) {
 		off += int32(len(rec.Results) + len(rec.ChainedResults))
 	}
 	pr.at[len(order)] = off
+	pr.slotAt[len(order)] = sOff
 	pr.ready <- len(order)
 }
 
