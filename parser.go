@@ -12,11 +12,13 @@ import (
 )
 
 // Parse rebuilds the graph of a config on two goroutines where the work
-// allows: the layers' checks and chains as soon as the layers are decoded,
-// beside the decoding and checks of the records; then the records'
-// results beside the Adds, which must run one after the other. Neither
-// changes what Parse does: the same problem is reported first, the same
-// records are added in the same order with the same results.
+// allows: the layers' order and chains as soon as the layers are decoded,
+// beside the decoding and checks of the records (and of the layers'
+// digests and parents); then, beside the Adds, which must run one after
+// the other, the records' digests, inputs and results copied out ahead of
+// them in the order they are added. Neither changes what Parse does: the
+// same problem is reported first, the same records are added in the same
+// order with the same links and results.
 
 // parseConfig is Parse of a decoded config.
 func parseConfig(cfg *CacheConfig, provider DescriptorProvider, t Target) error {
