@@ -5,7 +5,8 @@ import "math/bits"
 // u32Table is a hash table of uint32 keys to int32 values of 0 and more,
 // for the indexes whose keys are hashes already (childindex.go, blobs.go):
 // open addressing in one array of uint64 slots, probed linearly, at most
-// half full. Its array holds no pointers, so the garbage collector does not
+// three quarters full (as full as a Go map, so growing it allocates no
+// more). Its array holds no pointers, so the garbage collector does not
 // scan it; a lookup costs one multiply and, mostly, one cache line, and
 // growing rehashes the array in order, with no hashing of strings. Deletes
 // shift the entries after them back, so that there are no tombstones.
@@ -45,7 +46,7 @@ func (t *u32Table) get(k uint32) (int32, bool) {
 
 // set gives k the value v, which must not be negative.
 func (t *u32Table) set(k uint32, v int32) {
-	if 2*(t.n+1) > len(t.slots) {
+	if 4*(t.n+1) > 3*len(t.slots) {
 		t.grow()
 	}
 	mask := len(t.slots) - 1
