@@ -77,34 +77,38 @@ func (c *CacheChains) chainHint(r int32) *resEntry {
 }
 
 func (c *CacheChains) internBlob(d digest.Digest) int32 {
-	h := uint32(c.hash(string(d))) & hashMask
-	id, ok, taken := c.blobIDs.find(h, string(d), func(id int32) string { return string(c.blobs.at(id).dgst) })
-	if !ok {
-		k0, hex := hexKey(d)
-		id = c.blobs.add(blob{dgst: d, k0: k0, hexKey: hex})
-		c.blobIDs.add(h, string(d), id, taken)
-	}
-	return id
+	return c.blobIDs.intern(c.hash32(string(d)), string(d),
+		func(id int32) string { return string(c.blobs.at(id).dgst) },
+		func() int32 {
+			k0, hex := hexKey(d)
+			return c.blobs.add(blob{dgst: d, k0: k0, hexKey: hex})
+		})
 }
 
 // hashIndex finds the ids of interned strings by a 32-bit hash of them:
-// a map the garbage collector does not scan, half the size of one of
-// 64-bit keys, and that grows without hashing strings again. A string
-// whose hash an earlier one has (a few in 100,000) is found by the string
-// itself, in more.
+// a table the garbage collector does not scan (u32table.go), and that
+// grows without hashing strings again. A string whose hash an earlier one
+// has (a few in 100,000) is found by the string itself, in more.
 type hashIndex struct {
-	byHash map[uint32]int32
+	byHash u32Table
 	more   map[string]int32
 }
 
-func newHashIndex() hashIndex {
-	return hashIndex{byHash: map[uint32]int32{}}
+// intern returns the id of s, whose hash is h, after making it with mk if
+// s is not there; str gives the string of an id.
+func (x *hashIndex) intern(h uint32, s string, str func(int32) string, mk func() int32) int32 {
+	id, ok, taken := x.find(h, s, str)
+	if !ok {
+		id = mk()
+		x.add(h, s, id, taken)
+	}
+	return id
 }
 
 // find returns the id of s, whose hash is h; str gives the string of an
 // id. When s is not there, taken tells whether another string has h.
 func (x *hashIndex) find(h uint32, s string, str func(int32) string) (id int32, ok, taken bool) {
-	id, taken = x.byHash[h]
+	id, taken = x.byHash.get(h)
 	if !taken {
 		return 0, false, false
 	}
@@ -119,7 +123,7 @@ func (x *hashIndex) find(h uint32, s string, str func(int32) string) (id int32, 
 // said.
 func (x *hashIndex) add(h uint32, s string, id int32, taken bool) {
 	if !taken {
-		x.byHash[h] = id
+		x.byHash.set(h, id)
 		return
 	}
 	if x.more == nil {

@@ -14,8 +14,10 @@ import (
 // CacheChains collects a cache graph through Add and turns it into a cache
 // config with Marshal. It is safe for concurrent use.
 type CacheChains struct {
-	mu    sync.Mutex
-	roots map[digest.Digest]int32
+	mu sync.Mutex
+	// roots are the records without inputs, by digest (blobs.go's
+	// hashIndex, on the digest's hash).
+	roots hashIndex
 
 	// The graph (links.go): records, their slots and links, children.
 	recs  chunks[rec]
@@ -35,7 +37,7 @@ type CacheChains struct {
 	// way. Its keys and values hold no pointers, so the garbage collector
 	// does not scan it; a key's second and later records, rare, are in
 	// childMore.
-	children  map[uint32]int32 // first record + 1
+	children  u32Table // first record + 1
 	childMore map[uint32][]int32
 	seed      maphash.Seed
 
@@ -62,10 +64,7 @@ const handleChunk = 1024
 // NewCacheChains returns an empty graph.
 func NewCacheChains() *CacheChains {
 	return &CacheChains{
-		roots:     map[digest.Digest]int32{},
-		children:  map[uint32]int32{},
 		childMore: map[uint32][]int32{},
-		blobIDs:   newHashIndex(),
 		nodeIDs:   map[uint64]int32{},
 		seed:      maphash.MakeSeed(),
 	}
@@ -118,7 +117,7 @@ func (c *CacheChains) newLink(src int32, s string) link {
 	if c.sels.len() == 0 {
 		c.sels.add("")
 	}
-	return link{src: src, sel: c.sels.add(s), sh: uint32(c.hash(s)) & hashMask}
+	return link{src: src, sel: c.sels.add(s), sh: c.hash32(s)}
 }
 
 // Add implements Target. See docs/design.md §4 for the rules: records are matched
@@ -132,11 +131,9 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	defer c.mu.Unlock()
 
 	if len(deps) == 0 {
-		r, ok := c.roots[dgst]
-		if !ok {
-			r = c.newRecord(dgst)
-			c.roots[dgst] = r
-		}
+		r := c.roots.intern(c.hash32(string(dgst)), string(dgst),
+			func(id int32) string { return string(c.dgst(id)) },
+			func() int32 { return c.newRecord(dgst) })
 		c.addResults(r, results)
 		return c.handle(r), true, nil
 	}
@@ -216,7 +213,7 @@ func (c *CacheChains) addNewLinks(r int32, dkey uint64) {
 			if i == 0 && c.addFree[j] {
 				// match found the key free: the first entry, no lookup.
 				c.addKid(l.src, r)
-				c.children[key(l.src, 0, l.sh, dkey)] = r + 1
+				c.children.set(key(l.src, 0, l.sh, dkey), r+1)
 				continue
 			}
 			c.indexNew(l.src, i, l.sh, r, dkey)
@@ -244,7 +241,7 @@ func (c *CacheChains) match(dgst digest.Digest, dkey uint64) (int32, bool) {
 	c.addFree, c.addKeys = c.addFree[:0], c.addKeys[:0]
 	for _, l := range c.addLinks[:c.addSlots[0]] {
 		k := key(l.src, 0, l.sh, dkey)
-		f := c.children[k]
+		f, _ := c.children.get(k)
 		// Free, unless another link of the slot has the key too.
 		c.addFree = append(c.addFree, f == 0 && !slices.Contains(c.addKeys, k))
 		c.addKeys = append(c.addKeys, k)

@@ -1,6 +1,7 @@
 package remotecache
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func TestHashIndexCollisions(t *testing.T) {
 	a, b := digest.FromString("a"), digest.FromString("b")
 	ia := c.internBlob(a)
 	// Make b's hash find a's entry, as a collision would.
-	c.blobIDs.byHash[uint32(c.hash(string(b)))&hashMask] = ia
+	c.blobIDs.byHash.set(uint32(c.hash(string(b)))&hashMask, ia)
 	ib := c.internBlob(b)
 	if ib == ia || c.internBlob(b) != ib || c.internBlob(a) != ia || c.blobs.at(ib).dgst != b {
 		t.Fatalf("ids %d, %d: a colliding digest is not told apart", ia, ib)
@@ -88,6 +89,47 @@ func TestHexKey(t *testing.T) {
 		k, ok := hexKey(tc.d)
 		if ok != tc.ok || (ok && k != tc.k) {
 			t.Errorf("hexKey(%s) = %x, %v; want %x, %v", tc.d, k, ok, tc.k, tc.ok)
+		}
+	}
+}
+
+// The children and blob indexes' table (u32table.go) against a map,
+// through growth, overwrites and deletes; with few keys, or keys that are
+// alike in their low bits, the table is dense and its runs long.
+func TestU32Table(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, keyBits := range []uint{4, 12, 32} {
+		var tab u32Table
+		want := map[uint32]int32{}
+		for op := range 200_000 {
+			k := uint32(rng.Uint64()) >> (32 - keyBits)
+			if keyBits < 32 {
+				k *= 0x10001
+			}
+			switch rng.IntN(3) {
+			case 0, 1:
+				v := int32(rng.IntN(1 << 30))
+				tab.set(k, v)
+				want[k] = v
+			default:
+				tab.del(k)
+				delete(want, k)
+			}
+			if op%1000 == 0 || op == 199_999 {
+				if tab.n != len(want) {
+					t.Fatalf("key bits %d, op %d: %d entries, want %d", keyBits, op, tab.n, len(want))
+				}
+				for k, v := range want {
+					if got, ok := tab.get(k); !ok || got != v {
+						t.Fatalf("key bits %d, op %d: get(%#x) = %d, %v; want %d", keyBits, op, k, got, ok, v)
+					}
+				}
+			}
+			if _, ok := want[k]; !ok {
+				if _, found := tab.get(k); found {
+					t.Fatalf("key bits %d, op %d: deleted key %#x found", keyBits, op, k)
+				}
+			}
 		}
 	}
 }

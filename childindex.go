@@ -34,6 +34,9 @@ func mix(x uint64) uint64 {
 	return x
 }
 
+// hash32 is hash cut to the 32 bits of the indexes' keys.
+func (c *CacheChains) hash32(s string) uint32 { return uint32(c.hash(s)) & hashMask }
+
 func (c *CacheChains) hash(s string) uint64 {
 	if s == "" {
 		return 0
@@ -43,8 +46,8 @@ func (c *CacheChains) hash(s string) uint64 {
 
 // childAdd lists r under k.
 func (c *CacheChains) childAdd(k uint32, r int32) {
-	if c.children[k] == 0 {
-		c.children[k] = r + 1
+	if f, _ := c.children.get(k); f == 0 {
+		c.children.set(k, r+1)
 		return
 	}
 	c.childMore[k] = append(c.childMore[k], r)
@@ -53,12 +56,12 @@ func (c *CacheChains) childAdd(k uint32, r int32) {
 // childRemove takes one entry of r off k's list.
 func (c *CacheChains) childRemove(k uint32, r int32) {
 	more := c.childMore[k]
-	if c.children[k] == r+1 {
+	if f, _ := c.children.get(k); f == r+1 {
 		if len(more) == 0 {
-			delete(c.children, k)
+			c.children.del(k)
 			return
 		}
-		c.children[k] = more[0] + 1
+		c.children.set(k, more[0]+1)
 		more = more[1:]
 	} else if i := slices.Index(more, r); i >= 0 {
 		more = slices.Delete(more, i, i+1)

@@ -26,7 +26,16 @@ import (
 // would. Room in c.Layers and c.Records (as from make with a capacity) is
 // used before they grow.
 func decodeConfigInto(data []byte, c *CacheConfig) error {
-	d := configDecoder{data: data}
+	return decodeConfigWatched(data, c, nil)
+}
+
+// decodeConfigWatched is decodeConfigInto that calls layers(false) before
+// it decodes a "layers" value of the config, and layers(true) after it
+// has decoded one, so that a caller can work on c.Layers while the rest
+// is decoded (between a true and the next false, c.Layers does not
+// change).
+func decodeConfigWatched(data []byte, c *CacheConfig, layers func(decoded bool)) error {
+	d := configDecoder{data: data, layers: layers}
 	d.ws()
 	if err := configType.decode(&d, c); err != nil {
 		return err
@@ -46,8 +55,9 @@ const maxNestingDepth = 10000
 // copied into its slab, each cut to its length so that appending to one
 // copies it.
 type configDecoder struct {
-	data []byte
-	pos  int
+	data   []byte
+	pos    int
+	layers func(decoded bool) // see decodeConfigWatched; nil for none
 
 	results arena[CacheResult]
 	chains  arena[ChainedResult]
@@ -73,10 +83,17 @@ type field[T any] struct {
 var (
 	configType = &objectType[CacheConfig]{"cache config", 1, []field[CacheConfig]{
 		{"layers", func(d *configDecoder, c *CacheConfig) error {
+			if d.layers != nil {
+				d.layers(false)
+			}
 			if cap(c.Layers) == 0 && d.peek() == '[' {
 				c.Layers = make([]CacheLayer, 0, d.estimate('o'))
 			}
-			return decodeSlice(d, &c.Layers, nil, layerType.decode)
+			err := decodeSlice(d, &c.Layers, nil, layerType.decode)
+			if err == nil && d.layers != nil {
+				d.layers(true)
+			}
+			return err
 		}},
 		{"records", func(d *configDecoder, c *CacheConfig) error {
 			if cap(c.Records) == 0 && d.peek() == '[' {

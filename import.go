@@ -5,7 +5,6 @@ import (
 	"context"
 	_ "crypto/sha256" // digests of manifests and configs; validateDigest's fast path
 	"io"
-	"time"
 
 	"github.com/buildcache/remotecache/internal/errclass"
 	"github.com/containerd/containerd/v2/core/content"
@@ -159,7 +158,10 @@ func readBlob(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 // Bad input is an error of class errdefs.ErrInvalidArgument that names the
 // record or layer at fault: a malformed config, an invalid digest, an index
 // out of range, an empty input slot, a loop among records or among layers.
-// Parse uses no recursion, so chains of any depth work.
+// Parse uses no recursion, so chains of any depth work. It calls t's Add
+// on the caller's goroutine only, one call at a time, but reads provider
+// on other goroutines too (see parser.go): provider must not change until
+// Parse returns.
 func Parse(configJSON []byte, provider DescriptorProvider, t Target) (err error) {
 	defer ensureClass(&err)
 	if t == nil {
@@ -177,10 +179,7 @@ func Parse(configJSON []byte, provider DescriptorProvider, t Target) (err error)
 		Layers:  make([]CacheLayer, 0, min(bytes.Count(configJSON, []byte{'o'}), maxEntries)),
 		Records: make([]CacheRecord, 0, min(bytes.Count(configJSON, []byte{'g'}), maxEntries)),
 	}
-	if err := decodeConfigInto(configJSON, &cfg); err != nil {
-		return invalidf(err, "malformed JSON")
-	}
-	return parseConfig(&cfg, provider, t)
+	return parseJSON(configJSON, &cfg, provider, t)
 }
 
 // ParseConfig is Parse of a config already decoded (by ReadConfig, or made
@@ -197,202 +196,9 @@ func ParseConfig(cfg *CacheConfig, provider DescriptorProvider, t Target) (err e
 	return parseConfig(cfg, provider, t)
 }
 
-// parseConfig is Parse of a decoded config.
-func parseConfig(cfg *CacheConfig, provider DescriptorProvider, t Target) error {
-	if t == nil {
-		return errors.Wrap(errdefs.ErrInvalidArgument, "parse: nil target")
-	}
-	var first error
-	st, _ := checkConfig(cfg, func(err error) bool {
-		first = err
-		return false
-	})
-	if first != nil {
-		return first
-	}
-	p := parser{cfg: cfg, st: &st, provider: provider, t: t}
-	if err := p.buildChains(); err != nil {
-		return err
-	}
-	return p.addRecords()
-}
-
 // minEntryJSON is the length of the shortest valid layer or record:
 // {"blob":"sha256:<64 hex>"}.
 const minEntryJSON = len(`{"blob":"sha256:"}`) + 64
-
-type parser struct {
-	cfg      *CacheConfig
-	st       *structure // what checkConfig found: orders and totals
-	provider DescriptorProvider
-	t        Target
-
-	// chains[i] is the chain of layer i, base first, or nil when one of
-	// its blobs is not in provider. Chains share backing arrays: each is
-	// handed out with its capacity cut to its length.
-	chains [][]ocispec.Descriptor
-}
-
-// buildChains finds each layer's chain of descriptors, parents first.
-func (p *parser) buildChains() error {
-	p.chains = make([][]ocispec.Descriptor, len(p.cfg.Layers))
-	// extended[i]: a child of layer i has taken the array slot after
-	// chains[i], so other children must copy.
-	extended := make([]bool, len(p.cfg.Layers))
-	for _, l := range p.st.layerOrder {
-		chain, err := p.extendChain(int(l), extended)
-		if err != nil {
-			return err
-		}
-		p.chains[l] = chain
-	}
-	return nil
-}
-
-// extendChain returns the chain of layer l: its parent's with l's
-// descriptor on top, sharing the parent's array when it can.
-func (p *parser) extendChain(l int, extended []bool) ([]ocispec.Descriptor, error) {
-	layer := &p.cfg.Layers[l]
-	var base []ocispec.Descriptor
-	if pi := layer.ParentIndex; pi >= 0 {
-		base = p.chains[pi]
-		if base == nil {
-			return nil, nil
-		}
-	}
-	d, ok, err := p.descriptor(layer.Blob)
-	if err != nil {
-		return nil, errors.Wrapf(err, "layer %d", l)
-	}
-	if !ok {
-		return nil, nil
-	}
-	if pi := layer.ParentIndex; pi >= 0 && !extended[pi] && len(base) < cap(base) {
-		extended[pi] = true
-		return append(base, d), nil
-	}
-	chain := make([]ocispec.Descriptor, len(base)+1, 2*len(base)+2)
-	copy(chain, base)
-	chain[len(base)] = d
-	return chain, nil
-}
-
-// descriptor returns the descriptor of blob from the provider.
-func (p *parser) descriptor(blob digest.Digest) (ocispec.Descriptor, bool, error) {
-	pair, ok := p.provider[blob]
-	if !ok {
-		return ocispec.Descriptor{}, false, nil
-	}
-	d := pair.Descriptor
-	if d.Digest != blob {
-		return ocispec.Descriptor{}, false, errors.Wrapf(errdefs.ErrInvalidArgument, "blob %s: provider gives a descriptor of digest %q", blob, d.Digest)
-	}
-	return d, true, nil
-}
-
-// addRecords adds every record after the records it links from, in the
-// order checkConfig found (a depth-first walk from each record in turn, as
-// BuildKit does).
-func (p *parser) addRecords() error {
-	added := make([]Record, len(p.cfg.Records)) // nil for records t did not export
-	b := builder{
-		slots:   make([][]Link, p.st.nslots),
-		links:   make([]Link, p.st.nlinks),
-		results: make([]Result, p.st.nresults),
-		remotes: make([]Remote, p.st.nresults),
-	}
-	for _, i := range p.st.recordOrder {
-		r, err := p.addRecord(int(i), added, &b)
-		if err != nil {
-			return err
-		}
-		added[i] = r
-	}
-	return nil
-}
-
-// builder hands out slices of bulk allocations, each capped at its length
-// so that a Target that appends to one cannot reach into the next.
-type builder struct {
-	slots   [][]Link
-	links   []Link
-	results []Result
-	remotes []Remote
-}
-
-// addRecord adds record idx, whose sources are all in added.
-func (p *parser) addRecord(idx int, added []Record, b *builder) (Record, error) {
-	rec := &p.cfg.Records[idx]
-
-	var deps [][]Link
-	if n := len(rec.Inputs); n > 0 {
-		deps, b.slots = b.slots[:n:n], b.slots[n:]
-		for j, slot := range rec.Inputs {
-			links := b.links[:0:len(slot)]
-			for _, in := range slot {
-				if src := added[in.LinkIndex]; src != nil {
-					links = append(links, Link{Src: src, Selector: in.Selector})
-				}
-			}
-			b.links = b.links[len(slot):]
-			if len(links) == 0 {
-				// Every source of this slot was left out: so is this record.
-				return nil, nil
-			}
-			deps[j] = links
-		}
-	}
-
-	results := b.results[: 0 : len(rec.Results)+len(rec.ChainedResults)]
-	b.results = b.results[cap(results):]
-	for _, res := range rec.Results {
-		chain := p.chains[res.LayerIndex]
-		if chain == nil {
-			continue
-		}
-		results = append(results, p.result(res.CreatedAt, chain[:len(chain):len(chain)], b))
-	}
-	for j, res := range rec.ChainedResults {
-		chain := make([]ocispec.Descriptor, 0, len(res.LayerIndexes))
-		for _, l := range res.LayerIndexes {
-			d, ok, err := p.descriptor(p.cfg.Layers[l].Blob)
-			if err != nil {
-				return nil, errors.Wrapf(err, "record %d: chain %d", idx, j)
-			}
-			if !ok {
-				chain = nil
-				break
-			}
-			chain = append(chain, d)
-		}
-		if chain != nil {
-			results = append(results, p.result(res.CreatedAt, chain, b))
-		}
-	}
-	if len(results) == 0 {
-		results = nil
-	}
-
-	r, ok, err := p.t.Add(rec.Digest, deps, results)
-	if err != nil {
-		return nil, errors.Wrapf(err, "record %d (%s)", idx, rec.Digest)
-	}
-	if !ok {
-		return nil, nil
-	}
-	if r == nil {
-		return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "record %d (%s): target returned no record", idx, rec.Digest)
-	}
-	return r, nil
-}
-
-func (p *parser) result(createdAt time.Time, chain []ocispec.Descriptor, b *builder) Result {
-	rm := &b.remotes[0]
-	b.remotes = b.remotes[1:]
-	rm.Descriptors = chain
-	rm.Provider = p.provider
-	return Result{CreatedAt: createdAt, Remote: rm}
-}
 
 // validateDigest is digest.Digest.Validate with a fast path for the
 // common case, a sha256 digest in lower case hex (sha256 is linked in: see

@@ -642,6 +642,57 @@ func TestParseResults(t *testing.T) {
 	}
 }
 
+// Parse works on the layers while the records are decoded (parser.go):
+// a second "layers" key, one after the records, a null one, or a problem
+// in either must give what ParseConfig of encoding/json's decoding gives,
+// error for error.
+func TestParseLayersKeyAnywhere(t *testing.T) {
+	l0, l1 := itD("layer0"), itD("layer1")
+	dp := remotecache.DescriptorProvider{
+		l0: {Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: l0, Size: 1}},
+		l1: {Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: l1, Size: 1}},
+	}
+	good := fmt.Sprintf(`[{"blob":%q,"parent":-1},{"blob":%q}]`, l0, l1)
+	badParent := fmt.Sprintf(`[{"blob":%q,"parent":7}]`, l0)
+	loop := fmt.Sprintf(`[{"blob":%q,"parent":1},{"blob":%q}]`, l0, l1)
+	recs := fmt.Sprintf(`[{"digest":%q,"layers":[{"layer":1,"createdAt":"2026-01-02T03:04:05Z"}]}]`, itD("a"))
+	badRecs := fmt.Sprintf(`[{"digest":%q,"layers":[{"layer":5}]}]`, itD("a"))
+	for _, config := range []string{
+		`{"layers":` + good + `,"records":` + recs + `}`,
+		`{"records":` + recs + `,"layers":` + good + `}`,
+		`{"layers":` + badParent + `,"records":` + recs + `,"layers":` + good + `}`,
+		`{"layers":` + good + `,"records":` + recs + `,"layers":` + badParent + `}`,
+		`{"layers":` + good + `,"layers":null,"records":` + recs + `}`,
+		`{"layers":` + loop + `,"records":` + badRecs + `}`,
+		`{"layers":` + badParent + `,"records":` + badRecs + `}`,
+		`{"layers":` + good + `,"records":` + badRecs + `}`,
+		`{"layers":` + loop + `,"records":` + recs + `}`,
+		`{"layers":` + good + `,"records":[{"digest":1}]}`,
+		`{"layers":` + badParent + `,"records":` + recs,
+	} {
+		got := remotecache.NewCacheChains()
+		gotErr := remotecache.Parse([]byte(config), dp, got)
+		var cfg remotecache.CacheConfig
+		if err := json.Unmarshal([]byte(config), &cfg); err != nil {
+			if !errors.Is(gotErr, errdefs.ErrInvalidArgument) || !strings.Contains(fmt.Sprint(gotErr), "malformed JSON") {
+				t.Errorf("%s: Parse = %v, want malformed JSON (encoding/json: %v)", config, gotErr, err)
+			}
+			continue
+		}
+		want := remotecache.NewCacheChains()
+		wantErr := remotecache.ParseConfig(&cfg, dp, want)
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Errorf("%s: Parse = %v, ParseConfig = %v", config, gotErr, wantErr)
+			continue
+		}
+		if wantErr == nil {
+			if a, b := cachetest.ConfigJSON(t, got), cachetest.ConfigJSON(t, want); string(a) != string(b) {
+				t.Errorf("%s: Parse gives\n%s\nParseConfig gives\n%s", config, a, b)
+			}
+		}
+	}
+}
+
 // Records are added after their inputs, in the order of a depth-first walk
 // from each record in turn, as BuildKit does.
 func TestParseOrder(t *testing.T) {

@@ -2,7 +2,6 @@ package remotecache
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"strings"
 
@@ -54,77 +53,6 @@ func (m *marshaler) checkResults() error {
 	}
 	m.sortLayers()
 	return nil
-}
-
-// pickDescriptors gives each blob the descriptor (and provider) of the
-// first record in output order whose chain has it, at its first place in
-// that chain: the least output index below each node, then the
-// shallowest node of each blob with the least. It runs beside build.
-func (m *marshaler) pickDescriptors() {
-	c := m.c
-	used := m.used
-	minRank := make([]int32, c.nodes.len())
-	for x := range minRank {
-		minRank[x] = math.MaxInt32
-	}
-	for _, r := range m.recs {
-		if t := m.top[r]; t >= 0 {
-			minRank[t] = min(minRank[t], m.rank[r])
-		}
-	}
-	for x := c.nodes.len() - 1; x >= 0; x-- { // a parent is older than its children
-		if p := c.nodes.at(x).parent; used[x] && p >= 0 {
-			minRank[p] = min(minRank[p], minRank[x])
-		}
-	}
-	pick := make([]int32, c.blobs.len()) // node + 1
-	nblobs := 0
-	for x := range c.nodes.len() {
-		if !used[x] {
-			continue
-		}
-		b := c.nodes.at(x).blob
-		p := pick[b] - 1
-		if p < 0 {
-			nblobs++
-		}
-		if p < 0 || minRank[x] < minRank[p] || (minRank[x] == minRank[p] && c.nodes.at(x).depth < c.nodes.at(p).depth) {
-			pick[b] = int32(x) + 1
-		}
-	}
-	// Read the descriptors record by record, in creation order, which
-	// walks the results (and, mostly, the callers' descriptors) in order:
-	// the picked nodes grouped by the record that owns them.
-	start := make([]int32, c.recs.len()+1)
-	for _, p := range pick {
-		if p != 0 {
-			start[m.order[minRank[p-1]]+1]++
-		}
-	}
-	for i := 1; i < len(start); i++ {
-		start[i] += start[i-1]
-	}
-	byOwner := make([]int32, nblobs)
-	for _, p := range pick {
-		if p != 0 {
-			o := m.order[minRank[p-1]]
-			byOwner[start[o]] = p - 1
-			start[o]++
-		}
-	}
-	m.descs = make(DescriptorProvider, nblobs)
-	o := int32(0)
-	for i, x := range byOwner {
-		for int(start[o]) <= i {
-			o++ // start[o] is now where o's nodes end
-		}
-		res := &c.best(o).res
-		d := res.Remote.Descriptors[c.nodes.at(x).depth]
-		if d.MediaType != "" {
-			d.MediaType = convertLayerMediaType(d.MediaType, true)
-		}
-		m.descs[d.Digest] = DescriptorProviderPair{Descriptor: d, Provider: res.Remote.Provider}
-	}
 }
 
 // checkBlobs asks, before any result is picked, whether the blobs of

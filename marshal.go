@@ -48,12 +48,17 @@ func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProv
 			}
 		}
 	}
-	// Two by two: the records' order beside the results' checks and the
-	// layers, then the descriptors beside the config.
+	// Two by two: the records' order and their inputs in the config
+	// beside the results' checks and the layers, then the descriptors
+	// beside the rest of the config.
 	var wg sync.WaitGroup
 	var layersErr error
 	wg.Go(func() { layersErr = m.checkResults() })
+	var cfg *CacheConfig
 	sortErr := m.sortRecords()
+	if sortErr == nil {
+		cfg = m.buildRecords()
+	}
 	wg.Wait()
 	if sortErr != nil {
 		return nil, nil, sortErr
@@ -61,8 +66,10 @@ func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProv
 	if layersErr != nil {
 		return nil, nil, layersErr
 	}
-	wg.Go(m.pickDescriptors)
-	cfg := m.build()
+	f := newDescFill()
+	wg.Go(func() { m.pickDescriptors(f) })
+	m.buildResults(cfg)
+	m.helpDescriptors(f)
 	wg.Wait()
 	return cfg, m.descs, nil
 }
@@ -91,28 +98,22 @@ type marshaler struct {
 	descs   DescriptorProvider
 }
 
-// build writes the config, allocating in bulk. Records are read in
-// creation order, which walks the graph's memory in order, and written to
-// their places in output order, where their inputs and results are laid
-// out in that order too, for the encoder.
-func (m *marshaler) build() *CacheConfig {
+// buildRecords writes the config's records, their digests and inputs,
+// allocating in bulk; it needs only the records' order, so it runs beside
+// checkResults. Records are read in creation order, which walks the
+// graph's memory in order, and written to their places in output order,
+// where their inputs are laid out in that order too, for the encoder.
+func (m *marshaler) buildRecords() *CacheConfig {
 	cfg := &CacheConfig{}
-	if len(m.layers) > 0 {
-		cfg.Layers = make([]CacheLayer, len(m.layers))
-		for i, l := range m.layers {
-			cfg.Layers[i] = CacheLayer{Blob: m.c.blobs.at(l.blob).dgst, ParentIndex: int(l.parent)}
-		}
-	}
 	if len(m.order) == 0 {
 		return cfg
 	}
 	c := m.c
 	n := len(m.order)
-	// Where each record's slots, links and result go: counts by output
-	// index, then their running sums.
+	// Where each record's slots and links go: counts by output index,
+	// then their running sums.
 	slotAt := make([]int32, n+1)
 	linkAt := make([]int32, n+1)
-	resAt := make([]int32, n+1)
 	for _, r := range m.recs {
 		i := m.rank[r]
 		x := c.recs.at(r)
@@ -120,28 +121,18 @@ func (m *marshaler) build() *CacheConfig {
 		for s := range int(x.nslot) {
 			linkAt[i+1] += c.slots.at(x.slot0 + int32(s)).n
 		}
-		if m.top[r] >= 0 {
-			resAt[i+1] = 1
-		}
 	}
 	for i := range n {
 		slotAt[i+1] += slotAt[i]
 		linkAt[i+1] += linkAt[i]
-		resAt[i+1] += resAt[i]
 	}
 	slots := make([][]CacheInput, slotAt[n])
 	links := make([]CacheInput, linkAt[n])
-	results := make([]CacheResult, resAt[n])
 	cfg.Records = make([]CacheRecord, n)
 	for _, r := range m.recs {
 		i := m.rank[r]
 		rec := &cfg.Records[i]
 		rec.Digest = c.dgst(r)
-		if t := m.top[r]; t >= 0 {
-			k := resAt[i]
-			results[k] = CacheResult{LayerIndex: int(m.layerOf[t]), CreatedAt: c.best(r).res.CreatedAt}
-			rec.Results = results[k : k+1 : k+1]
-		}
 		ns := int(c.recs.at(r).nslot)
 		if ns == 0 {
 			continue
@@ -162,6 +153,43 @@ func (m *marshaler) build() *CacheConfig {
 		}
 	}
 	return cfg
+}
+
+// buildResults writes the config's layers and each record's result, which
+// checkResults picked, laid out in output order.
+func (m *marshaler) buildResults(cfg *CacheConfig) {
+	if len(m.layers) > 0 {
+		cfg.Layers = make([]CacheLayer, len(m.layers))
+		for i, l := range m.layers {
+			cfg.Layers[i] = CacheLayer{Blob: m.c.blobs.at(l.blob).dgst, ParentIndex: int(l.parent)}
+		}
+	}
+	if len(m.order) == 0 {
+		return
+	}
+	c := m.c
+	// Where each record's result goes: counts by output index, then
+	// their running sums; records read in creation order, as in
+	// buildRecords.
+	n := len(m.order)
+	resAt := make([]int32, n+1)
+	for _, r := range m.recs {
+		if m.top[r] >= 0 {
+			resAt[m.rank[r]+1] = 1
+		}
+	}
+	for i := range n {
+		resAt[i+1] += resAt[i]
+	}
+	results := make([]CacheResult, resAt[n])
+	for _, r := range m.recs {
+		if t := m.top[r]; t >= 0 {
+			i := m.rank[r]
+			k := resAt[i]
+			results[k] = CacheResult{LayerIndex: int(m.layerOf[t]), CreatedAt: c.best(r).res.CreatedAt}
+			cfg.Records[i].Results = results[k : k+1 : k+1]
+		}
+	}
 }
 
 // sortInputs sorts a slot's links by source index, then selector: by

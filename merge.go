@@ -127,7 +127,7 @@ func (c *CacheChains) mergeTwins(src int32, slot int, l link, ch int32) {
 				twin = r
 			}
 		}
-		if f := c.children[k]; f != 0 {
+		if f, _ := c.children.get(k); f != 0 {
 			check(f - 1)
 			for _, r := range c.childMore[k] {
 				check(r)

@@ -35,8 +35,9 @@ func (m *marshaler) sortRecords() error {
 	m.drank = make([]int32, c.recs.len())
 	rank := int32(0)
 	for i := 1; i < len(ks); i++ {
-		a, b := c.recs.at(ks[i-1].i), c.recs.at(ks[i].i)
-		if (a.hexKey && b.hexKey && a.k0 != b.k0) || c.dgst(ks[i-1].i) != c.dgst(ks[i].i) {
+		// Keys that differ are digests that differ, without a look at
+		// the records.
+		if (hex && ks[i-1].k0 != ks[i].k0) || c.dgst(ks[i-1].i) != c.dgst(ks[i].i) {
 			rank++
 		}
 		m.drank[ks[i].i] = rank

@@ -14,7 +14,7 @@ import (
 // recursion (graphs can be 100,000 records deep), and the same scratch
 // buffers serve every record.
 type structuralIDs struct {
-	ids [][sha256.Size]byte // in the order they are made
+	ids chunks[[sha256.Size]byte] // in the order they are made (arena.go: no copies as it grows)
 	// at is, by record, 0 before its id is made, -1 while its sources'
 	// are, then the index of its id in ids plus 1.
 	at    []int32
@@ -31,7 +31,7 @@ func newStructuralIDs(n int) *structuralIDs {
 // of returns r's structural id.
 func (s *structuralIDs) of(c *CacheChains, r int32) []byte {
 	if k := s.at[r]; k > 0 {
-		return s.ids[k-1][:]
+		return s.ids.at(k - 1)[:]
 	}
 	s.stack = append(s.stack[:0], r)
 	for len(s.stack) > 0 {
@@ -53,7 +53,7 @@ func (s *structuralIDs) of(c *CacheChains, r int32) []byte {
 			s.stack = s.stack[:len(s.stack)-1]
 		}
 	}
-	return s.ids[s.at[r]-1][:]
+	return s.ids.at(s.at[r] - 1)[:]
 }
 
 // compute computes the id of x, whose sources all have theirs: the
@@ -69,7 +69,7 @@ func (s *structuralIDs) compute(c *CacheChains, x int32) {
 			s.out = binary.LittleEndian.AppendUint64(s.out, uint64(len(sel)+1+sha256.Size))
 			s.out = append(s.out, sel...)
 			s.out = append(s.out, 0)
-			s.out = append(s.out, s.ids[s.at[l.src]-1][:]...)
+			s.out = append(s.out, s.ids.at(s.at[l.src] - 1)[:]...)
 			continue
 		}
 		// The keys, sorted: selector, a zero byte, the source's id.
@@ -77,7 +77,7 @@ func (s *structuralIDs) compute(c *CacheChains, x int32) {
 		for _, l := range slot {
 			s.buf = append(s.buf, c.selector(l)...)
 			s.buf = append(s.buf, 0)
-			s.buf = append(s.buf, s.ids[s.at[l.src]-1][:]...)
+			s.buf = append(s.buf, s.ids.at(s.at[l.src] - 1)[:]...)
 		}
 		s.keys = s.keys[:0]
 		off := 0
@@ -92,6 +92,5 @@ func (s *structuralIDs) compute(c *CacheChains, x int32) {
 			s.out = append(s.out, k...)
 		}
 	}
-	s.ids = append(s.ids, sha256.Sum256(s.out))
-	s.at[x] = int32(len(s.ids))
+	s.at[x] = s.ids.add(sha256.Sum256(s.out)) + 1
 }
