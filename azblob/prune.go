@@ -9,8 +9,10 @@ import (
 	"github.com/buildcache/remotecache/internal/objstore"
 )
 
-// DefaultGracePeriod is the age under which Prune keeps every blob: an
-// export writes its blobs before the config that names them.
+// DefaultGracePeriod is the least age under which Prune keeps every blob
+// by default: an export writes its blobs before the config that names
+// them. The default grace period is the touch refresh age where that is
+// larger (see WithGracePeriod).
 const DefaultGracePeriod = time.Hour
 
 type pruneOptions = objstore.PruneOptions
@@ -23,7 +25,10 @@ type PruneOption func(*pruneOptions) error
 func WithDryRun() PruneOption { return objstore.DryRun }
 
 // WithGracePeriod sets the age under which a blob is kept even if no
-// config names it. Default: 1h.
+// config names it. Default: the larger of DefaultGracePeriod (1h) and the
+// store's touch refresh age (WithTouchRefresh, 24h by default), so that a
+// blob which an export in progress found and reuses without refreshing it
+// is never removed under it. A shorter one opens that window (see Prune).
 func WithGracePeriod(d time.Duration) PruneOption { return objstore.GracePeriod(d) }
 
 // PruneReport says what Prune removed (or, in a dry run, would remove).
@@ -48,11 +53,12 @@ type PruneReport struct {
 // written again since (see WithTouchRefresh) is kept.
 //
 // Prune cannot see an export in progress. Its new blobs are safe for the
-// grace period. But a blob that no config names any more, older than the
-// grace period and younger than the touch refresh age, which a running
-// export finds and reuses without refreshing it, can be removed under it:
-// give a grace period at least the exporters' touch refresh age to close
-// that window.
+// grace period; a blob it finds and reuses is refreshed if it is older
+// than the touch refresh age, and the default grace period is at least
+// that age, so that it is kept too. With a grace period shorter than the
+// touch refresh age of the exporters, a blob that no config names any
+// more, older than the grace period and younger than that age, which a
+// running export reuses, can be removed under it.
 func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, error) {
 	rep, err := objstore.Prune(ctx, s.core, opts...)
 	return PruneReport(rep), err

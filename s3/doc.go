@@ -73,8 +73,10 @@
 // # Prune
 //
 // Prune removes blobs that no config under the manifests prefix names and
-// that are older than a grace period (1h), since an export writes its
-// blobs before its config. See Prune for what it cannot see.
+// that are older than a grace period (by default the larger of 1h and the
+// touch refresh age, 24h), since an export writes its blobs before its
+// config and reuses younger ones unrefreshed. See Prune for what it cannot
+// see.
 //
 // # Credentials, region, endpoint
 //

@@ -48,7 +48,7 @@ func TestPruneKeepsBlobsChangedSinceListed(t *testing.T) {
 		}
 		return false
 	})
-	rep, err := e.store(t).Prune(ctx)
+	rep, err := e.store(t).Prune(ctx, azbstore.WithGracePeriod(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,11 @@ into).
 
 In an s3: or azblob: location: every blob under the blobs prefix that no
 cache config under the manifests prefix names, whatever its name, unless
-it is younger than --grace-period (default 1h): an export in progress
-writes its blobs before its config.`,
+it is younger than --grace-period: an export in progress writes its blobs
+before its config, and reuses the blobs it finds without refreshing them
+if they are younger than the touch refresh age (24h). The default grace
+period is the larger of 1h and that age; a shorter one can remove a blob
+that an export in progress is about to name.`,
 	}, exactArgs(1))
 	cmd.RunE = c.runE(func(ctx context.Context, args []string) error {
 		l, err := pruneLocation(args[0])
@@ -51,13 +54,17 @@ writes its blobs before its config.`,
 		case l.scheme == schemeOCI:
 			return c.pruneLayout(ctx, l.path, dryRun)
 		case l.objectStore():
-			return c.pruneObjectStore(ctx, l, dryRun, grace)
+			var gp *time.Duration // nil: the store's default
+			if cmd.Flags().Changed("grace-period") {
+				gp = &grace
+			}
+			return c.pruneObjectStore(ctx, l, dryRun, gp)
 		default:
 			return usagef("prune: %s: only OCI layout directories, s3: and azblob: locations can be pruned", args[0])
 		}
 	})
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be removed, remove nothing")
-	cmd.Flags().DurationVar(&grace, "grace-period", s3.DefaultGracePeriod, "in s3: and azblob:, keep blobs younger than `D` (a Go duration: 30m, 2h)")
+	cmd.Flags().DurationVar(&grace, "grace-period", 0, "in s3: and azblob:, keep blobs younger than `D` (a Go duration: 30m, 2h; default: the larger of 1h and the touch refresh age, 24h)")
 	return cmd
 }
 
@@ -106,9 +113,11 @@ func (c *cli) pruneLayout(ctx context.Context, dir string, dryRun bool) error {
 	return nil
 }
 
-func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, grace time.Duration) error {
-	if grace < 0 {
-		return usagef("prune: --grace-period %s: negative", grace)
+// pruneObjectStore prunes an s3: or azblob: location with the grace
+// period grace, or the store's default where grace is nil.
+func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, grace *time.Duration) error {
+	if grace != nil && *grace < 0 {
+		return usagef("prune: --grace-period %s: negative", *grace)
 	}
 	var (
 		blobs []content.Info
@@ -120,7 +129,10 @@ func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, gra
 		if err != nil {
 			return err
 		}
-		opts := []s3.PruneOption{s3.WithGracePeriod(grace)}
+		var opts []s3.PruneOption
+		if grace != nil {
+			opts = append(opts, s3.WithGracePeriod(*grace))
+		}
 		if dryRun {
 			opts = append(opts, s3.WithDryRun())
 		}
@@ -134,7 +146,10 @@ func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, gra
 		if err != nil {
 			return err
 		}
-		opts := []azblob.PruneOption{azblob.WithGracePeriod(grace)}
+		var opts []azblob.PruneOption
+		if grace != nil {
+			opts = append(opts, azblob.WithGracePeriod(*grace))
+		}
 		if dryRun {
 			opts = append(opts, azblob.WithDryRun())
 		}

@@ -17,7 +17,8 @@ const (
 	// DefaultTouchRefresh is the age above which a blob an export finds
 	// is refreshed.
 	DefaultTouchRefresh = 24 * time.Hour
-	// DefaultGracePeriod is the age under which Prune keeps every blob.
+	// DefaultGracePeriod is the least age under which Prune keeps every
+	// blob by default (see Prune: the touch refresh age, if larger).
 	DefaultGracePeriod = time.Hour
 )
 

@@ -53,9 +53,13 @@ type PruneReport struct {
 	Kept  int
 }
 
-// Prune applies a store's prune options to the defaults and prunes s.
+// Prune applies a store's prune options to the defaults and prunes s. The
+// default grace period is the larger of DefaultGracePeriod and s's touch
+// refresh age: an export that finds a blob younger than that reuses it
+// without refreshing it, so a shorter grace period could remove, while the
+// export runs, a blob its config is about to name.
 func Prune[O ~func(*PruneOptions) error](ctx context.Context, s *Store, opts ...O) (PruneReport, error) {
-	o := PruneOptions{GracePeriod: DefaultGracePeriod}
+	o := PruneOptions{GracePeriod: max(DefaultGracePeriod, s.cfg.TouchRefresh)}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return PruneReport{}, errors.Wrapf(err, "pruning %s", s)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/buildcache/remotecache/internal/cachegen"
 	"github.com/buildcache/remotecache/internal/objstore"
@@ -42,7 +43,7 @@ func TestPruneKeepsChangedBlobs(t *testing.T) {
 		m := newMem()
 		s := newStore(t, m, func(c *objstore.Config) { c.DeleteIfMatch = ifMatch; c.Names = []string{"gone"} })
 		blobs := orphans(t, m, s)
-		rep, err := objstore.Prune(context.Background(), s, objstore.DryRun)
+		rep, err := objstore.Prune(context.Background(), s, objstore.DryRun, objstore.GracePeriod(time.Hour))
 		if err != nil || len(rep.Blobs) != len(blobs) || m.count("Delete") != 0 {
 			t.Fatalf("DeleteIfMatch %v: dry run %+v, %v, %d deletes", ifMatch, rep, err, m.count("Delete"))
 		}
@@ -126,5 +127,45 @@ func TestOptions(t *testing.T) {
 	}
 	if err := o.SetNames([]string{"a", "b"}, nil); err != nil || !slices.Equal(o.Names, []string{"a", "b"}) {
 		t.Errorf("SetNames: %v, %q", err, o.Names)
+	}
+}
+
+// A Prune with the default grace period keeps a blob that an export in
+// progress may have found and reused without refreshing it (younger than
+// the store's touch refresh age): without that, the export's config would
+// name a blob Prune had just removed. The default is the larger of
+// DefaultGracePeriod and the touch refresh age; a grace period given
+// explicitly is the one used, window and all.
+func TestPruneDefaultGraceCoversTouchRefresh(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		touch        time.Duration
+		opts         []func(*objstore.PruneOptions) error
+		found, other bool // whether the blob the export found, and the other orphans, are removed
+	}{
+		// Found, not refreshed (2h < 24h): everything is kept.
+		{touch: objstore.DefaultTouchRefresh},
+		// Found and refreshed (2h > 90m): it is kept, the others go.
+		{touch: 90 * time.Minute, other: true},
+		// The grace period asked for: the window the doc warns of.
+		{touch: objstore.DefaultTouchRefresh, opts: []func(*objstore.PruneOptions) error{objstore.GracePeriod(time.Hour)}, found: true, other: true},
+	} {
+		m := newMem()
+		s := newStore(t, m, func(c *objstore.Config) { c.Names = []string{"gone"}; c.TouchRefresh = tc.touch })
+		blobs := orphans(t, m, s) // two hours old
+		// An export finds the first blob, so it will not write it again.
+		if _, err := s.Info(ctx, digest.Digest(strings.TrimPrefix(blobs[0], "blobs/"))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := objstore.Prune(ctx, s, tc.opts...); err != nil {
+			t.Fatal(err)
+		}
+		keys := m.keys()
+		found := !slices.Contains(keys, blobs[0])
+		other := len(keys) == 0 || (len(keys) == 1 && keys[0] == blobs[0])
+		if found != tc.found || other != tc.other || (!other && len(keys) != len(blobs)) {
+			t.Errorf("touch refresh %v, %d options: found blob removed %v, others removed %v (%d of %d blobs left); want %v, %v",
+				tc.touch, len(tc.opts), found, other, len(keys), len(blobs), tc.found, tc.other)
+		}
 	}
 }
