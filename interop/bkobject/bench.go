@@ -160,14 +160,9 @@ func (bn Bench) Run(b *testing.B, g *cachegen.Graph) {
 	sidebyside.Alternate(runs, len(sides), func(i, side int, label string) {
 		sd := sides[side]
 		where := bn.Place(sd.name, strconv.Itoa(i))
-		first, err := timed(sd.export, bn.URL, where)
-		if err != nil {
-			b.Fatalf("%s: first export into %s: %v", sd.name, where, err)
-		}
-		again, err := timed(sd.export, bn.URL, where)
-		if err != nil {
-			b.Fatalf("%s: re-export into %s: %v", sd.name, where, err)
-		}
+		first, again := sidebyside.FirstAndAgain(b, sd.name, where, func(bool) (sample, error) {
+			return timed(sd.export, bn.URL, where)
+		})
 		if i > 0 {
 			sd.first = append(sd.first, first)
 			sd.again = append(sd.again, again)

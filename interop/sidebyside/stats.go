@@ -72,3 +72,18 @@ func Time(f func() error) (wall, cpu time.Duration, err error) {
 	err = f()
 	return time.Since(start), cputime.Process() - cpu0, err
 }
+
+// FirstAndAgain runs export twice into one place: a first export, then the
+// same again, where every blob now is. An error fails tb, naming side and
+// where.
+func FirstAndAgain[S any](tb testing.TB, side, where string, export func(first bool) (S, error)) (first, again S) {
+	tb.Helper()
+	var err error
+	if first, err = export(true); err != nil {
+		tb.Fatalf("%s: first export into %s: %v", side, where, err)
+	}
+	if again, err = export(false); err != nil {
+		tb.Fatalf("%s: export again into %s: %v", side, where, err)
+	}
+	return first, again
+}

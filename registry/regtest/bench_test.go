@@ -152,14 +152,13 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 	sidebyside.Alternate(runs, len(sides), func(i, n int, label string) {
 		sd := sides[n]
 		ref := fmt.Sprintf("%s/bench/%s-%d:cache", srv.Host, sd.name, i)
-		first, err := timed(sd.name, "first", sd.export, ref)
-		if err != nil {
-			b.Fatalf("%s: first export to %s: %v", sd.name, ref, err)
-		}
-		repeat, err := timed(sd.name, "repeated", sd.export, ref)
-		if err != nil {
-			b.Fatalf("%s: repeated export to %s: %v", sd.name, ref, err)
-		}
+		first, repeat := sidebyside.FirstAndAgain(b, sd.name, ref, func(first bool) (benchSample, error) {
+			phase := "repeated"
+			if first {
+				phase = "first"
+			}
+			return timed(sd.name, phase, sd.export, ref)
+		})
 		if i > 0 {
 			sd.first = append(sd.first, first)
 			sd.repeat = append(sd.repeat, repeat)
