@@ -56,19 +56,18 @@ func (c *CacheChains) internChain(r *Remote, hint *resEntry) int32 {
 
 // chainHint returns a result whose chain probably starts the chains of
 // r's results: a build step adds layers on top of its first input's
-// result, or of that one's first input's, up to a few steps back. Nil if
-// there is none.
+// result, or of that one's first input's, up to a few steps back (as Add
+// saw the first inputs). Nil if there is none.
 func (c *CacheChains) chainHint(r int32) *resEntry {
 	for range 4 {
-		x := c.recs.at(r)
-		if x.nslot == 0 {
+		if r >= c.recRes.len() {
 			return nil
 		}
-		s := c.slots.at(x.slot0)
-		if s.n == 0 {
+		src := c.recRes.at(r).src
+		if src == 0 {
 			return nil
 		}
-		r = c.links.at(s.off).src
+		r = src - 1
 		if e := c.best(r); e != nil && e.node >= 0 {
 			return e
 		}

@@ -41,7 +41,11 @@ type CacheChains struct {
 	childMore map[uint32][]int32
 	seed      maphash.Seed
 
-	// Results and what they are made of (results.go, blobs.go).
+	// Results and what they are made of (results.go, blobs.go), by
+	// record in recRes: the results side, which Add hands its results to
+	// through rq (resultqueue.go).
+	rq      resultQueue
+	recRes  chunks[recResult]
 	results chunks[resEntry]
 	blobs   chunks[blob]
 	blobIDs hashIndex
@@ -63,11 +67,14 @@ const handleChunk = 1024
 
 // NewCacheChains returns an empty graph.
 func NewCacheChains() *CacheChains {
-	return &CacheChains{
+	c := &CacheChains{
 		childMore: map[uint32][]int32{},
 		nodeIDs:   map[uint64]int32{},
 		seed:      maphash.MakeSeed(),
 	}
+	c.rq.idle.L = &c.rq.mu
+	c.rq.size = resultBatch
+	return c
 }
 
 var _ Target = (*CacheChains)(nil)
@@ -134,7 +141,9 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 		r := c.roots.intern(c.hash32(string(dgst)), string(dgst),
 			func(id int32) string { return string(c.dgst(id)) },
 			func() int32 { return c.newRecord(dgst) })
-		c.addResults(r, results)
+		if len(results) > 0 {
+			c.queueResults(r, -1, results)
+		}
 		return c.handle(r), true, nil
 	}
 
@@ -173,14 +182,16 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	if !ok {
 		r = c.newRecord(dgst)
 		c.addNewLinks(r, dkey)
-		c.addResults(r, results)
+		c.queueResults(r, c.addLinks[0].src, results)
 		return c.handle(r), true, nil
 	}
 	// A merge may have folded one of the sources into another record.
 	for i := range c.addLinks {
 		c.addLinks[i].src = c.live(c.addLinks[i].src)
 	}
-	c.addResults(r, results)
+	if len(results) > 0 {
+		c.queueResults(r, c.firstSource(r), results)
+	}
 	start := 0
 	for i, end := range c.addSlots {
 		for _, l := range c.addLinks[start:end] {
@@ -195,6 +206,15 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 		start = int(end)
 	}
 	return c.handle(r), true, nil
+}
+
+// firstSource returns the source of the first link of r's first slot, or
+// -1 if it has none.
+func (c *CacheChains) firstSource(r int32) int32 {
+	if ls := c.slotLinks(r, 0); len(ls) > 0 {
+		return ls[0].src
+	}
+	return -1
 }
 
 // addNewLinks gives the new record r, of digest hash dkey, the slots and

@@ -45,8 +45,11 @@ func TestAddDoesNotDuplicateResults(t *testing.T) {
 }
 
 func (c *CacheChains) countResults(r int32) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.settleResults()
 	n := 0
-	for e := c.recs.at(r).res; e != 0; e = c.results.at(e - 1).next {
+	for e := c.recResults(r).res; e != 0; e = c.results.at(e - 1).next {
 		n++
 	}
 	return n

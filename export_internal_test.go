@@ -8,6 +8,22 @@ var (
 	DecodeConfigIntoForTest = decodeConfigInto
 )
 
+// NewCacheChainsWithResultBatchForTest returns an empty graph whose Adds
+// hand their results over in batches of n (resultqueue.go), so that tests
+// can make the other goroutine start and stop at every Add.
+func NewCacheChainsWithResultBatchForTest(n int) *CacheChains {
+	c := NewCacheChains()
+	c.rq.size = n
+	return c
+}
+
+// TakingResultsForTest tells whether a goroutine is taking c's results.
+func TakingResultsForTest(c *CacheChains) bool {
+	c.rq.mu.Lock()
+	defer c.rq.mu.Unlock()
+	return c.rq.running
+}
+
 // MinEntryJSONForTest is Parse's bound on the length of a layer or record,
 // for benchmarks that size slices as Parse does.
 const MinEntryJSONForTest = minEntryJSON

@@ -12,17 +12,16 @@ package remotecache
 //
 // References into kids and results are 1-based, so that 0 means none.
 
-// rec is a record of the graph.
+// rec is a record of the graph. Its results are on the results side
+// (recRes, results.go), which another goroutine may be filling.
 type rec struct {
 	k0    uint64 // the digest's first 16 hex digits, for sorting (see hexKey)
 	slot0 int32  // first of its input slots in slots
 	nslot int32
 	// kidHead and kidTail are its first and last child in kids.
 	kidHead, kidTail int32
-	// res is its first result in results, best its best one.
-	res, best int32
-	ord       int32  // topological order (order.go)
-	mark      uint32 // scratch of the cycle check
+	ord              int32  // topological order (order.go)
+	mark             uint32 // scratch of the cycle check
 	// merged is the record it was merged into, plus 1: handles to it then
 	// stand for that record.
 	merged int32

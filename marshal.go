@@ -29,6 +29,7 @@ import (
 func (c *CacheChains) Marshal(ctx context.Context) (*CacheConfig, DescriptorProvider, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.settleResults()
 
 	m := &marshaler{ctx: ctx, c: c}
 	m.recs = make([]int32, 0, c.recs.len())

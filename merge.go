@@ -4,6 +4,7 @@ package remotecache
 // results. Links that would close a cycle are dropped, as in Add. Children
 // of o and of main that thereby become linked alike are merged too.
 func (c *CacheChains) merge(main, o int32) {
+	c.settleResults()
 	type childLink struct {
 		ch   int32
 		slot int
@@ -78,6 +79,7 @@ func (c *CacheChains) merge(main, o int32) {
 // drop takes r out of the graph, with every record left with an empty
 // input slot by that: such records cannot be written or reached.
 func (c *CacheChains) drop(r int32) {
+	c.settleResults()
 	work := []int32{r}
 	var kids []int32
 	for len(work) > 0 {
@@ -110,7 +112,8 @@ func (c *CacheChains) drop(r int32) {
 		}
 		d := c.recs.at(x)
 		d.nslot, d.kidHead, d.kidTail = 0, 0, 0
-		d.res, d.best = 0, 0
+		rr := c.recResults(x)
+		rr.res, rr.best = 0, 0
 	}
 }
 

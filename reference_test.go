@@ -97,7 +97,21 @@ func referenceCases() []referenceCase {
 // to merge, and records dropped from the graph: every rule of
 // docs/design.md §4 that the cycle check decides.
 func TestSameGraphsAsReference(t *testing.T) {
-	testSameGraphsAsReference(t, 1)
+	testSameGraphsAsReference(t, 1, remotecache.NewCacheChains)
+}
+
+// Add hands results to another goroutine in batches (resultqueue.go);
+// with batches of one or a few records, that goroutine starts and stops
+// all through a replay, merges wait for it in the middle of Adds, and
+// Marshal takes what is left: the graphs are still the reference's.
+func TestSameGraphsAsReferenceWithSmallResultBatches(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprintf("batch=%d", n), func(t *testing.T) {
+			testSameGraphsAsReference(t, 3, func() *remotecache.CacheChains {
+				return remotecache.NewCacheChainsWithResultBatchForTest(n)
+			})
+		})
+	}
 }
 
 // Hash collisions in the indexes of children, blobs and selectors cost
@@ -105,11 +119,12 @@ func TestSameGraphsAsReference(t *testing.T) {
 // collides with something.
 func TestSameGraphsAsReferenceWithCollidingHashes(t *testing.T) {
 	defer remotecache.SetHashMaskForTest(7)()
-	testSameGraphsAsReference(t, 8)
+	testSameGraphsAsReference(t, 8, remotecache.NewCacheChains)
 }
 
-// testSameGraphsAsReference runs each case's seeds, one in every.
-func testSameGraphsAsReference(t *testing.T, every int64) {
+// testSameGraphsAsReference runs each case's seeds, one in every, into
+// graphs that newChains makes.
+func testSameGraphsAsReference(t *testing.T, every int64, newChains func() *remotecache.CacheChains) {
 	for _, tc := range referenceCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			seeds := tc.seeds
@@ -121,7 +136,7 @@ func testSameGraphsAsReference(t *testing.T, every int64) {
 				g := tc.graph(seed)
 				for k, order := range [][]int{g.InOrder(), g.Shuffle(seed), g.WalkOrder(seed)} {
 					want := replayInto(g, order, refchains.NewCacheChains())
-					got := replayInto(g, order, remotecache.NewCacheChains())
+					got := replayInto(g, order, newChains())
 					name := fmt.Sprintf("seed %d (%d ops) order %d", seed, len(g.Ops), k)
 					if want.err != "" && bytes.HasPrefix([]byte(want.err), []byte("panic:")) {
 						panics++

@@ -14,6 +14,21 @@ type resEntry struct {
 	next int32 // next result of the record, or 0
 }
 
+// recResult is what a record has of the results side (resultqueue.go):
+// its first result in results and its best one, each plus 1 (0: none),
+// and the first source of its first input slot plus 1, for chainHint.
+type recResult struct {
+	res, best, src int32
+}
+
+// recResults returns r's entry in recRes, which grows to have one.
+func (c *CacheChains) recResults(r int32) *recResult {
+	for c.recRes.len() <= r {
+		c.recRes.add(recResult{})
+	}
+	return c.recRes.at(r)
+}
+
 // addResults adds each result that is not there yet: one with the same
 // CreatedAt and the same blobs is the same result.
 func (c *CacheChains) addResults(r int32, results []Result) {
@@ -41,7 +56,7 @@ func (c *CacheChains) addResults(r int32, results []Result) {
 // moveResults adds o's results to main's, as addResults would, and leaves
 // o without any.
 func (c *CacheChains) moveResults(main, o int32) {
-	for e := c.recs.at(o).res; e != 0; {
+	for e := c.recResults(o).res; e != 0; {
 		next := c.results.at(e - 1).next
 		c.results.at(e - 1).next = 0
 		if x := c.results.at(e - 1); !c.hasResult(main, x.res, x.node) {
@@ -49,7 +64,7 @@ func (c *CacheChains) moveResults(main, o int32) {
 		}
 		e = next
 	}
-	x := c.recs.at(o)
+	x := c.recResults(o)
 	x.res, x.best = 0, 0
 }
 
@@ -57,7 +72,7 @@ func (c *CacheChains) moveResults(main, o int32) {
 // best result is the newest; ties go to the one added first. (Records
 // have few results: the walk to the last is as short as hasResult's.)
 func (c *CacheChains) appendResult(r int32, e int32) {
-	x := c.recs.at(r)
+	x := c.recResults(r)
 	if x.res == 0 {
 		x.res = e
 	} else {
@@ -81,7 +96,7 @@ func (c *CacheChains) hasSameResult(r int32, res Result) bool {
 	if len(ds) == 0 {
 		return false
 	}
-	for e := c.recs.at(r).res; e != 0; e = c.results.at(e - 1).next {
+	for e := c.recResults(r).res; e != 0; e = c.results.at(e - 1).next {
 		x := c.results.at(e - 1)
 		if xs := remoteDescs(x.res.Remote); len(xs) == len(ds) && &xs[0] == &ds[0] && x.res.CreatedAt.Equal(res.CreatedAt) {
 			return true
@@ -91,7 +106,7 @@ func (c *CacheChains) hasSameResult(r int32, res Result) bool {
 }
 
 func (c *CacheChains) hasResult(r int32, res Result, node int32) bool {
-	for e := c.recs.at(r).res; e != 0; e = c.results.at(e - 1).next {
+	for e := c.recResults(r).res; e != 0; e = c.results.at(e - 1).next {
 		x := c.results.at(e - 1)
 		if x.node == node && x.res.CreatedAt.Equal(res.CreatedAt) {
 			return true
@@ -102,7 +117,10 @@ func (c *CacheChains) hasResult(r int32, res Result, node int32) bool {
 
 // best returns r's best result, or nil.
 func (c *CacheChains) best(r int32) *resEntry {
-	if b := c.recs.at(r).best; b != 0 {
+	if r >= c.recRes.len() {
+		return nil
+	}
+	if b := c.recRes.at(r).best; b != 0 {
 		return c.results.at(b - 1)
 	}
 	return nil
