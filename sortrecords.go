@@ -24,23 +24,32 @@ func (m *marshaler) sortRecords() error {
 		hex = hex && x.hexKey
 	}
 	byDigest := func(x, y sortKey) int { return strings.Compare(string(c.dgst(x.i)), string(c.dgst(y.i))) }
-	if hex {
-		// The keys order the digests up to their 16th hex digit; only
-		// records whose keys are equal need comparing in full.
-		sortKeys(ks)
-		forEqualKeys(ks, func(run []sortKey) { slices.SortFunc(run, byDigest) })
-	} else {
-		slices.SortFunc(ks, byDigest)
-	}
 	m.drank = make([]int32, c.recs.len())
-	rank := int32(0)
-	for i := 1; i < len(ks); i++ {
-		// Keys that differ are digests that differ, without a look at
-		// the records.
-		if (hex && ks[i-1].k0 != ks[i].k0) || c.dgst(ks[i-1].i) != c.dgst(ks[i].i) {
-			rank++
+	if !hex {
+		slices.SortFunc(ks, byDigest)
+		m.rankDigests(ks, 0)
+	} else {
+		// The keys order the digests up to their 16th hex digit; only
+		// records whose keys are equal need comparing in full, and those
+		// are mostly records of one digest, which need no sort.
+		sortKeys(ks)
+		rank := int32(0)
+		for i := 0; i < len(ks); {
+			j := i + 1
+			for j < len(ks) && ks[j].k0 == ks[i].k0 {
+				j++
+			}
+			if run := ks[i:j]; len(run) == 1 || m.oneDigest(run) {
+				for _, k := range run {
+					m.drank[k.i] = rank
+				}
+				rank++
+			} else {
+				slices.SortFunc(run, byDigest)
+				rank = m.rankDigests(run, rank)
+			}
+			i = j
 		}
-		m.drank[ks[i].i] = rank
 	}
 	for i := 0; i < len(ks); {
 		j := i + 1
@@ -61,42 +70,93 @@ func (m *marshaler) sortRecords() error {
 	return m.ctx.Err()
 }
 
+// rankDigests gives the records of ks, sorted by digest, the ranks of
+// their digests from first on, and returns the rank after the last.
+func (m *marshaler) rankDigests(ks []sortKey, first int32) int32 {
+	if len(ks) == 0 {
+		return first
+	}
+	rank := first
+	m.drank[ks[0].i] = rank
+	for i := 1; i < len(ks); i++ {
+		if m.c.dgst(ks[i-1].i) != m.c.dgst(ks[i].i) {
+			rank++
+		}
+		m.drank[ks[i].i] = rank
+	}
+	return rank + 1
+}
+
+// oneDigest tells whether the records of ks, two or more, all have one
+// digest.
+func (m *marshaler) oneDigest(ks []sortKey) bool {
+	d := m.c.dgst(ks[0].i)
+	for _, k := range ks[1:] {
+		if m.c.dgst(k.i) != d {
+			return false
+		}
+	}
+	return true
+}
+
 // groupEntry is a record of a group of one digest, as sortGroup compares
-// it: a record of one slot of one link (most of them) by that link.
+// it: a record of one slot of one link (most of them) by that link's
+// selector and its source's digest rank.
 type groupEntry struct {
-	id     int32
-	simple bool
-	sel    link // for the selector
-	src    int32
+	id      int32
+	srcRank int32
+	sel     string
+	simple  bool
 }
 
 // sortGroup sorts records of one digest as compareRecords would, comparing
-// records of one link by that link without walking to it each time.
+// records of one link by that link without walking to it each time. When
+// all are, they are sorted by selector and source first, and only the runs
+// that tie by structure: the order compareRecords gives, as it compares
+// in that order.
 func (m *marshaler) sortGroup(ks []sortKey) {
 	c := m.c
 	es := make([]groupEntry, len(ks))
+	all := true
 	for i, k := range ks {
 		es[i].id = k.i
 		if x := c.recs.at(k.i); x.nslot == 1 {
 			if ls := c.slotLinks(k.i, 0); len(ls) == 1 {
-				es[i].simple, es[i].sel, es[i].src = true, ls[0], ls[0].src
+				es[i].simple, es[i].sel, es[i].srcRank = true, c.selector(ls[0]), m.drank[ls[0].src]
 			}
 		}
+		all = all && es[i].simple
 	}
-	slices.SortFunc(es, func(x, y groupEntry) int {
-		if !x.simple || !y.simple {
-			return m.compareRecords(x.id, y.id)
-		}
-		if x.sel.sel != y.sel.sel {
-			if d := strings.Compare(c.selector(x.sel), c.selector(y.sel)); d != 0 {
-				return d
-			}
-		}
-		if d := m.compareDigests(x.src, y.src); d != 0 {
+	byLink := func(x, y groupEntry) int {
+		if d := strings.Compare(x.sel, y.sel); d != 0 {
 			return d
 		}
-		return m.compareStructure(x.id, y.id)
-	})
+		return cmp.Compare(x.srcRank, y.srcRank)
+	}
+	byStructure := func(x, y groupEntry) int { return m.compareStructure(x.id, y.id) }
+	if all {
+		slices.SortFunc(es, byLink)
+		for i := 0; i < len(es); {
+			j := i + 1
+			for j < len(es) && byLink(es[i], es[j]) == 0 {
+				j++
+			}
+			if j-i > 1 {
+				slices.SortFunc(es[i:j], byStructure)
+			}
+			i = j
+		}
+	} else {
+		slices.SortFunc(es, func(x, y groupEntry) int {
+			if !x.simple || !y.simple {
+				return m.compareRecords(x.id, y.id)
+			}
+			if d := byLink(x, y); d != 0 {
+				return d
+			}
+			return byStructure(x, y)
+		})
+	}
 	for i, e := range es {
 		ks[i].i = e.id
 	}
