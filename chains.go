@@ -40,6 +40,7 @@ type CacheChains struct {
 	children  u32Table // first record + 1
 	childMore map[uint32][]int32
 	seed      maphash.Seed
+	mask      uint32 // of the 32-bit hashes (hashMask)
 
 	// Results and what they are made of (results.go, blobs.go), by
 	// record in recRes: the results side, which Add hands its results to
@@ -71,6 +72,7 @@ func NewCacheChains() *CacheChains {
 		childMore: map[uint32][]int32{},
 		nodeIDs:   map[uint64]int32{},
 		seed:      maphash.MakeSeed(),
+		mask:      hashMask,
 	}
 	c.rq.idle.L = &c.rq.mu
 	c.rq.size = resultBatch
@@ -182,6 +184,8 @@ func (c *CacheChains) Add(dgst digest.Digest, deps [][]Link, results []Result) (
 	if !ok {
 		r = c.newRecord(dgst)
 		c.addNewLinks(r, dkey)
+		// Even without results: chainHint walks through records that
+		// have none to the first input that has one.
 		c.queueResults(r, c.addLinks[0].src, results)
 		return c.handle(r), true, nil
 	}
@@ -233,7 +237,7 @@ func (c *CacheChains) addNewLinks(r int32, dkey uint64) {
 			if i == 0 && c.addFree[j] {
 				// match found the key free: the first entry, no lookup.
 				c.addKid(l.src, r)
-				c.children.set(key(l.src, 0, l.sh, dkey), r+1)
+				c.children.set(c.key(l.src, 0, l.sh, dkey), r+1)
 				continue
 			}
 			c.indexNew(l.src, i, l.sh, r, dkey)
@@ -260,7 +264,7 @@ func (c *CacheChains) match(dgst digest.Digest, dkey uint64) (int32, bool) {
 	}
 	c.addFree, c.addKeys = c.addFree[:0], c.addKeys[:0]
 	for _, l := range c.addLinks[:c.addSlots[0]] {
-		k := key(l.src, 0, l.sh, dkey)
+		k := c.key(l.src, 0, l.sh, dkey)
 		f, _ := c.children.get(k)
 		// Free, unless another link of the slot has the key too.
 		c.addFree = append(c.addFree, f == 0 && !slices.Contains(c.addKeys, k))

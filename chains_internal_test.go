@@ -63,7 +63,7 @@ func TestHashIndexCollisions(t *testing.T) {
 	a, b := digest.FromString("a"), digest.FromString("b")
 	ia := c.internBlob(a)
 	// Make b's hash find a's entry, as a collision would.
-	c.blobIDs.byHash.set(uint32(c.hash(string(b)))&hashMask, ia)
+	c.blobIDs.byHash.set(uint32(c.hash(string(b)))&c.mask, ia)
 	ib := c.internBlob(b)
 	if ib == ia || c.internBlob(b) != ib || c.internBlob(a) != ia || c.blobs.at(ib).dgst != b {
 		t.Fatalf("ids %d, %d: a colliding digest is not told apart", ia, ib)

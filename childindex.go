@@ -15,12 +15,13 @@ import (
 // key returns the children index key of a link from src, in slot through
 // a selector that hashes to sel, into a record whose digest hashes to
 // dgst.
-func key(src int32, slot int, sel uint32, dgst uint64) uint32 {
-	return uint32(dgst^mix(uint64(uint32(src))|uint64(sel)<<32)^mix(uint64(slot)^0x9e3779b97f4a7c15)) & hashMask
+func (c *CacheChains) key(src int32, slot int, sel uint32, dgst uint64) uint32 {
+	return uint32(dgst^mix(uint64(uint32(src))|uint64(sel)<<32)^mix(uint64(slot)^0x9e3779b97f4a7c15)) & c.mask
 }
 
 // hashMask keeps every bit of the 32-bit hashes; tests clear most to make
-// hashes collide.
+// hashes collide. A graph takes it when it is made (CacheChains.mask), so
+// that a test that changes it races with no graph's goroutine.
 var hashMask uint32 = 1<<32 - 1
 
 // mix is splitmix64's finalizer: a bijection of 64-bit integers that
@@ -35,7 +36,7 @@ func mix(x uint64) uint64 {
 }
 
 // hash32 is hash cut to the 32 bits of the indexes' keys.
-func (c *CacheChains) hash32(s string) uint32 { return uint32(c.hash(s)) & hashMask }
+func (c *CacheChains) hash32(s string) uint32 { return uint32(c.hash(s)) & c.mask }
 
 func (c *CacheChains) hash(s string) uint64 {
 	if s == "" {
@@ -77,11 +78,11 @@ func (c *CacheChains) childRemove(k uint32, r int32) {
 // from src in slot i through a selector that hashes to sel.
 func (c *CacheChains) indexNew(src int32, i int, sel uint32, r int32, dkey uint64) {
 	c.addKid(src, r)
-	c.childAdd(key(src, i, sel, dkey), r)
+	c.childAdd(c.key(src, i, sel, dkey), r)
 }
 
 // unindexLink removes what indexNew recorded in the index (not the
 // children list).
 func (c *CacheChains) unindexLink(src int32, i int, sel uint32, r int32) {
-	c.childRemove(key(src, i, sel, c.dkey(r)), r)
+	c.childRemove(c.key(src, i, sel, c.dkey(r)), r)
 }

@@ -123,7 +123,7 @@ func (c *CacheChains) drop(r int32) {
 func (c *CacheChains) mergeTwins(src int32, slot int, l link, ch int32) {
 	for {
 		twin := int32(-1)
-		k := key(src, slot, l.sh, c.dkey(ch))
+		k := c.key(src, slot, l.sh, c.dkey(ch))
 		from := link{src: src, sel: l.sel, sh: l.sh}
 		check := func(r int32) {
 			if twin < 0 && r != ch && c.dgst(r) == c.dgst(ch) && c.slotHas(r, slot, from) && c.linkedAlike(r, ch) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,6 +113,53 @@ func TestSameGraphsAsReferenceWithSmallResultBatches(t *testing.T) {
 			})
 		})
 	}
+	// Marshal in the middle of replays: every 17 Adds, the configs are
+	// the reference's at that point.
+	cases := referenceCases()
+	midways := 0
+	for seed := range int64(12) {
+		tc := cases[int(seed)%len(cases)]
+		g := tc.graph(seed)
+		order := g.Shuffle(seed)
+		want := &midway{marshaler: refchains.NewCacheChains(), every: 17}
+		got := &midway{marshaler: remotecache.NewCacheChainsWithResultBatchForTest(3), every: 17}
+		wantEnd, gotEnd := replayInto(g, order, want), replayInto(g, order, got)
+		if gotEnd.err != wantEnd.err || !bytes.Equal(gotEnd.json, wantEnd.json) {
+			t.Fatalf("%s seed %d: the last config or error differs from the reference's", tc.name, seed)
+		}
+		if !slices.EqualFunc(got.configs, want.configs, bytes.Equal) {
+			t.Fatalf("%s seed %d: a config made in the middle of the replay differs from the reference's", tc.name, seed)
+		}
+		midways += len(got.configs)
+	}
+	if midways < 50 {
+		t.Fatalf("only %d configs made in the middle of replays", midways)
+	}
+	t.Logf("%d configs made in the middle of replays", midways)
+}
+
+// midway is a collector that marshals itself every so many Adds and
+// keeps each config (or error) made.
+type midway struct {
+	marshaler
+	every, adds int
+	configs     [][]byte
+}
+
+func (w *midway) Add(dgst digest.Digest, deps [][]remotecache.Link, results []remotecache.Result) (remotecache.Record, bool, error) {
+	r, ok, err := w.marshaler.Add(dgst, deps, results)
+	if w.adds++; err == nil && w.adds%w.every == 0 {
+		cfg, _, err := w.marshaler.Marshal(context.Background())
+		var dt []byte
+		if err == nil {
+			dt, err = json.Marshal(cfg)
+		}
+		if err != nil {
+			dt = []byte("error: " + err.Error())
+		}
+		w.configs = append(w.configs, dt)
+	}
+	return r, ok, err
 }
 
 // Hash collisions in the indexes of children, blobs and selectors cost

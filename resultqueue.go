@@ -11,15 +11,24 @@ import "sync"
 //
 // What the results side owns (CacheChains.results, blobs, blobIDs, nodes,
 // nodeIDs and recRes) only that goroutine touches while it runs; the rest
-// of the graph it never reads. Whoever needs the results (Marshal, and
-// merge, which moves a record's results) first calls settleResults, which
-// waits for the goroutine to finish and takes what is left itself. The
-// goroutine stops when it runs out of batches, so an abandoned graph
-// leaves none behind.
+// of the graph it never reads: Add gives it, with each record, the record's
+// first input as Add sees it, which chainHint follows. Whoever needs the
+// results (Marshal; merge and drop, which move or clear a record's
+// results) first calls settleResults, which waits for the goroutine to
+// finish and takes what is left itself. The goroutine stops when it runs
+// out of batches, so an abandoned graph leaves none behind.
+//
+// Nothing in that work fails on any input Add accepts. A caller that
+// breaks Target's rule and changes results after Add could make it panic;
+// that panic would now be on the other goroutine, or in a later Add or
+// Marshal, not in the Add that was given them.
 
 // resultBatch is the number of records' results handed over at once
 // (resultQueue.size unless a test sets another).
 const resultBatch = 256
+
+// maxFreeBatches is the number of taken batches kept for Add to fill again.
+const maxFreeBatches = 4
 
 // pendingResults is what an Add hands over: the record, the first source
 // of its first input slot (-1 for none), which chainHint follows, and
@@ -87,7 +96,9 @@ func (c *CacheChains) takeQueued() {
 		c.takeResults(b)
 		clear(b) // let go of the callers' results
 		q.mu.Lock()
-		q.free = append(q.free, b[:0])
+		if len(q.free) < maxFreeBatches {
+			q.free = append(q.free, b[:0])
+		}
 		q.mu.Unlock()
 	}
 }
