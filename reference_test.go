@@ -242,8 +242,8 @@ func TestNoPanicWhereReferencePanics(t *testing.T) {
 
 // Marshal orders records by their digests' first 16 hex digits and
 // compares digests in full only where those are equal. With every digest
-// made to share its first 16 digits with others (some with all, some with
-// a few), the order is still the reference's.
+// made to share its first 16 digits with others, and with digests of
+// another algorithm among them, the order is still the reference's.
 func TestSameGraphsAsReferenceWithSharedDigestPrefixes(t *testing.T) {
 	seeds := 30
 	if testing.Short() {
@@ -257,13 +257,19 @@ func TestSameGraphsAsReferenceWithSharedDigestPrefixes(t *testing.T) {
 				continue
 			}
 			// Sixteen prefixes, each shared by about one digest in
-			// sixteen; the ops of one digest keep one digest.
+			// sixteen; the ops of one digest keep one digest. In every
+			// other graph, some digests are sha512 ones, which have no
+			// key: then every digest is compared in full.
+			if seed%2 == 1 && s[7] < '4' {
+				g.Ops[i].Digest = digest.SHA512.FromString(s)
+				continue
+			}
 			g.Ops[i].Digest = digest.Digest("sha256:" + strings.Repeat(s[7+16:7+17], 16) + s[7+16:])
 		}
 		order := g.Shuffle(seed)
 		want := replayInto(g, order, refchains.NewCacheChains())
 		got := replayInto(g, order, remotecache.NewCacheChains())
-		if got.err != want.err {
+		if got.err != "" || want.err != "" {
 			t.Fatalf("seed %d: error %q, reference %q", seed, got.err, want.err)
 		}
 		if !bytes.Equal(got.json, want.json) {
