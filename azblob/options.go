@@ -1,6 +1,7 @@
 package azblob
 
 import (
+	"math"
 	"net/url"
 	"path"
 	"strings"
@@ -248,26 +249,14 @@ func WithCreateContainer(on bool) Option {
 // it grows for blobs that would need more than 50,000 blocks. From 1 MiB
 // to 4000 MiB. Default: 32 MiB, BuildKit's.
 func WithBlockSize(n int64) Option {
-	return func(o *options) error {
-		if n < minBlockSize || n > maxBlockSize {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "block size %d: must be from 1 MiB to 4000 MiB", n)
-		}
-		o.blockSize = n
-		return nil
-	}
+	return objstore.InRange(n, minBlockSize, maxBlockSize, "block size", "from 1 MiB to 4000 MiB", func(o *options, n int64) { o.blockSize = n })
 }
 
 // WithBlockConcurrency sets how many blocks of one blob are staged at
 // once. Blobs themselves go as concurrently as the exporter writes them
 // (remotecache.WithConcurrency). Default: 4, BuildKit's.
 func WithBlockConcurrency(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "block concurrency %d: must be at least 1", n)
-		}
-		o.blockConcurrency = n
-		return nil
-	}
+	return objstore.InRange(n, 1, math.MaxInt, "block concurrency", "at least 1", func(o *options, n int) { o.blockConcurrency = n })
 }
 
 // WithSpoolDir sets the directory where writes larger than 4 MiB are kept

@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"math"
 	"net/url"
 	"strings"
 	"time"
@@ -162,13 +163,7 @@ func WithPathStyle(on bool) Option {
 // (BuildKit's retry_max_attempts). Default: the SDK's (AWS_MAX_ATTEMPTS,
 // the shared config, else 3).
 func WithRetryMaxAttempts(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "retry max attempts %d: must be at least 1", n)
-		}
-		o.attempts = n
-		return nil
-	}
+	return objstore.InRange(n, 1, math.MaxInt, "retry max attempts", "at least 1", func(o *options, n int) { o.attempts = n })
 }
 
 // WithClient uses client for every request, as it is configured; it
@@ -192,52 +187,28 @@ func WithReadOnly() Option { return objstore.ReadOnly[*options] }
 // WithMultipartThreshold sets the size from which a blob is uploaded in
 // parts. Default: 16 MiB.
 func WithMultipartThreshold(n int64) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "multipart threshold %d: must be positive", n)
-		}
-		o.threshold = n
-		return nil
-	}
+	return objstore.InRange(n, 1, math.MaxInt64, "multipart threshold", "positive", func(o *options, n int64) { o.threshold = n })
 }
 
 // WithPartSize sets the size of the parts of a multipart upload, at least
 // S3's minimum of 5 MiB; it grows for blobs that would need more than
 // 10,000 parts. Default: 8 MiB.
 func WithPartSize(n int64) Option {
-	return func(o *options) error {
-		if n < minPartSize || n > DefaultMaxCopySize {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "part size %d: must be from 5 MiB to 5 GiB", n)
-		}
-		o.partSize = n
-		return nil
-	}
+	return objstore.InRange(n, minPartSize, DefaultMaxCopySize, "part size", "from 5 MiB to 5 GiB", func(o *options, n int64) { o.partSize = n })
 }
 
 // WithPartConcurrency sets how many parts of one blob are uploaded at once.
 // Blobs themselves go as concurrently as the exporter writes them
 // (remotecache.WithConcurrency). Default: 4.
 func WithPartConcurrency(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "part concurrency %d: must be at least 1", n)
-		}
-		o.partConcurrency = n
-		return nil
-	}
+	return objstore.InRange(n, 1, math.MaxInt, "part concurrency", "at least 1", func(o *options, n int) { o.partConcurrency = n })
 }
 
 // WithMaxCopySize sets the largest blob that a refresh copies with one
 // CopyObject; larger ones are copied in parts of this size (UploadPartCopy).
 // At least 5 MiB. Default: 5 GiB, S3's limit.
 func WithMaxCopySize(n int64) Option {
-	return func(o *options) error {
-		if n < minPartSize || n > DefaultMaxCopySize {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "max copy size %d: must be from 5 MiB to 5 GiB", n)
-		}
-		o.maxCopySize = n
-		return nil
-	}
+	return objstore.InRange(n, minPartSize, DefaultMaxCopySize, "max copy size", "from 5 MiB to 5 GiB", func(o *options, n int64) { o.maxCopySize = n })
 }
 
 // WithSpoolDir sets the directory where writes larger than 4 MiB are kept
