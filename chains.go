@@ -12,7 +12,10 @@ import (
 )
 
 // CacheChains collects a cache graph through Add and turns it into a cache
-// config with Marshal. It is safe for concurrent use.
+// config with Marshal. It is safe for concurrent use. Add hands the
+// results it is given to a goroutine of its own, which keeps them in the
+// order of the Adds and ends once it has taken them all; Marshal waits for
+// it.
 type CacheChains struct {
 	mu sync.Mutex
 	// roots are the records without inputs, by digest (blobs.go's
