@@ -30,11 +30,7 @@ func exOpenLatest(dir string, opts ...ocilayout.Option) (*ocilayout.Store, ocisp
 func exReadCache(dir string) (*ocilayout.Store, *remotecache.Manifest, *remotecache.CacheConfig) {
 	ctx := context.Background()
 	s, desc := exOpenLatest(dir, ocilayout.WithReadOnly())
-	m, err := remotecache.ReadManifest(ctx, s, desc)
-	if err != nil {
-		log.Fatal(err)
-	}
-	cfg, err := remotecache.ReadConfig(ctx, s, m)
+	m, cfg, err := remotecache.ReadCache(ctx, s, desc)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func Import(ctx context.Context, provider content.Provider, desc ocispec.Descrip
 		return errors.Wrap(errdefs.ErrInvalidArgument, "import: nil target")
 	}
 
-	m, cfg, err := readCache(ctx, provider, desc, o)
+	m, cfg, err := readTop(ctx, provider, desc, o)
 	if err != nil {
 		return err
 	}

@@ -131,11 +131,7 @@ func Repair(ctx context.Context, src content.Provider, desc ocispec.Descriptor, 
 	if dst == nil && !o.dryRun {
 		return RepairReport{}, errors.Wrap(errdefs.ErrInvalidArgument, "repair: nil destination")
 	}
-	m, err := readManifest(ctx, src, desc, iopts)
-	if err != nil {
-		return RepairReport{}, errors.Wrap(err, "repair")
-	}
-	cfg, err := readConfig(ctx, src, m, iopts)
+	m, cfg, err := readCache(ctx, src, desc, iopts)
 	if err != nil {
 		return RepairReport{}, errors.Wrap(err, "repair")
 	}

@@ -251,11 +251,7 @@ func tcData(n int, seed string) []byte {
 func tcRead(t testing.TB, p content.Provider, desc ocispec.Descriptor) (*remotecache.Manifest, *remotecache.CacheConfig) {
 	t.Helper()
 	ctx := context.Background()
-	m, err := remotecache.ReadManifest(ctx, p, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := remotecache.ReadConfig(ctx, p, m)
+	m, cfg, err := remotecache.ReadCache(ctx, p, desc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,14 +23,39 @@ func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.D
 }
 
 func readManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, o importOptions) (*Manifest, error) {
-	m, _, err := readCache(ctx, provider, desc, o)
+	m, _, err := readTop(ctx, provider, desc, o)
 	return m, err
 }
 
-// readCache reads the blob desc names and tells its form. For the
+// ReadCache reads and checks the cache manifest at desc, in any of the
+// three forms, and decodes the cache config it names: ReadManifest then
+// ReadConfig, with the same errors, but the config-only form's config,
+// which desc names itself, is read once. Options as for Import
+// (WithMaxBlobSize).
+func ReadCache(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (_ *Manifest, _ *CacheConfig, err error) {
+	defer ensureClass(&err)
+	o, err := newImportOptions("read cache", provider, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return readCache(ctx, provider, desc, o)
+}
+
+func readCache(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, o importOptions) (*Manifest, *CacheConfig, error) {
+	m, cfg, err := readTop(ctx, provider, desc, o)
+	if err != nil || cfg != nil {
+		return m, cfg, err
+	}
+	if cfg, err = readConfig(ctx, provider, m, o); err != nil {
+		return nil, nil, err
+	}
+	return m, cfg, nil
+}
+
+// readTop reads the blob desc names and tells its form. For the
 // config-only form, desc is the cache config: it is decoded, and the
 // Manifest's Layers are rebuilt from its layer annotations.
-func readCache(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, o importOptions) (*Manifest, *CacheConfig, error) {
+func readTop(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, o importOptions) (*Manifest, *CacheConfig, error) {
 	what := "manifest"
 	if desc.MediaType == CacheConfigMediaTypeV0 {
 		what = "cache config"
@@ -116,7 +141,7 @@ func Verify(ctx context.Context, provider content.Provider, desc ocispec.Descrip
 	if err != nil {
 		return nil, err
 	}
-	m, err := readManifest(ctx, provider, desc, o)
+	m, cfg, err := readTop(ctx, provider, desc, o)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
@@ -124,7 +149,9 @@ func Verify(ctx context.Context, provider content.Provider, desc ocispec.Descrip
 		return []Problem{{Descriptor: desc, Err: err}}, nil
 	}
 	var problems []Problem
-	cfg, err := readConfig(ctx, provider, m, o)
+	if cfg == nil {
+		cfg, err = readConfig(ctx, provider, m, o)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	stderrors "errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -16,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // tcWriteCache writes a cache config and an image manifest naming it and
@@ -178,5 +181,88 @@ func TestErrorsOfOthersGetAClass(t *testing.T) {
 	tcAdd(t, e, tcDigest("r"), nil, tcResult(src, 1, tcBlob(t, src, []byte("l"))))
 	if _, err := e.Finalize(ctx); !errdefs.IsUnknown(err) || !strings.Contains(err.Error(), "disk gone") {
 		t.Errorf("Finalize = %v, want class unknown", err)
+	}
+}
+
+// tcCountingProvider counts the ReaderAt calls per digest.
+type tcCountingProvider struct {
+	content.Provider
+	reads cachetest.Counter
+}
+
+func (p *tcCountingProvider) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	p.reads.Add(desc.Digest)
+	return p.Provider.ReaderAt(ctx, desc)
+}
+
+// ReadCache gives what ReadManifest then ReadConfig give, in every form,
+// reading the manifest and the config once each: the config-only form's
+// one blob once. Its errors are theirs.
+func TestReadCache(t *testing.T) {
+	ctx := context.Background()
+	for _, f := range append(itFormats[:len(itFormats):len(itFormats)], remotecache.FormatConfigOnly) {
+		t.Run(f.String(), func(t *testing.T) {
+			src := tcStore(t)
+			add := func(tg remotecache.Target) { tcGoldenGraphAnnotated(t, tg, src, true) }
+			var dst content.Store
+			var desc ocispec.Descriptor
+			if f == remotecache.FormatConfigOnly {
+				dst = tcStore(t)
+				desc, _ = tcExportConfigOnly(t, dst, add)
+			} else {
+				dst, desc, _ = itExport(t, f, add)
+			}
+			m, err := remotecache.ReadManifest(ctx, dst, desc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := remotecache.ReadConfig(ctx, dst, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &tcCountingProvider{Provider: dst}
+			gotM, gotCfg, err := remotecache.ReadCache(ctx, p, desc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(gotM, m) {
+				t.Errorf("ReadCache manifest = %+v, ReadManifest = %+v", gotM, m)
+			}
+			if !bytes.Equal(tcJSON(t, gotCfg), tcJSON(t, cfg)) {
+				t.Errorf("ReadCache config = %s, ReadConfig = %s", tcJSON(t, gotCfg), tcJSON(t, cfg))
+			}
+			total, per := p.reads.All()
+			want := map[digest.Digest]int{desc.Digest: 1, m.Config.Digest: 1}
+			if f == remotecache.FormatConfigOnly {
+				want = map[digest.Digest]int{desc.Digest: 1}
+			}
+			if total != len(want) || !maps.Equal(per, want) {
+				t.Errorf("ReadCache read %v, want %v", per, want)
+			}
+		})
+	}
+
+	store := tcStore(t)
+	desc := tcWriteCache(t, store, []byte(`{"layers":[],"records":[]}`))
+	if _, _, err := remotecache.ReadCache(ctx, nil, desc); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ReadCache(nil provider) = %v", err)
+	}
+	if _, _, err := remotecache.ReadCache(ctx, store, desc, remotecache.WithMaxBlobSize(0)); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ReadCache(WithMaxBlobSize(0)) = %v", err)
+	}
+	if _, _, err := remotecache.ReadCache(ctx, store, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: tcDigest("no manifest"), Size: 2}); !errdefs.IsNotFound(err) {
+		t.Errorf("ReadCache(missing manifest) = %v, want not found", err)
+	}
+	m, err := remotecache.ReadManifest(ctx, store, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, m.Config.Digest); err != nil {
+		t.Fatal(err)
+	}
+	_, want := remotecache.ReadConfig(ctx, store, m)
+	gotM, gotCfg, err := remotecache.ReadCache(ctx, store, desc)
+	if !errdefs.IsNotFound(err) || err.Error() != want.Error() || gotM != nil || gotCfg != nil {
+		t.Errorf("ReadCache(missing config) = %v, %v, %v; want nothing and %v", gotM, gotCfg, err, want)
 	}
 }

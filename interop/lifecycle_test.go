@@ -29,11 +29,7 @@ func lcOriginal(t *testing.T) (content.Store, ocispec.Descriptor, *remotecache.M
 	store := newStore(t, dir)
 	desc := cachetest.LayoutIndex(t, dir).Manifests[0]
 	ctx := context.Background()
-	m, err := remotecache.ReadManifest(ctx, store, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := remotecache.ReadConfig(ctx, store, m)
+	m, cfg, err := remotecache.ReadCache(ctx, store, desc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,11 +142,7 @@ func inspect(ctx context.Context, l location) (*report, error) {
 		return nil, err
 	}
 	defer src.Close()
-	m, err := remotecache.ReadManifest(ctx, src, desc)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := remotecache.ReadConfig(ctx, src, m)
+	m, cfg, err := remotecache.ReadCache(ctx, src, desc)
 	if err != nil {
 		return nil, err
 	}

@@ -31,11 +31,7 @@ func readCache(ctx context.Context, l location) (_ *storedCache, err error) {
 			src.Close()
 		}
 	}()
-	m, err := remotecache.ReadManifest(ctx, src, desc)
-	if err != nil {
-		return nil, errors.Wrapf(err, "%s", l)
-	}
-	cfg, err := remotecache.ReadConfig(ctx, src, m)
+	m, cfg, err := remotecache.ReadCache(ctx, src, desc)
 	if err != nil {
 		return nil, errors.Wrapf(err, "%s", l)
 	}
