@@ -5,13 +5,16 @@ import (
 	"context"
 	_ "crypto/sha256" // digests of manifests and configs; validateDigest's fast path
 	"io"
+	"math"
 
-	"github.com/buildcache/remotecache/internal/errclass"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/errclass"
+	"github.com/buildcache/remotecache/internal/option"
 )
 
 // DefaultMaxBlobSize is the default limit on the size of the manifest and of
@@ -45,13 +48,7 @@ func newImportOptions(op string, provider content.Provider, opts []ImportOption)
 // WithMaxBlobSize sets the largest manifest and cache config, in bytes, that
 // Import reads. Default: DefaultMaxBlobSize (64 MiB); n must be at least 1.
 func WithMaxBlobSize(n int64) ImportOption {
-	return func(o *importOptions) error {
-		if n < 1 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "max blob size %d: must be at least 1", n)
-		}
-		o.maxBlobSize = n
-		return nil
-	}
+	return option.InRange(n, 1, math.MaxInt64, "max blob size", "at least 1", func(o *importOptions, n int64) { o.maxBlobSize = n })
 }
 
 // Import reads the cache that the manifest desc points at and adds its

@@ -1,8 +1,12 @@
 package remotecache
 
 import (
+	"math"
+
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/option"
 )
 
 type exportOptions struct {
@@ -37,13 +41,7 @@ const DefaultConcurrency = 4
 // the largest of DefaultConcurrency (4) and what the ingester and the
 // providers of the blobs advise (ConcurrencyAdvisor); n must be at least 1.
 func WithConcurrency(n int) ExportOption {
-	return func(o *exportOptions) error {
-		if n < 1 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "concurrency %d: must be at least 1", n)
-		}
-		o.concurrency = n
-		return nil
-	}
+	return option.InRange(n, 1, math.MaxInt, "concurrency", "at least 1", func(o *exportOptions, n int) { o.concurrency = n })
 }
 
 // WithProgress sets the sink that receives progress events. Default: none.

@@ -2,6 +2,7 @@ package remotecache
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/option"
 )
 
 type trimOptions struct {
@@ -25,25 +28,13 @@ type TrimOption func(*trimOptions) error
 // the trimmed cache may name, each blob counted once however many results
 // use it. Default: none; n must be at least 0 (0 drops every result).
 func WithMaxSize(n int64) TrimOption {
-	return func(o *trimOptions) error {
-		if n < 0 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "max size %d: must be at least 0", n)
-		}
-		o.maxSize = n
-		return nil
-	}
+	return option.InRange(n, 0, math.MaxInt64, "max size", "at least 0", func(o *trimOptions, n int64) { o.maxSize = n })
 }
 
 // WithMaxAge sets the age budget: a result made more than d before now
 // (see WithNow) is dropped. Default: none; d must be positive.
 func WithMaxAge(d time.Duration) TrimOption {
-	return func(o *trimOptions) error {
-		if d <= 0 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "max age %v: must be positive", d)
-		}
-		o.maxAge, o.hasAge = d, true
-		return nil
-	}
+	return option.InRange(d, 1, math.MaxInt64, "max age", "positive", func(o *trimOptions, d time.Duration) { o.maxAge, o.hasAge = d, true })
 }
 
 // WithNow sets the time that WithMaxAge counts back from. Default:

@@ -12,6 +12,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/objstore"
+	"github.com/buildcache/remotecache/internal/option"
 )
 
 // Defaults of the options, BuildKit's where BuildKit has the setting.
@@ -249,14 +250,14 @@ func WithCreateContainer(on bool) Option {
 // it grows for blobs that would need more than 50,000 blocks. From 1 MiB
 // to 4000 MiB. Default: 32 MiB, BuildKit's.
 func WithBlockSize(n int64) Option {
-	return objstore.InRange(n, minBlockSize, maxBlockSize, "block size", "from 1 MiB to 4000 MiB", func(o *options, n int64) { o.blockSize = n })
+	return option.InRange(n, minBlockSize, maxBlockSize, "block size", "from 1 MiB to 4000 MiB", func(o *options, n int64) { o.blockSize = n })
 }
 
 // WithBlockConcurrency sets how many blocks of one blob are staged at
 // once. Blobs themselves go as concurrently as the exporter writes them
 // (remotecache.WithConcurrency). Default: 4, BuildKit's.
 func WithBlockConcurrency(n int) Option {
-	return objstore.InRange(n, 1, math.MaxInt, "block concurrency", "at least 1", func(o *options, n int) { o.blockConcurrency = n })
+	return option.InRange(n, 1, math.MaxInt, "block concurrency", "at least 1", func(o *options, n int) { o.blockConcurrency = n })
 }
 
 // WithSpoolDir sets the directory where writes larger than 4 MiB are kept

@@ -1,12 +1,15 @@
 package registry
 
 import (
+	"math"
 	"net/http"
 	"os"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
+
+	"github.com/buildcache/remotecache/internal/option"
 )
 
 // Defaults of the retry options.
@@ -94,13 +97,7 @@ func WithTransport(rt http.RoundTripper) Option {
 // manifest upload, a blob read, a tag resolution, a blob check. Default:
 // DefaultAttempts (5); n must be at least 1 (1: no retries).
 func WithRetries(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "retries: %d attempts: must be at least 1", n)
-		}
-		o.attempts = n
-		return nil
-	}
+	return option.InRange(n, 1, math.MaxInt, "retry attempts", "at least 1", func(o *options, n int) { o.attempts = n })
 }
 
 // WithBackoff sets the wait before the first retry, min, doubled at each

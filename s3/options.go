@@ -11,6 +11,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache/internal/objstore"
+	"github.com/buildcache/remotecache/internal/option"
 )
 
 // Defaults of the options, BuildKit's where BuildKit has the setting.
@@ -163,7 +164,7 @@ func WithPathStyle(on bool) Option {
 // (BuildKit's retry_max_attempts). Default: the SDK's (AWS_MAX_ATTEMPTS,
 // the shared config, else 3).
 func WithRetryMaxAttempts(n int) Option {
-	return objstore.InRange(n, 1, math.MaxInt, "retry max attempts", "at least 1", func(o *options, n int) { o.attempts = n })
+	return option.InRange(n, 1, math.MaxInt, "retry max attempts", "at least 1", func(o *options, n int) { o.attempts = n })
 }
 
 // WithClient uses client for every request, as it is configured; it
@@ -187,28 +188,28 @@ func WithReadOnly() Option { return objstore.ReadOnly[*options] }
 // WithMultipartThreshold sets the size from which a blob is uploaded in
 // parts. Default: 16 MiB.
 func WithMultipartThreshold(n int64) Option {
-	return objstore.InRange(n, 1, math.MaxInt64, "multipart threshold", "positive", func(o *options, n int64) { o.threshold = n })
+	return option.InRange(n, 1, math.MaxInt64, "multipart threshold", "positive", func(o *options, n int64) { o.threshold = n })
 }
 
 // WithPartSize sets the size of the parts of a multipart upload, at least
 // S3's minimum of 5 MiB; it grows for blobs that would need more than
 // 10,000 parts. Default: 8 MiB.
 func WithPartSize(n int64) Option {
-	return objstore.InRange(n, minPartSize, DefaultMaxCopySize, "part size", "from 5 MiB to 5 GiB", func(o *options, n int64) { o.partSize = n })
+	return option.InRange(n, minPartSize, DefaultMaxCopySize, "part size", "from 5 MiB to 5 GiB", func(o *options, n int64) { o.partSize = n })
 }
 
 // WithPartConcurrency sets how many parts of one blob are uploaded at once.
 // Blobs themselves go as concurrently as the exporter writes them
 // (remotecache.WithConcurrency). Default: 4.
 func WithPartConcurrency(n int) Option {
-	return objstore.InRange(n, 1, math.MaxInt, "part concurrency", "at least 1", func(o *options, n int) { o.partConcurrency = n })
+	return option.InRange(n, 1, math.MaxInt, "part concurrency", "at least 1", func(o *options, n int) { o.partConcurrency = n })
 }
 
 // WithMaxCopySize sets the largest blob that a refresh copies with one
 // CopyObject; larger ones are copied in parts of this size (UploadPartCopy).
 // At least 5 MiB. Default: 5 GiB, S3's limit.
 func WithMaxCopySize(n int64) Option {
-	return objstore.InRange(n, minPartSize, DefaultMaxCopySize, "max copy size", "from 5 MiB to 5 GiB", func(o *options, n int64) { o.maxCopySize = n })
+	return option.InRange(n, minPartSize, DefaultMaxCopySize, "max copy size", "from 5 MiB to 5 GiB", func(o *options, n int64) { o.maxCopySize = n })
 }
 
 // WithSpoolDir sets the directory where writes larger than 4 MiB are kept

@@ -68,19 +68,6 @@ func TouchRefresh[O Embedder](d time.Duration) func(O) error {
 	return func(o O) error { return o.base().SetTouchRefresh(d) }
 }
 
-// InRange returns the option that sets, with set, a store's setting to n,
-// which must be from lo to hi: what names the setting and bounds says the
-// range in the error ("part size 1: must be from 5 MiB to 5 GiB").
-func InRange[O any, N int | int64](n, lo, hi N, what, bounds string, set func(O, N)) func(O) error {
-	return func(o O) error {
-		if n < lo || n > hi {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "%s %d: must be %s", what, n, bounds)
-		}
-		set(o, n)
-		return nil
-	}
-}
-
 // ReadOnly is the option of a store that sends no request that writes.
 func ReadOnly[O Embedder](o O) error {
 	o.base().ReadOnly = true
