@@ -119,53 +119,49 @@ func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, gra
 	if grace != nil && *grace < 0 {
 		return usagef("prune: --grace-period %s: negative", *grace)
 	}
-	var (
-		blobs []content.Info
-		bytes int64
-		kept  int
-	)
+	var rep s3.PruneReport // azblob.PruneReport has the same fields
 	if l.scheme == schemeS3 {
 		s, err := openS3(ctx, l, dryRun)
 		if err != nil {
 			return err
 		}
-		var opts []s3.PruneOption
-		if grace != nil {
-			opts = append(opts, s3.WithGracePeriod(*grace))
-		}
-		if dryRun {
-			opts = append(opts, s3.WithDryRun())
-		}
-		rep, err := s.Prune(ctx, opts...)
-		if err != nil {
+		if rep, err = pruneObjects(ctx, s, grace, dryRun, s3.WithGracePeriod, s3.WithDryRun); err != nil {
 			return errors.Wrapf(err, "%s", l)
 		}
-		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
 	} else {
 		s, err := openAzblob(ctx, l, dryRun)
 		if err != nil {
 			return err
 		}
-		var opts []azblob.PruneOption
-		if grace != nil {
-			opts = append(opts, azblob.WithGracePeriod(*grace))
-		}
-		if dryRun {
-			opts = append(opts, azblob.WithDryRun())
-		}
-		rep, err := s.Prune(ctx, opts...)
+		r, err := pruneObjects(ctx, s, grace, dryRun, azblob.WithGracePeriod, azblob.WithDryRun)
 		if err != nil {
 			return errors.Wrapf(err, "%s", l)
 		}
-		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
+		rep = s3.PruneReport(r)
 	}
 	// Every config under the prefix counts, whatever its name.
 	where := l.scheme + ":" + l.path
 	if l.prefix != "" {
 		where += "/" + l.prefix
 	}
-	c.printPrune(where, dryRun, blobs, bytes, "; kept "+plural(kept, "blob"))
+	c.printPrune(where, dryRun, rep.Blobs, rep.Bytes, "; kept "+plural(rep.Kept, "blob"))
 	return nil
+}
+
+// pruneObjects calls s.Prune (an s3 or azblob Store's) with the grace
+// period grace, or the store's default where grace is nil, and in a dry
+// run with dryRun; withGrace and withDryRun are the store's options.
+func pruneObjects[O, R any](ctx context.Context, s interface {
+	Prune(context.Context, ...O) (R, error)
+}, grace *time.Duration, dryRun bool, withGrace func(time.Duration) O, withDryRun func() O) (R, error) {
+	var opts []O
+	if grace != nil {
+		opts = append(opts, withGrace(*grace))
+	}
+	if dryRun {
+		opts = append(opts, withDryRun())
+	}
+	return s.Prune(ctx, opts...)
 }
 
 // printPrune writes a line per blob removed and one that adds them up,
