@@ -130,7 +130,7 @@
 //
 //	// Layers, then the config, then the manifest.
 //	resp, err := exp.Finalize(ctx)
-//	manifest := resp[remotecache.ExporterResponseManifestDesc] // descriptor JSON
+//	manifest, ok, err := remotecache.ResponseManifest(resp) // ok: something was written
 //
 // Records whose digest starts with "random:" are not exportable and are
 // left out. Progress is reported to a sink set with [WithProgress]; it never

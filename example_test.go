@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/buildcache/remotecache"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/buildcache/remotecache"
 )
 
 // The body of ExampleNewExporter is the usage example in README.md;
@@ -79,9 +80,9 @@ func ExampleNewExporter() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(resp[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		log.Fatal(err)
+	desc, ok, err := remotecache.ResponseManifest(resp)
+	if err != nil || !ok {
+		log.Fatal("no manifest written: ", err)
 	}
 	dt, err := content.ReadBlob(ctx, dst, desc)
 	if err != nil {

@@ -2,7 +2,6 @@ package remotecache_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -86,9 +85,9 @@ func exFinalize(ctx context.Context, exp remotecache.Exporter) ocispec.Descripto
 	if err != nil {
 		log.Fatal(err)
 	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		log.Fatal(err)
+	desc, ok, err := remotecache.ResponseManifest(res)
+	if err != nil || !ok {
+		log.Fatal("no manifest written: ", err)
 	}
 	return desc
 }

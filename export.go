@@ -22,6 +22,27 @@ import (
 // manifest, it is the cache config's descriptor.
 const ExporterResponseManifestDesc = "cache.manifest"
 
+// ResponseManifest decodes the descriptor that Finalize's response holds
+// under ExporterResponseManifestDesc: the manifest's, or the config's in
+// the config-only form. ok is false where the response has none (nothing
+// was exported). A value that is not a descriptor's JSON, with a valid
+// digest, is an error of class errdefs.ErrInvalidArgument that names the
+// key.
+func ResponseManifest(resp map[string]string) (desc ocispec.Descriptor, ok bool, err error) {
+	dt, ok := resp[ExporterResponseManifestDesc]
+	if !ok {
+		return ocispec.Descriptor{}, false, nil
+	}
+	err = json.Unmarshal([]byte(dt), &desc)
+	if err == nil {
+		err = desc.Digest.Validate()
+	}
+	if err != nil {
+		return ocispec.Descriptor{}, true, invalidf(err, "Finalize's response %q: %q is not a descriptor's JSON", ExporterResponseManifestDesc, dt)
+	}
+	return desc, true, nil
+}
+
 // maxConfigSize is the largest config BuildKit's importer accepts.
 const maxConfigSize = 1 << 20
 

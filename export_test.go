@@ -399,8 +399,8 @@ func TestFinalizeNoLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := res[remotecache.ExporterResponseManifestDesc]; ok {
-		t.Fatalf("response %v has a manifest", res)
+	if desc, ok, err := remotecache.ResponseManifest(res); ok || err != nil || desc.Digest != "" {
+		t.Fatalf("response %v: ResponseManifest = %v, %v, %v; want nothing", res, desc, ok, err)
 	}
 	if dst.writers != 0 {
 		t.Fatalf("%d writers opened, want none", dst.writers)
@@ -690,5 +690,36 @@ func TestFinalizeClosesWriterWhenCommitFails(t *testing.T) {
 	}
 	if len(sts) != 0 {
 		t.Fatalf("ingests left behind: %+v", sts)
+	}
+}
+
+// ResponseManifest gives the descriptor Finalize wrote, in every form, and
+// refuses a value that is not a descriptor, naming the key.
+func TestResponseManifest(t *testing.T) {
+	ctx := context.Background()
+	for _, f := range append(itFormats[:len(itFormats):len(itFormats)], remotecache.FormatConfigOnly) {
+		src, dst := tcStore(t), tcStore(t)
+		e, err := remotecache.NewExporter(dst, remotecache.WithManifestFormat(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tcGoldenGraph(t, e, src)
+		res, err := e.Finalize(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc, ok, err := remotecache.ResponseManifest(res)
+		if !ok || err != nil {
+			t.Fatalf("%s: ResponseManifest(%v) = %v, %v", f, res, ok, err)
+		}
+		if m, err := remotecache.ReadManifest(ctx, dst, desc); err != nil || m.Format != f {
+			t.Errorf("%s: the descriptor %v reads as %v, %v", f, desc, m, err)
+		}
+	}
+	for _, v := range []string{"", "{", `{"digest":"sha256:x"}`, "{}", `"sha256:` + strings.Repeat("a", 64) + `"`} {
+		desc, ok, err := remotecache.ResponseManifest(map[string]string{remotecache.ExporterResponseManifestDesc: v})
+		if !ok || !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), remotecache.ExporterResponseManifestDesc) || desc.Digest != "" {
+			t.Errorf("%q: ResponseManifest = %v, %v, %v; want an invalid argument naming the key", v, desc, ok, err)
+		}
 	}
 }

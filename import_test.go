@@ -17,14 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pkg/errors"
-
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
@@ -895,13 +894,12 @@ func itExport(t testing.TB, f remotecache.ManifestFormat, build func(remotecache
 	if err != nil {
 		t.Fatal(err)
 	}
-	var desc ocispec.Descriptor
-	mj, ok := res[remotecache.ExporterResponseManifestDesc]
+	desc, ok, err := remotecache.ResponseManifest(res)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !ok {
 		return dst, desc, nil // nothing to export
-	}
-	if err := json.Unmarshal([]byte(mj), &desc); err != nil {
-		t.Fatalf("Finalize response %v: %v", res, err)
 	}
 	mdt, err := content.ReadBlob(ctx, dst, desc)
 	if err != nil {

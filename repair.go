@@ -2,7 +2,6 @@ package remotecache
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -197,9 +196,14 @@ func Repair(ctx context.Context, src content.Provider, desc ocispec.Descriptor, 
 	if err != nil {
 		return rep, errors.Wrap(err, "repair")
 	}
-	if err := json.Unmarshal([]byte(res[ExporterResponseManifestDesc]), &rep.Manifest); err != nil {
+	desc, ok, err := ResponseManifest(res)
+	if !ok && err == nil {
+		err = errors.New("no descriptor")
+	}
+	if err != nil {
 		return rep, errors.Wrapf(errdefs.ErrInternal, "repair: Finalize's response %v: %v", res, err)
 	}
+	rep.Manifest = desc
 	rep.Written = true
 	return rep, nil
 }

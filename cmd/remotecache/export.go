@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/buildcache/remotecache"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 	"github.com/spf13/cobra"
+
+	"github.com/buildcache/remotecache"
 )
 
 // exportFlags are the flags of the commands that write a cache: copy,
@@ -214,13 +215,12 @@ func (c *cli) write(ctx context.Context, caches []*storedCache, dstLoc location,
 	if err != nil {
 		return nil, errors.Wrapf(err, "%s", dstLoc)
 	}
-	descJSON, ok := resp[remotecache.ExporterResponseManifestDesc]
+	desc, ok, err := remotecache.ResponseManifest(resp)
+	if err != nil {
+		return nil, errors.Wrapf(err, "%s", dstLoc)
+	}
 	if !ok {
 		return nil, errors.Errorf("%s: nothing to write: no record of the source has all its layer blobs", dstLoc)
-	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(descJSON), &desc); err != nil {
-		return nil, errors.Wrap(err, "decoding the manifest descriptor")
 	}
 	done := remotecache.OneOff(t, "tagging "+dstLoc.String())
 	if err := done(dst.tag(ctx, desc)); err != nil {

@@ -13,18 +13,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
 
+	"github.com/containerd/log"
+	"github.com/pkg/errors"
+
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/ocilayout"
-	"github.com/containerd/log"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/pkg/errors"
 )
 
 func main() {
@@ -101,9 +100,12 @@ func run(ctx context.Context, srcLoc, dstLoc string, c remotecache.CompressionCo
 	if err != nil {
 		return err
 	}
-	var mdesc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &mdesc); err != nil {
-		return errors.Wrap(err, "Finalize's response")
+	mdesc, ok, err := remotecache.ResponseManifest(res)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("nothing to write: no record has all its layer blobs")
 	}
 	if err := dst.Tag(ctx, dstTag, mdesc); err != nil {
 		return err

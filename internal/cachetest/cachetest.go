@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pkg/errors"
 
 	"github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
@@ -86,9 +87,9 @@ func Export(t testing.TB, ing content.Ingester, g *cachegen.Graph, order []int, 
 // without one fails t.
 func ManifestDesc(t testing.TB, res map[string]string) ocispec.Descriptor {
 	t.Helper()
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		t.Fatalf("Finalize's response %v: %v", res, err)
+	desc, ok, err := remotecache.ResponseManifest(res)
+	if !ok || err != nil {
+		t.Fatalf("Finalize's response %v: no descriptor (%v)", res, err)
 	}
 	return desc
 }
@@ -100,11 +101,11 @@ func Finalize(ctx context.Context, e remotecache.Exporter) (ocispec.Descriptor, 
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	var desc ocispec.Descriptor
-	if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-		return ocispec.Descriptor{}, err
+	desc, ok, err := remotecache.ResponseManifest(res)
+	if !ok && err == nil {
+		err = errors.Errorf("Finalize's response %v: no descriptor", res)
 	}
-	return desc, nil
+	return desc, err
 }
 
 // Copy imports the cache at desc in src into an exporter that writes dst

@@ -2,7 +2,6 @@ package regtest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -18,7 +17,6 @@ import (
 	"github.com/moby/buildkit/util/compression"
 	"github.com/moby/buildkit/util/contentutil"
 	"github.com/moby/buildkit/util/push"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pkg/errors"
 
 	remotecache "github.com/buildcache/remotecache"
@@ -135,9 +133,12 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		if err != nil {
 			return s, err
 		}
-		var desc ocispec.Descriptor
-		if err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc); err != nil {
-			return s, errors.Wrapf(err, "manifest descriptor %q", res[remotecache.ExporterResponseManifestDesc])
+		desc, ok, err := remotecache.ResponseManifest(res)
+		if !ok && err == nil {
+			err = errors.Errorf("Finalize's response %v: no descriptor", res)
+		}
+		if err != nil {
+			return s, err
 		}
 		s.manifest = desc.Digest.String()
 		return s, nil

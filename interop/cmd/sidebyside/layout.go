@@ -93,8 +93,7 @@ func (r *runner) layoutCase(c caseSpec) error {
 	}
 	// manifestDesc is the descriptor a Finalize response names.
 	manifestDesc := func(res map[string]string) (ocispec.Descriptor, error) {
-		var desc ocispec.Descriptor
-		err := json.Unmarshal([]byte(res[remotecache.ExporterResponseManifestDesc]), &desc)
+		desc, _, err := remotecache.ResponseManifest(res)
 		return desc, err
 	}
 
