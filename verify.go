@@ -12,7 +12,9 @@ import (
 )
 
 // ReadManifest reads and checks the cache manifest at desc, in any of the
-// three forms. Options as for Import (WithMaxBlobSize).
+// three manifest forms, or the config of the config-only form (whose
+// Layers it rebuilds from the layer annotations). Options as for Import
+// (WithMaxBlobSize).
 func ReadManifest(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (_ *Manifest, err error) {
 	defer ensureClass(&err)
 	o, err := newImportOptions("read manifest", provider, opts)
@@ -27,10 +29,10 @@ func readManifest(ctx context.Context, provider content.Provider, desc ocispec.D
 	return m, err
 }
 
-// ReadCache reads and checks the cache manifest at desc, in any of the
-// three forms, and decodes the cache config it names: ReadManifest then
-// ReadConfig, with the same errors, but the config-only form's config,
-// which desc names itself, is read once. Options as for Import
+// ReadCache reads and checks the cache manifest at desc, in any form, and
+// decodes the cache config it names: ReadManifest then ReadConfig, with
+// the same errors, but the config-only form's config, which desc names
+// itself, is read once. Options as for Import
 // (WithMaxBlobSize).
 func ReadCache(ctx context.Context, provider content.Provider, desc ocispec.Descriptor, opts ...ImportOption) (_ *Manifest, _ *CacheConfig, err error) {
 	defer ensureClass(&err)
