@@ -1,6 +1,7 @@
 package remotecache_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -722,4 +723,38 @@ func TestResponseManifest(t *testing.T) {
 			t.Errorf("%q: ResponseManifest = %v, %v, %v; want an invalid argument naming the key", v, desc, ok, err)
 		}
 	}
+}
+
+// FuzzResponseManifest: any value gives a descriptor with a valid digest
+// whose JSON decodes to the same JSON, or an invalid argument; never a
+// panic. Seeds in testdata/fuzz/FuzzResponseManifest.
+func FuzzResponseManifest(f *testing.F) {
+	f.Add(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:` + strings.Repeat("a", 64) + `","size":415}`)
+	f.Add(`{"digest":"sha256:x"}`)
+	f.Fuzz(func(t *testing.T, v string) {
+		desc, ok, err := remotecache.ResponseManifest(map[string]string{remotecache.ExporterResponseManifestDesc: v})
+		if !ok {
+			t.Fatal("ok false for a response with the key")
+		}
+		if err != nil {
+			if !errdefs.IsInvalidArgument(err) || desc.Digest != "" {
+				t.Fatalf("%q: %v, %v", v, desc, err)
+			}
+			return
+		}
+		if desc.Digest.Validate() != nil {
+			t.Fatalf("%q: digest %q accepted", v, desc.Digest)
+		}
+		dt, err := json.Marshal(desc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, ok, err := remotecache.ResponseManifest(map[string]string{remotecache.ExporterResponseManifestDesc: string(dt)})
+		if !ok || err != nil {
+			t.Fatalf("%q: %s does not decode: %v", v, dt, err)
+		}
+		if dt2, _ := json.Marshal(again); !bytes.Equal(dt2, dt) {
+			t.Fatalf("%q: %s decodes to %s", v, dt, dt2)
+		}
+	})
 }
