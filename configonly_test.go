@@ -169,3 +169,31 @@ func TestConfigOnlyImportErrors(t *testing.T) {
 		})
 	}
 }
+
+// Verify reads a config-only cache's one blob once, and reports that blob
+// with other bytes (its digest's not theirs) as the one problem, of class
+// failed precondition; ReadCache fails on it as ReadManifest does.
+func TestConfigOnlyVerify(t *testing.T) {
+	ctx := context.Background()
+	src, dst := tcStore(t), tcStore(t)
+	desc, dt := tcExportConfigOnly(t, dst, func(tg remotecache.Target) { tcGoldenGraphAnnotated(t, tg, src, true) })
+	p := &tcCountingProvider{Provider: dst}
+	if problems, err := remotecache.Verify(ctx, p, desc); err != nil || len(problems) != 0 {
+		t.Fatalf("Verify = %v, %v", problems, err)
+	}
+	if n := p.reads.Get(desc.Digest); n != 1 {
+		t.Errorf("Verify read the config %d times, want 1", n)
+	}
+
+	bad := bytes.Clone(dt)
+	bad[len(bad)/2] ^= 1
+	blobs := itMem{desc.Digest: bad}
+	problems, err := remotecache.Verify(ctx, blobs, desc)
+	if err != nil || len(problems) != 1 || problems[0].Descriptor.Digest != desc.Digest || !errdefs.IsFailedPrecondition(problems[0].Err) {
+		t.Fatalf("Verify of a changed config = %v, %v; want one failed precondition on %s", problems, err, desc.Digest)
+	}
+	_, want := remotecache.ReadManifest(ctx, blobs, desc)
+	if _, _, err := remotecache.ReadCache(ctx, blobs, desc); err == nil || want == nil || err.Error() != want.Error() {
+		t.Errorf("ReadCache of a changed config = %v, want ReadManifest's %v", err, want)
+	}
+}

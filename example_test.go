@@ -81,8 +81,11 @@ func ExampleNewExporter() {
 		log.Fatal(err)
 	}
 	desc, ok, err := remotecache.ResponseManifest(resp)
-	if err != nil || !ok {
-		log.Fatal("no manifest written: ", err)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if !ok {
+		log.Fatal("nothing exported")
 	}
 	dt, err := content.ReadBlob(ctx, dst, desc)
 	if err != nil {

@@ -86,8 +86,11 @@ func exFinalize(ctx context.Context, exp remotecache.Exporter) ocispec.Descripto
 		log.Fatal(err)
 	}
 	desc, ok, err := remotecache.ResponseManifest(res)
-	if err != nil || !ok {
-		log.Fatal("no manifest written: ", err)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if !ok {
+		log.Fatal("nothing exported")
 	}
 	return desc
 }

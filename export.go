@@ -25,20 +25,22 @@ const ExporterResponseManifestDesc = "cache.manifest"
 // ResponseManifest decodes the descriptor that Finalize's response holds
 // under ExporterResponseManifestDesc: the manifest's, or the config's in
 // the config-only form. ok is false where the response has none (nothing
-// was exported). A value that is not a descriptor's JSON, with a valid
-// digest, is an error of class errdefs.ErrInvalidArgument that names the
-// key.
+// was exported). A value that is not a descriptor's JSON, or whose digest
+// is invalid or size negative, is an error of class
+// errdefs.ErrInvalidArgument that names the key.
 func ResponseManifest(resp map[string]string) (desc ocispec.Descriptor, ok bool, err error) {
 	dt, ok := resp[ExporterResponseManifestDesc]
 	if !ok {
 		return ocispec.Descriptor{}, false, nil
 	}
-	err = json.Unmarshal([]byte(dt), &desc)
-	if err == nil {
-		err = desc.Digest.Validate()
-	}
-	if err != nil {
+	if err := json.Unmarshal([]byte(dt), &desc); err != nil {
 		return ocispec.Descriptor{}, true, invalidf(err, "Finalize's response %q: %q is not a descriptor's JSON", ExporterResponseManifestDesc, dt)
+	}
+	if err := desc.Digest.Validate(); err != nil {
+		return ocispec.Descriptor{}, true, invalidf(err, "Finalize's response %q: %q: digest %q", ExporterResponseManifestDesc, dt, desc.Digest)
+	}
+	if desc.Size < 0 {
+		return ocispec.Descriptor{}, true, errors.Wrapf(errdefs.ErrInvalidArgument, "Finalize's response %q: %q: size %d", ExporterResponseManifestDesc, dt, desc.Size)
 	}
 	return desc, true, nil
 }

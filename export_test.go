@@ -545,6 +545,9 @@ func TestNewExporterOptions(t *testing.T) {
 			t.Errorf("%s: err = %v, want invalid argument", tc.name, err)
 		}
 	}
+	if _, err := remotecache.NewExporter(store, remotecache.WithConcurrency(0)); err == nil || !strings.Contains(err.Error(), "concurrency 0: must be at least 1") {
+		t.Errorf("concurrency 0: err = %v", err)
+	}
 	if _, err := remotecache.NewExporter(nil); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("nil ingester: err = %v", err)
 	}
@@ -717,7 +720,7 @@ func TestResponseManifest(t *testing.T) {
 			t.Errorf("%s: the descriptor %v reads as %v, %v", f, desc, m, err)
 		}
 	}
-	for _, v := range []string{"", "{", `{"digest":"sha256:x"}`, "{}", `"sha256:` + strings.Repeat("a", 64) + `"`} {
+	for _, v := range []string{"", "{", `{"digest":"sha256:x"}`, "{}", `"sha256:` + strings.Repeat("a", 64) + `"`, `{"digest":"sha256:` + strings.Repeat("a", 64) + `","size":-5}`} {
 		desc, ok, err := remotecache.ResponseManifest(map[string]string{remotecache.ExporterResponseManifestDesc: v})
 		if !ok || !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), remotecache.ExporterResponseManifestDesc) || desc.Digest != "" {
 			t.Errorf("%q: ResponseManifest = %v, %v, %v; want an invalid argument naming the key", v, desc, ok, err)

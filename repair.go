@@ -197,11 +197,11 @@ func Repair(ctx context.Context, src content.Provider, desc ocispec.Descriptor, 
 		return rep, errors.Wrap(err, "repair")
 	}
 	desc, ok, err := ResponseManifest(res)
-	if !ok && err == nil {
-		err = errors.New("no descriptor")
-	}
 	if err != nil {
-		return rep, errors.Wrapf(errdefs.ErrInternal, "repair: Finalize's response %v: %v", res, err)
+		return rep, errors.Wrapf(errdefs.ErrInternal, "repair: %v", err)
+	}
+	if !ok {
+		return rep, errors.Wrapf(errdefs.ErrInternal, "repair: Finalize's response %v: no descriptor", res)
 	}
 	rep.Manifest = desc
 	rep.Written = true

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,9 @@ func TestOptionsValidated(t *testing.T) {
 		if _, err := registry.New("127.0.0.1:5000/cache", opt); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	if _, err := registry.New("127.0.0.1:5000/cache", registry.WithRetries(0)); err == nil || !strings.Contains(err.Error(), "retry attempts 0: must be at least 1") {
+		t.Errorf("WithRetries(0): %v", err)
 	}
 	if _, err := registry.New("127.0.0.1:5000/cache",
 		registry.WithRetries(1), registry.WithBackoff(time.Millisecond, time.Millisecond),

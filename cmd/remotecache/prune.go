@@ -119,32 +119,38 @@ func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, gra
 	if grace != nil && *grace < 0 {
 		return usagef("prune: --grace-period %s: negative", *grace)
 	}
-	var rep s3.PruneReport // azblob.PruneReport has the same fields
+	var (
+		blobs []content.Info
+		bytes int64
+		kept  int
+	)
 	if l.scheme == schemeS3 {
 		s, err := openS3(ctx, l, dryRun)
 		if err != nil {
 			return err
 		}
-		if rep, err = pruneObjects(ctx, s, grace, dryRun, s3.WithGracePeriod, s3.WithDryRun); err != nil {
+		rep, err := pruneObjects(ctx, s, grace, dryRun, s3.WithGracePeriod, s3.WithDryRun)
+		if err != nil {
 			return errors.Wrapf(err, "%s", l)
 		}
+		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
 	} else {
 		s, err := openAzblob(ctx, l, dryRun)
 		if err != nil {
 			return err
 		}
-		r, err := pruneObjects(ctx, s, grace, dryRun, azblob.WithGracePeriod, azblob.WithDryRun)
+		rep, err := pruneObjects(ctx, s, grace, dryRun, azblob.WithGracePeriod, azblob.WithDryRun)
 		if err != nil {
 			return errors.Wrapf(err, "%s", l)
 		}
-		rep = s3.PruneReport(r)
+		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
 	}
 	// Every config under the prefix counts, whatever its name.
 	where := l.scheme + ":" + l.path
 	if l.prefix != "" {
 		where += "/" + l.prefix
 	}
-	c.printPrune(where, dryRun, rep.Blobs, rep.Bytes, "; kept "+plural(rep.Kept, "blob"))
+	c.printPrune(where, dryRun, blobs, bytes, "; kept "+plural(kept, "blob"))
 	return nil
 }
 

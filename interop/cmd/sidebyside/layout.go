@@ -93,7 +93,10 @@ func (r *runner) layoutCase(c caseSpec) error {
 	}
 	// manifestDesc is the descriptor a Finalize response names.
 	manifestDesc := func(res map[string]string) (ocispec.Descriptor, error) {
-		desc, _, err := remotecache.ResponseManifest(res)
+		desc, ok, err := remotecache.ResponseManifest(res)
+		if !ok && err == nil {
+			err = errors.Errorf("Finalize's response %v: no descriptor", res)
+		}
 		return desc, err
 	}
 
