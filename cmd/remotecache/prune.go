@@ -119,47 +119,48 @@ func (c *cli) pruneObjectStore(ctx context.Context, l location, dryRun bool, gra
 	if grace != nil && *grace < 0 {
 		return usagef("prune: --grace-period %s: negative", *grace)
 	}
-	var (
-		blobs []content.Info
-		bytes int64
-		kept  int
-	)
+	var rep pruned
+	var err error
 	if l.scheme == schemeS3 {
-		s, err := openS3(ctx, l, dryRun)
-		if err != nil {
-			return err
-		}
-		rep, err := pruneObjects(ctx, s, grace, dryRun, s3.WithGracePeriod, s3.WithDryRun)
-		if err != nil {
-			return errors.Wrapf(err, "%s", l)
-		}
-		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
+		rep, err = pruneIn(ctx, l, grace, dryRun, openS3, (*s3.Store).Prune, s3.WithGracePeriod, s3.WithDryRun)
 	} else {
-		s, err := openAzblob(ctx, l, dryRun)
-		if err != nil {
-			return err
-		}
-		rep, err := pruneObjects(ctx, s, grace, dryRun, azblob.WithGracePeriod, azblob.WithDryRun)
-		if err != nil {
-			return errors.Wrapf(err, "%s", l)
-		}
-		blobs, bytes, kept = rep.Blobs, rep.Bytes, rep.Kept
+		rep, err = pruneIn(ctx, l, grace, dryRun, openAzblob, (*azblob.Store).Prune, azblob.WithGracePeriod, azblob.WithDryRun)
+	}
+	if err != nil {
+		return err
 	}
 	// Every config under the prefix counts, whatever its name.
 	where := l.scheme + ":" + l.path
 	if l.prefix != "" {
 		where += "/" + l.prefix
 	}
-	c.printPrune(where, dryRun, blobs, bytes, "; kept "+plural(kept, "blob"))
+	c.printPrune(where, dryRun, rep.Blobs, rep.Bytes, "; kept "+plural(rep.Kept, "blob"))
 	return nil
 }
 
-// pruneObjects calls s.Prune (an s3 or azblob Store's) with the grace
-// period grace, or the store's default where grace is nil, and in a dry
-// run with dryRun; withGrace and withDryRun are the store's options.
-func pruneObjects[O, R any](ctx context.Context, s interface {
-	Prune(context.Context, ...O) (R, error)
-}, grace *time.Duration, dryRun bool, withGrace func(time.Duration) O, withDryRun func() O) (R, error) {
+// pruned is what prune prints of an s3 or azblob PruneReport, which both
+// have these fields (a field added to one fails pruneIn's conversion).
+type pruned struct {
+	Blobs []content.Info
+	Bytes int64
+	Kept  int
+}
+
+// pruneIn opens the s3 or azblob store at l with open and prunes it with
+// prune (its Store's Prune), with the grace period grace, or the store's
+// default where grace is nil, and in a dry run with dryRun; withGrace and
+// withDryRun are the store's options. An error of Prune names l.
+func pruneIn[S, O any, R ~struct {
+	Blobs []content.Info
+	Bytes int64
+	Kept  int
+}](ctx context.Context, l location, grace *time.Duration, dryRun bool,
+	open func(context.Context, location, bool) (S, error), prune func(S, context.Context, ...O) (R, error),
+	withGrace func(time.Duration) O, withDryRun func() O) (pruned, error) {
+	s, err := open(ctx, l, dryRun)
+	if err != nil {
+		return pruned{}, err
+	}
 	var opts []O
 	if grace != nil {
 		opts = append(opts, withGrace(*grace))
@@ -167,7 +168,11 @@ func pruneObjects[O, R any](ctx context.Context, s interface {
 	if dryRun {
 		opts = append(opts, withDryRun())
 	}
-	return s.Prune(ctx, opts...)
+	rep, err := prune(s, ctx, opts...)
+	if err != nil {
+		return pruned{}, errors.Wrapf(err, "%s", l)
+	}
+	return pruned(rep), nil
 }
 
 // printPrune writes a line per blob removed and one that adds them up,
