@@ -168,23 +168,6 @@ func (r czCancelReader) ReadAt(b []byte, off int64) (int, error) {
 	return r.ReaderAt.ReadAt(b, off)
 }
 
-// czCountingProvider counts the readers opened per blob.
-type czCountingProvider struct {
-	content.Provider
-	mu    sync.Mutex
-	opens map[digest.Digest]int
-}
-
-func (p *czCountingProvider) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
-	p.mu.Lock()
-	if p.opens == nil {
-		p.opens = map[digest.Digest]int{}
-	}
-	p.opens[desc.Digest]++
-	p.mu.Unlock()
-	return p.Provider.ReaderAt(ctx, desc)
-}
-
 // TestCompressionReconvertWritesNothing: converting the same source again,
 // at another concurrency, gives the same bytes, and converting the
 // converted cache again (as it is, or forced at the same level) gives it
@@ -193,10 +176,10 @@ func (p *czCountingProvider) ReaderAt(ctx context.Context, desc ocispec.Descript
 func TestCompressionReconvertWritesNothing(t *testing.T) {
 	src, store := tcStore(t), tcStore(t)
 	ls := czLayers(t, src, remotecache.CompressionGzip, remotecache.CompressionUncompressed)
-	counted := &czCountingProvider{Provider: src}
+	counted := &tcCountingProvider{Provider: src}
 	desc := czMustExport(t, store, counted, ls, czZstd, remotecache.WithConcurrency(1))
 	for _, l := range ls {
-		if n := counted.opens[l.Digest]; n != 1 {
+		if n := counted.reads.Get(l.Digest); n != 1 {
 			t.Errorf("blob %s read %d times, want once", l.Digest, n)
 		}
 	}

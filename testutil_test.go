@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
+	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // tcStore is containerd's real local content store on a temp dir.
@@ -256,4 +257,15 @@ func tcRead(t testing.TB, p content.Provider, desc ocispec.Descriptor) (*remotec
 		t.Fatal(err)
 	}
 	return m, cfg
+}
+
+// tcCountingProvider counts the ReaderAt calls per digest.
+type tcCountingProvider struct {
+	content.Provider
+	reads cachetest.Counter
+}
+
+func (p *tcCountingProvider) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	p.reads.Add(desc.Digest)
+	return p.Provider.ReaderAt(ctx, desc)
 }

@@ -18,7 +18,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/buildcache/remotecache"
-	"github.com/buildcache/remotecache/internal/cachetest"
 )
 
 // tcWriteCache writes a cache config and an image manifest naming it and
@@ -182,17 +181,6 @@ func TestErrorsOfOthersGetAClass(t *testing.T) {
 	if _, err := e.Finalize(ctx); !errdefs.IsUnknown(err) || !strings.Contains(err.Error(), "disk gone") {
 		t.Errorf("Finalize = %v, want class unknown", err)
 	}
-}
-
-// tcCountingProvider counts the ReaderAt calls per digest.
-type tcCountingProvider struct {
-	content.Provider
-	reads cachetest.Counter
-}
-
-func (p *tcCountingProvider) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
-	p.reads.Add(desc.Digest)
-	return p.Provider.ReaderAt(ctx, desc)
 }
 
 // ReadCache gives what ReadManifest then ReadConfig give, in every form,

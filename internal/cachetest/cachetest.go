@@ -101,6 +101,12 @@ func Finalize(ctx context.Context, e remotecache.Exporter) (ocispec.Descriptor, 
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	return ResponseDesc(res)
+}
+
+// ResponseDesc is remotecache.ResponseManifest for a response that must
+// name a descriptor: one without is an error too.
+func ResponseDesc(res map[string]string) (ocispec.Descriptor, error) {
 	desc, ok, err := remotecache.ResponseManifest(res)
 	if !ok && err == nil {
 		err = errors.Errorf("Finalize's response %v: no descriptor", res)

@@ -17,7 +17,6 @@ import (
 	"github.com/moby/buildkit/util/compression"
 	"github.com/moby/buildkit/util/contentutil"
 	"github.com/moby/buildkit/util/push"
-	"github.com/pkg/errors"
 
 	remotecache "github.com/buildcache/remotecache"
 	"github.com/buildcache/remotecache/internal/cachegen"
@@ -133,10 +132,7 @@ func BenchmarkRegistrySideBySide(b *testing.B) {
 		if err != nil {
 			return s, err
 		}
-		desc, ok, err := remotecache.ResponseManifest(res)
-		if !ok && err == nil {
-			err = errors.Errorf("Finalize's response %v: no descriptor", res)
-		}
+		desc, err := cachetest.ResponseDesc(res)
 		if err != nil {
 			return s, err
 		}
